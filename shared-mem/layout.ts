@@ -1,0 +1,110 @@
+/**
+ * The host memory layout of one VM, inside one shared WebAssembly.Memory.
+ *
+ *   [0, S)                 native frames: guest RAM (guest-physical RAM_BASE.. maps here)
+ *   [k·S, (k+1)·S)         mirror copy k, for k = 1 .. nmr-1  (mirror(a) = a + k·S)
+ *   spares                 spare frames that replace failed frames on recovery
+ *   p2m                    guest-physical page -> host frame table (u32 per page)
+ *   hart areas             one HART_AREA_SIZE block per hart: registers, CSRs, decode cache
+ *
+ * RAM sits at host offset 0 so that the mirror of a host address is exactly a + k·S,
+ * as in the kMemvisor paper; every other area follows the copies.
+ */
+
+export const RAM_BASE = 0x8000_0000;
+export const PAGE_SIZE = 4096;
+export const WASM_PAGE = 65536;
+
+/** Per-hart state: every slot is 8 bytes, little-endian, at these byte offsets from the hart base. */
+export const HartSlot = {
+  /** x0..x31, 8 bytes each. */
+  X: 0,
+  PC: 256,
+  /** Instructions retired by the last engine call (written by the engine on every exit). */
+  RETIRED: 264,
+  /** Trap cause / value set by the engine when it exits with ExitReason.Trap. */
+  TRAP_CAUSE: 272,
+  TRAP_TVAL: 280,
+  /** Raw instruction the engine found no decode-cache entry for (ExitReason.DecodeMiss). */
+  MISS_RAW: 288,
+  /** Set by host code (device, CSR write, stop request) to make the engine return at once. */
+  EXIT_REQUEST: 296,
+  /** Current privilege level (3 = M, 1 = S, 0 = U). */
+  PRIV: 304,
+  /** LR reservation: address (or -1 when none) and the value LR read. */
+  RES_ADDR: 312,
+  RES_VALUE: 320,
+  /** Interrupt pending bits (mip) — shared, updated atomically by devices and other harts. */
+  MIP: 328,
+  /** Total instructions retired (minstret). */
+  INSTRET: 336,
+  /** Start of the CSR file (4096 slots would be 32 KiB; we keep a dense table, see vcpu/csr.ts). */
+  CSR: 512,
+} as const;
+
+export const CSR_SLOTS = 256;
+/** Direct-mapped decode cache, keyed by the raw instruction bits (see vcpu/decode-cache.ts). */
+export const DECODE_CACHE_OFFSET = HartSlot.CSR + CSR_SLOTS * 8;
+export const DECODE_CACHE_ENTRIES = 1 << 16;
+export const DECODE_ENTRY_SIZE = 16;
+export const HART_AREA_SIZE = alignUp(DECODE_CACHE_OFFSET + DECODE_CACHE_ENTRIES * DECODE_ENTRY_SIZE, PAGE_SIZE);
+
+export interface LayoutOptions {
+  /** Guest RAM size in bytes (multiple of 4 KiB). */
+  ramSize: number;
+  /** Number of copies of protected memory (1 = no mirror, 2 = primary + one mirror, ... 5). */
+  copies: number;
+  /** Spare frames reserved for recovery. */
+  spareFrames: number;
+  harts: number;
+}
+
+export interface MemoryLayout extends LayoutOptions {
+  /** Host offset of guest RAM (always 0: mirror(a) = a + k·ramSize). */
+  ramOffset: number;
+  mirrorOffset(k: number): number;
+  spareOffset: number;
+  p2mOffset: number;
+  hartOffset(hart: number): number;
+  /** Total bytes, rounded up to whole wasm pages. */
+  totalBytes: number;
+}
+
+export function alignUp(value: number, alignment: number): number {
+  return Math.ceil(value / alignment) * alignment;
+}
+
+export function computeLayout(options: LayoutOptions): MemoryLayout {
+  const { ramSize, copies, spareFrames, harts } = options;
+  if (!Number.isInteger(ramSize) || ramSize <= 0 || ramSize % PAGE_SIZE !== 0) {
+    throw new RangeError(`RAM size must be a positive multiple of 4 KiB, got ${ramSize}`);
+  }
+  if (!Number.isInteger(copies) || copies < 1 || copies > 5) {
+    throw new RangeError(`number of memory copies must be 1..5, got ${copies}`);
+  }
+  if (!Number.isInteger(harts) || harts < 1 || harts > 64) {
+    throw new RangeError(`hart count must be 1..64, got ${harts}`);
+  }
+  const spareOffset = ramSize * copies;
+  const p2mOffset = spareOffset + spareFrames * PAGE_SIZE;
+  const p2mBytes = alignUp((ramSize / PAGE_SIZE) * 4, PAGE_SIZE);
+  const hartsOffset = p2mOffset + p2mBytes;
+  const totalBytes = alignUp(hartsOffset + harts * HART_AREA_SIZE, WASM_PAGE);
+  if (totalBytes > 4 * 1024 * 1024 * 1024 - WASM_PAGE) {
+    throw new RangeError(`VM needs ${totalBytes} bytes of host memory; a wasm memory holds at most 4 GiB`);
+  }
+  return {
+    ...options,
+    ramOffset: 0,
+    mirrorOffset: (k) => k * ramSize,
+    spareOffset,
+    p2mOffset,
+    hartOffset: (hart) => hartsOffset + hart * HART_AREA_SIZE,
+    totalBytes,
+  };
+}
+
+export function createSharedMemory(layout: MemoryLayout): WebAssembly.Memory {
+  const pages = layout.totalBytes / WASM_PAGE;
+  return new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+}
