@@ -1,0 +1,46 @@
+/**
+ * Why an engine call returned to the host. The engine leaves pc at the instruction named
+ * (not yet executed) for every reason except Budget, where pc is the next instruction to run.
+ */
+export const Exit = {
+  /** The instruction budget ran out (or host code asked for an early return): nothing pending. */
+  Budget: 0,
+  /** A synchronous exception: cause and tval are in the hart's TRAP_CAUSE/TRAP_TVAL slots. */
+  Trap: 1,
+  /** No decode-cache entry for the raw bits in MISS_RAW: decode them and call again. */
+  DecodeMiss: 2,
+  Ecall: 3,
+  Ebreak: 4,
+  Mret: 5,
+  Sret: 6,
+  Wfi: 7,
+  SfenceVma: 8,
+} as const;
+export type Exit = (typeof Exit)[keyof typeof Exit];
+
+/** Values host code writes into the EXIT_REQUEST slot during a slow-path call. */
+export const ExitRequest = {
+  None: 0,
+  /** The slow path raised an exception (TRAP_CAUSE/TRAP_TVAL set): abandon the instruction. */
+  Trap: 1,
+  /** Finish this instruction, then return (interrupts may have become pending, VM stopping). */
+  Return: 2,
+} as const;
+
+/** Exception causes (privileged spec, mcause values with interrupt bit clear). */
+export const Cause = {
+  InstructionMisaligned: 0,
+  InstructionAccessFault: 1,
+  IllegalInstruction: 2,
+  Breakpoint: 3,
+  LoadMisaligned: 4,
+  LoadAccessFault: 5,
+  StoreMisaligned: 6,
+  StoreAccessFault: 7,
+  EcallFromU: 8,
+  EcallFromS: 9,
+  EcallFromM: 11,
+  InstructionPageFault: 12,
+  LoadPageFault: 13,
+  StorePageFault: 15,
+} as const;

@@ -1,0 +1,339 @@
+/**
+ * One hart: its state in shared memory, its CSRs, and the host side of its engine — the slow
+ * paths the engine calls (MMIO, CSRs), trap and interrupt entry, system instructions.
+ */
+import { HartSlot, RAM_BASE, type MemoryLayout } from "../shared-mem/layout.ts";
+import { CsrFile, IllegalCsrAccess, Irq, MStatus, Priv, CsrNumber } from "./csr.ts";
+import { decode } from "./decoder.ts";
+import { fillDecodeCache } from "./decode-cache.ts";
+import { Cause, Exit, ExitRequest } from "./exits.ts";
+import { CSR_WRITE_FLAG, LOAD_SIGNED_FLAG } from "./wasm/wasm-sem.ts";
+import type { AccessWidth } from "../hypervisor/devices/device.ts";
+
+/** What a hart needs from the machine around it. */
+export interface HartEnvironment {
+  readonly memory: WebAssembly.Memory;
+  readonly layout: MemoryLayout;
+  /** Compiled interpreter module for this layout (see interpreter.ts). */
+  readonly interpreter: WebAssembly.Module;
+  mmioRead(addr: number, width: AccessWidth): bigint | undefined;
+  mmioWrite(addr: number, width: AccessWidth, value: bigint): boolean;
+  mtime(): bigint;
+}
+
+/** Raised when the guest cannot make progress: the VM stops and reports it. */
+export class GuestFault extends Error {}
+
+const INTERRUPT_BIT = 1n << 63n;
+const MASK64 = (1n << 64n) - 1n;
+/** Priority order of interrupts (privileged spec 3.1.9): MEI, MSI, MTI, SEI, SSI, STI. */
+const INTERRUPT_PRIORITY = [Irq.MEI, Irq.MSI, Irq.MTI, Irq.SEI, Irq.SSI, Irq.STI];
+
+interface EngineExports {
+  run(hart: number, budget: number): number;
+}
+
+export class Hart {
+  readonly base: number;
+  readonly csrs: CsrFile;
+  private readonly view: DataView;
+  private readonly words: Int32Array;
+  private readonly engine: EngineExports;
+  /** Instructions retired, as a JS number (exact below 2^53) for speed; minstret derives from it. */
+  retired = 0;
+  /** Host milliseconds spent waiting in WFI. */
+  wfiMilliseconds = 0;
+  /** Set when WFI found nothing pending: the machine should wait for an interrupt. */
+  waitingForInterrupt = false;
+
+  constructor(readonly id: number, private readonly env: HartEnvironment) {
+    this.base = env.layout.hartOffset(id);
+    this.view = new DataView(env.memory.buffer);
+    this.words = new Int32Array(env.memory.buffer);
+    this.csrs = new CsrFile({
+      priv: () => this.priv,
+      hartId: id,
+      instret: () => BigInt(this.retired + Number(this.view.getBigUint64(this.base + HartSlot.RETIRED, true))),
+      mtime: () => env.mtime(),
+      readMip: () => Atomics.load(this.words, (this.base + HartSlot.MIP) >> 2),
+      updateMip: (mask, value) => this.updateMip(mask, value),
+    });
+    const instance = new WebAssembly.Instance(env.interpreter, {
+      env: { memory: env.memory },
+      host: {
+        load: (_hart: number, addr: bigint, widthAndSign: number) => this.slowLoad(addr, widthAndSign),
+        store: (_hart: number, addr: bigint, width: number, value: bigint) => this.slowStore(addr, width, value),
+        csr: (_hart: number, csr: number, kind: number, value: bigint) => this.csrAccess(csr, kind, value),
+      },
+    });
+    this.engine = instance.exports as unknown as EngineExports;
+    this.setSlot(HartSlot.RES_ADDR, -1n);
+    this.priv = Priv.M;
+  }
+
+  // --- state accessors ---------------------------------------------------------------------
+  get pc(): bigint {
+    return this.view.getBigUint64(this.base + HartSlot.PC, true);
+  }
+  set pc(value: bigint) {
+    this.view.setBigUint64(this.base + HartSlot.PC, value & MASK64, true);
+  }
+  get priv(): Priv {
+    return this.view.getInt32(this.base + HartSlot.PRIV, true) as Priv;
+  }
+  set priv(value: Priv) {
+    this.view.setInt32(this.base + HartSlot.PRIV, value, true);
+  }
+  x(index: number): bigint {
+    return this.view.getBigUint64(this.base + HartSlot.X + index * 8, true);
+  }
+  setX(index: number, value: bigint): void {
+    if (index !== 0) this.view.setBigUint64(this.base + HartSlot.X + index * 8, value & MASK64, true);
+  }
+  private slot(offset: number): bigint {
+    return this.view.getBigInt64(this.base + offset, true);
+  }
+  private setSlot(offset: number, value: bigint): void {
+    this.view.setBigInt64(this.base + offset, BigInt.asIntN(64, value), true);
+  }
+  get mip(): number {
+    return Atomics.load(this.words, (this.base + HartSlot.MIP) >> 2);
+  }
+  /** Set or clear interrupt-pending bits; safe from any thread. */
+  updateMip(mask: number, value: number): void {
+    const index = (this.base + HartSlot.MIP) >> 2;
+    for (;;) {
+      const old = Atomics.load(this.words, index);
+      const next = (old & ~mask) | (value & mask);
+      if (Atomics.compareExchange(this.words, index, old, next) === old) break;
+    }
+    // A hart may be asleep in WFI or deep in a slice: make it look.
+    Atomics.store(this.words, (this.base + HartSlot.EXIT_REQUEST) >> 2, ExitRequest.Return);
+    Atomics.notify(this.words, index);
+  }
+
+  /** Ask the engine to return at the next instruction boundary (stop, interrupt). */
+  requestReturn(): void {
+    Atomics.store(this.words, (this.base + HartSlot.EXIT_REQUEST) >> 2, ExitRequest.Return);
+  }
+
+  reset(entry: bigint, a0: bigint, a1: bigint): void {
+    this.pc = entry;
+    this.setX(10, a0);
+    this.setX(11, a1);
+    this.priv = Priv.M;
+  }
+
+  // --- the run loop ------------------------------------------------------------------------
+  /**
+   * Run up to `budget` instructions (fewer if an exit needs the machine: WFI, stop request).
+   * Returns the number retired.
+   */
+  run(budget: number): number {
+    const start = this.retired;
+    this.waitingForInterrupt = false;
+    while (this.retired - start < budget) {
+      this.takePendingInterrupt();
+      const exit = this.engine.run(this.base, budget - (this.retired - start));
+      this.retired += Number(this.view.getBigUint64(this.base + HartSlot.RETIRED, true));
+      this.view.setBigUint64(this.base + HartSlot.RETIRED, 0n, true);
+      const request = Atomics.exchange(this.words, (this.base + HartSlot.EXIT_REQUEST) >> 2, ExitRequest.None);
+      switch (exit) {
+        case Exit.Budget:
+          if (request !== ExitRequest.None) return this.retired - start;
+          break;
+        case Exit.DecodeMiss:
+          fillDecodeCache(this.view, this.base, decode(this.view.getUint32(this.base + HartSlot.MISS_RAW, true)));
+          break;
+        case Exit.Trap:
+          this.trap(this.slot(HartSlot.TRAP_CAUSE), this.slot(HartSlot.TRAP_TVAL));
+          break;
+        default:
+          this.system(exit);
+          if (this.waitingForInterrupt) return this.retired - start;
+      }
+    }
+    return this.retired - start;
+  }
+
+  /** The retired count seen by counters, including instructions of the engine call in progress. */
+  private system(exit: number): void {
+    const pc = this.pc;
+    const priv = this.priv;
+    const mstatus = this.csrs.mstatus;
+    switch (exit) {
+      case Exit.Ecall:
+        return this.trap(BigInt(Cause.EcallFromU + priv), 0n);
+      case Exit.Ebreak:
+        return this.trap(BigInt(Cause.Breakpoint), pc);
+      case Exit.Mret: {
+        if (priv < Priv.M) return this.illegalInstruction();
+        const mpp = ((mstatus & MStatus.MPP) >>> MStatus.MPP_SHIFT) as Priv;
+        let next = mstatus & ~(MStatus.MIE | MStatus.MPP);
+        if (mstatus & MStatus.MPIE) next |= MStatus.MIE;
+        next |= MStatus.MPIE;
+        if (mpp !== Priv.M) next &= ~MStatus.MPRV;
+        this.csrs.mstatus = next;
+        this.priv = mpp;
+        this.pc = this.csrs.mepc;
+        return this.retireHostInstruction();
+      }
+      case Exit.Sret: {
+        if (priv < Priv.S || (priv === Priv.S && mstatus & MStatus.TSR)) return this.illegalInstruction();
+        const spp = mstatus & MStatus.SPP ? Priv.S : Priv.U;
+        let next = mstatus & ~(MStatus.SIE | MStatus.SPP);
+        if (mstatus & MStatus.SPIE) next |= MStatus.SIE;
+        next |= MStatus.SPIE;
+        next &= ~MStatus.MPRV;
+        this.csrs.mstatus = next;
+        this.priv = spp;
+        this.pc = this.csrs.sepc;
+        return this.retireHostInstruction();
+      }
+      case Exit.Wfi:
+        if (priv < Priv.M && mstatus & MStatus.TW) return this.illegalInstruction();
+        this.pc = pc + 4n;
+        this.retireHostInstruction();
+        if ((this.mip & this.csrs.mie) === 0) this.waitingForInterrupt = true;
+        return;
+      case Exit.SfenceVma:
+        if (priv === Priv.U || (priv === Priv.S && mstatus & MStatus.TVM)) return this.illegalInstruction();
+        this.pc = pc + 4n;
+        return this.retireHostInstruction();
+      default:
+        throw new GuestFault(`hart ${this.id}: engine returned unknown exit ${exit} at pc 0x${pc.toString(16)}`);
+    }
+  }
+
+  private retireHostInstruction(): void {
+    this.retired++;
+  }
+
+  private rawInstructionAtPc(): bigint {
+    const offset = Number(this.pc) - RAM_BASE;
+    if (offset < 0 || offset + 2 > this.env.layout.ramSize) return 0n;
+    const low = this.view.getUint16(this.env.layout.ramOffset + offset, true);
+    if ((low & 3) !== 3) return BigInt(low);
+    return BigInt(this.view.getUint32(this.env.layout.ramOffset + offset, true));
+  }
+
+  private illegalInstruction(): void {
+    this.trap(BigInt(Cause.IllegalInstruction), this.rawInstructionAtPc());
+  }
+
+  // --- traps and interrupts ----------------------------------------------------------------
+  /** Enter the trap handler for `cause` (bit 63 set for interrupts) at the current pc. */
+  trap(cause: bigint, tval: bigint): void {
+    const csrs = this.csrs;
+    const priv = this.priv;
+    const pc = this.pc;
+    const isInterrupt = (cause & INTERRUPT_BIT) !== 0n;
+    const code = Number(cause & 0xffn);
+    const delegated = priv <= Priv.S && ((isInterrupt ? csrs.mideleg : csrs.medeleg) >>> code) & 1;
+    this.setSlot(HartSlot.RES_ADDR, -1n);
+    let vector: bigint;
+    if (delegated) {
+      csrs.sepc = pc;
+      csrs.scause = cause & MASK64;
+      csrs.stval = tval & MASK64;
+      let s = csrs.mstatus & ~(MStatus.SPP | MStatus.SPIE | MStatus.SIE);
+      if (csrs.mstatus & MStatus.SIE) s |= MStatus.SPIE;
+      if (priv === Priv.S) s |= MStatus.SPP;
+      csrs.mstatus = s;
+      this.priv = Priv.S;
+      vector = csrs.stvec;
+    } else {
+      csrs.mepc = pc;
+      csrs.mcause = cause & MASK64;
+      csrs.mtval = tval & MASK64;
+      let m = csrs.mstatus & ~(MStatus.MPP | MStatus.MPIE | MStatus.MIE);
+      if (csrs.mstatus & MStatus.MIE) m |= MStatus.MPIE;
+      m |= priv << MStatus.MPP_SHIFT;
+      csrs.mstatus = m;
+      this.priv = Priv.M;
+      vector = csrs.mtvec;
+    }
+    const base = vector & ~3n;
+    const target = isInterrupt && (vector & 1n) === 1n ? base + 4n * BigInt(code) : base;
+    if (!isInterrupt && code === Cause.InstructionAccessFault && pc === target) {
+      throw new GuestFault(
+        `hart ${this.id}: instruction access fault at 0x${pc.toString(16)}, which is the trap vector itself ` +
+          `(${delegated ? "stvec" : "mtvec"}=0x${vector.toString(16)}): the guest has no usable trap handler`,
+      );
+    }
+    this.pc = target;
+  }
+
+  /** Take the highest-priority pending, enabled interrupt, if any. */
+  private takePendingInterrupt(): void {
+    const pending = this.mip & this.csrs.mie;
+    if (pending === 0) return;
+    const priv = this.priv;
+    const mstatus = this.csrs.mstatus;
+    const mEnabled = priv < Priv.M || (mstatus & MStatus.MIE) !== 0;
+    const sEnabled = priv < Priv.S || (priv === Priv.S && (mstatus & MStatus.SIE) !== 0);
+    const toM = mEnabled ? pending & ~this.csrs.mideleg : 0;
+    const toS = sEnabled ? pending & this.csrs.mideleg : 0;
+    const candidates = toM !== 0 ? toM : toS;
+    if (candidates === 0) return;
+    for (const irq of INTERRUPT_PRIORITY) {
+      if (candidates & (1 << irq)) {
+        this.trap(INTERRUPT_BIT | BigInt(irq), 0n);
+        return;
+      }
+    }
+  }
+
+  /** True when an enabled interrupt is pending (WFI wakes on pending & mie regardless of MIE). */
+  interruptPending(): boolean {
+    return (this.mip & this.csrs.mie) !== 0;
+  }
+
+  // --- slow paths called from the engine -----------------------------------------------------
+  private raise(cause: number, tval: bigint): void {
+    this.setSlot(HartSlot.TRAP_CAUSE, BigInt(cause));
+    this.setSlot(HartSlot.TRAP_TVAL, tval);
+    Atomics.store(this.words, (this.base + HartSlot.EXIT_REQUEST) >> 2, ExitRequest.Trap);
+  }
+
+  private slowLoad(addr: bigint, widthAndSign: number): bigint {
+    const width = (widthAndSign & 15) as AccessWidth;
+    const a = BigInt.asUintN(64, addr);
+    const value = a < 0x1_0000_0000n ? this.env.mmioRead(Number(a), width) : undefined;
+    if (value === undefined) {
+      this.raise(Cause.LoadAccessFault, a);
+      return 0n;
+    }
+    return widthAndSign & LOAD_SIGNED_FLAG ? BigInt.asIntN(width * 8, value) : value;
+  }
+
+  private slowStore(addr: bigint, width: number, value: bigint): void {
+    const a = BigInt.asUintN(64, addr);
+    const masked = BigInt.asUintN(width * 8, value);
+    if (a >= 0x1_0000_0000n || !this.env.mmioWrite(Number(a), width as AccessWidth, masked)) {
+      this.raise(Cause.StoreAccessFault, a);
+    }
+  }
+
+  private csrAccess(csr: number, kindAndWrite: number, value: bigint): bigint {
+    const kind = kindAndWrite & 3;
+    const writes = (kindAndWrite & CSR_WRITE_FLAG) !== 0;
+    try {
+      const old = this.csrs.read(csr);
+      if (writes) {
+        const next = kind === 1 ? value : kind === 2 ? old | value : old & ~value;
+        this.csrs.write(csr, BigInt.asUintN(64, next));
+        // A write may enable a pending interrupt or change privilege state: let the host look.
+        if (csr === CsrNumber.mstatus || csr === CsrNumber.sstatus || csr === CsrNumber.mie || csr === CsrNumber.sie ||
+          csr === CsrNumber.mip || csr === CsrNumber.sip || csr === CsrNumber.satp || csr === CsrNumber.mideleg) {
+          this.requestReturn();
+        }
+      }
+      return old;
+    } catch (e) {
+      if (!(e instanceof IllegalCsrAccess)) throw e;
+      this.raise(Cause.IllegalInstruction, this.rawInstructionAtPc());
+      return 0n;
+    }
+  }
+}

@@ -1,0 +1,185 @@
+/**
+ * The interpreter engine: a WebAssembly function generated at start-up from the instruction
+ * table and its semantics. It fetches, looks the raw bits up in the decode cache and dispatches
+ * with br_table to the code semantics.ts defines for each operation, with i64 arithmetic native.
+ * Everything rare (decoding, CSRs, MMIO, traps, system instructions) returns to or calls the host.
+ *
+ * Why wasm and not a JavaScript switch: RV64 needs 64-bit integers, and in JavaScript those are
+ * either BigInt (15–40× slower) or int32 pairs (3–7× slower and fragile under V8's optimiser).
+ */
+import { DECODE_CACHE_OFFSET, HartSlot, RAM_BASE, WASM_PAGE } from "../shared-mem/layout.ts";
+import { DECODE_HASH_MULTIPLIER, DECODE_HASH_SHIFT, DecodeEntry } from "./decode-cache.ts";
+import { Cause, Exit } from "./exits.ts";
+import { INSTRUCTIONS, ILLEGAL_OP } from "./isa.ts";
+import { SEMANTICS } from "./semantics.ts";
+import type { Expr } from "./sem.ts";
+import { FunctionBody, ModuleBuilder, Op, ValType } from "./wasm/encoder.ts";
+import { WasmSem, type EngineMemory, type SlowPathFunctions } from "./wasm/wasm-sem.ts";
+
+const X = HartSlot.X;
+
+interface InterpreterLocals {
+  budget: number;
+  retired: number;
+  pc: number;
+  npc: number;
+  length: number;
+  raw: number;
+  rdAddr: number;
+  rs1Addr: number;
+  rs2Addr: number;
+  imm: number;
+}
+
+class InterpreterSem extends WasmSem {
+  constructor(f: FunctionBody, memory: EngineMemory, slow: SlowPathFunctions, hart: number, private readonly l: InterpreterLocals) {
+    super(f, memory, slow, hart);
+  }
+
+  readonly rs1: Expr = () => this.f.get(this.l.rs1Addr).mem(Op.i64_load, X);
+  readonly rs2: Expr = () => this.f.get(this.l.rs2Addr).mem(Op.i64_load, X);
+  readonly imm: Expr = () => this.f.get(this.l.imm);
+  readonly pc: Expr = () => this.f.get(this.l.pc);
+  readonly nextPc: Expr = () => this.f.get(this.l.pc).get(this.l.length).op(Op.i64_add);
+
+  protected rs1Field(): void {
+    this.f.get(this.l.rs1Addr).get(this.hart).op(Op.i32_sub).i32(3).op(Op.i32_shr_u);
+  }
+
+  setRd(value: Expr): void {
+    this.f.get(this.l.rdAddr);
+    value();
+    this.f.mem(Op.i64_store, X);
+    // x0 is hard-wired to zero: storing unconditionally and re-zeroing is cheaper than a branch.
+    this.f.get(this.hart).i64(0).mem(Op.i64_store, X);
+  }
+
+  jump(target: Expr): void {
+    target();
+    this.f.set(this.l.npc);
+  }
+
+  syncForHost(): void {
+    this.f.get(this.hart).get(this.l.pc).mem(Op.i64_store, HartSlot.PC);
+    this.f.get(this.hart).get(this.l.retired).op(Op.i64_extend_i32_u).mem(Op.i64_store, HartSlot.RETIRED);
+  }
+
+  exitAtCurrent(code: Exit): void {
+    this.syncForHost();
+    this.f.i32(code).op(Op.return);
+  }
+
+  protected returnAfterThisInstruction(): void {
+    this.f.i32(0).set(this.l.budget);
+  }
+
+  override illegal(): void {
+    this.trap(Cause.IllegalInstruction, () => this.f.get(this.l.raw).op(Op.i64_extend_i32_u));
+  }
+
+  fetchFault(): void {
+    this.trap(Cause.InstructionAccessFault, this.pc);
+  }
+}
+
+/** Generate the interpreter module for a VM with this RAM placement. */
+export function buildInterpreterModule(memory: EngineMemory, memoryPages: number): Uint8Array {
+  const m = new ModuleBuilder();
+  m.importSharedMemory("env", "memory", memoryPages);
+  const slow: SlowPathFunctions = {
+    load: m.importFunction("host", "load", { params: [ValType.I32, ValType.I64, ValType.I32], results: [ValType.I64] }),
+    store: m.importFunction("host", "store", { params: [ValType.I32, ValType.I64, ValType.I32, ValType.I64], results: [] }),
+    csr: m.importFunction("host", "csr", { params: [ValType.I32, ValType.I32, ValType.I32, ValType.I64], results: [ValType.I64] }),
+  };
+
+  const f = new FunctionBody(2);
+  const hart = 0;
+  const l: InterpreterLocals = {
+    budget: 1,
+    retired: f.local(ValType.I32),
+    pc: f.local(ValType.I64),
+    npc: f.local(ValType.I64),
+    length: f.local(ValType.I64),
+    raw: f.local(ValType.I32),
+    rdAddr: f.local(ValType.I32),
+    rs1Addr: f.local(ValType.I32),
+    rs2Addr: f.local(ValType.I32),
+    imm: f.local(ValType.I64),
+  };
+  const entry = f.local(ValType.I32);
+  const offset = f.local(ValType.I64);
+  const s = new InterpreterSem(f, memory, slow, hart, l);
+
+  f.get(hart).mem(Op.i64_load, HartSlot.PC).set(l.pc);
+  f.loop();
+  {
+    // Budget: leave between instructions with nothing pending.
+    f.get(l.retired).get(l.budget).op(Op.i32_ge_u).if();
+    s.exitAtCurrent(Exit.Budget);
+    f.end();
+
+    // Fetch. RAM is followed by other areas of the shared memory, so a 4-byte read at the last
+    // halfword of RAM is safe; only a 32-bit instruction there is a fault.
+    f.get(l.pc).i64(RAM_BASE).op(Op.i64_sub).tee(offset).i64(memory.ramSize).op(Op.i64_ge_u).if();
+    s.fetchFault();
+    f.end();
+    f.get(offset).op(Op.i32_wrap_i64).mem(Op.i32_load, memory.ramOffset).tee(l.raw);
+    f.i32(3).op(Op.i32_and).i32(3).op(Op.i32_eq).if();
+    {
+      f.i64(4).set(l.length);
+      f.get(offset).i64(memory.ramSize - 4).op(Op.i64_gt_u).if();
+      s.fetchFault();
+      f.end();
+    }
+    f.else();
+    f.get(l.raw).i32(0xffff).op(Op.i32_and).set(l.raw);
+    f.i64(2).set(l.length);
+    f.end();
+
+    // Decode-cache lookup (see decode-cache.ts for the entry layout).
+    f.get(hart).get(l.raw).i32(DECODE_HASH_MULTIPLIER).op(Op.i32_mul).i32(DECODE_HASH_SHIFT).op(Op.i32_shr_u);
+    f.i32(4).op(Op.i32_shl).op(Op.i32_add).i32(DECODE_CACHE_OFFSET).op(Op.i32_add).tee(entry);
+    f.mem(Op.i32_load, DecodeEntry.RAW).get(l.raw).op(Op.i32_ne).if();
+    f.get(hart).get(l.raw).mem(Op.i32_store, HartSlot.MISS_RAW);
+    s.exitAtCurrent(Exit.DecodeMiss);
+    f.end();
+    f.get(entry).mem(Op.i64_load32_s, DecodeEntry.IMM).set(l.imm);
+    for (const [field, local] of [[DecodeEntry.RD, l.rdAddr], [DecodeEntry.RS1, l.rs1Addr], [DecodeEntry.RS2, l.rs2Addr]] as const) {
+      f.get(hart).get(entry).mem(Op.i32_load8_u, field).op(Op.i32_add).set(local);
+    }
+    f.get(l.pc).get(l.length).op(Op.i64_add).set(l.npc);
+
+    // Dispatch: block $done, then one block per operation, innermost = op 0.
+    const opCount = INSTRUCTIONS.length + 1;
+    f.block();
+    for (let i = 0; i < opCount; i++) f.block();
+    f.get(entry).mem(Op.i32_load16_u, DecodeEntry.OP);
+    f.brTable(Array.from({ length: opCount }, (_, i) => i), ILLEGAL_OP);
+    for (let op = 0; op < opCount; op++) {
+      f.end();
+      s.resetTemps();
+      if (op === ILLEGAL_OP) s.illegal();
+      else {
+        const name = INSTRUCTIONS[op - 1]!.name;
+        const meaning = SEMANTICS[name];
+        if (!meaning) throw new Error(`no semantics for instruction ${name}`);
+        meaning(s);
+      }
+      // Branch to $done: after closing blocks 0..op, (opCount - 1 - op) op-blocks remain inside it.
+      f.br(opCount - 1 - op);
+    }
+    f.end(); // $done
+    f.get(l.npc).set(l.pc);
+    f.get(l.retired).i32(1).op(Op.i32_add).set(l.retired);
+    f.br(0);
+  }
+  f.end(); // loop
+  f.op(Op.unreachable);
+
+  m.defineFunction({ params: [ValType.I32, ValType.I32], results: [ValType.I32] }, f, "run");
+  return m.encode();
+}
+
+export function memoryPages(memory: WebAssembly.Memory): number {
+  return memory.buffer.byteLength / WASM_PAGE;
+}

@@ -1,0 +1,403 @@
+/**
+ * The WebAssembly implementation of the Sem vocabulary, shared by every engine. Subclasses say
+ * where operands live and how the engine leaves; everything an instruction *does* (arithmetic,
+ * memory fast paths, atomics) is emitted here, once.
+ */
+import { RAM_BASE, HartSlot } from "../../shared-mem/layout.ts";
+import { Cause, Exit, ExitRequest } from "../exits.ts";
+import type { AmoKind, Cond, CsrKind, Expr, HostOp, Sem, Width } from "../sem.ts";
+import { AtomicOp, FunctionBody, Op, ValType, rmwOpcode } from "./encoder.ts";
+
+export interface EngineMemory {
+  /** Guest RAM size in bytes. */
+  ramSize: number;
+  /** Host offset of guest RAM in the shared memory. */
+  ramOffset: number;
+}
+
+/** Indices of the host functions an engine module imports (see engine-imports.ts). */
+export interface SlowPathFunctions {
+  /** (hart i32, addr i64, widthAndSign i32) -> i64 */
+  load: number;
+  /** (hart i32, addr i64, width i32, value i64) -> () */
+  store: number;
+  /** (hart i32, csr i32, kindAndWrite i32, value i64) -> i64 */
+  csr: number;
+}
+
+export const CSR_KIND_CODE: Record<CsrKind, number> = { rw: 1, rs: 2, rc: 3 };
+/** Flag in the csr import's second argument: the instruction writes the CSR. */
+export const CSR_WRITE_FLAG = 4;
+/** Flag in the load import's width argument: sign-extend the result. */
+export const LOAD_SIGNED_FLAG = 16;
+
+const HOST_EXIT: Record<HostOp, Exit> = {
+  ecall: Exit.Ecall,
+  ebreak: Exit.Ebreak,
+  mret: Exit.Mret,
+  sret: Exit.Sret,
+  wfi: Exit.Wfi,
+  "sfence.vma": Exit.SfenceVma,
+};
+
+const LOAD_OPS: Record<Width, [signed: number, unsigned: number]> = {
+  1: [Op.i64_load8_s, Op.i64_load8_u],
+  2: [Op.i64_load16_s, Op.i64_load16_u],
+  4: [Op.i64_load32_s, Op.i64_load32_u],
+  8: [Op.i64_load, Op.i64_load],
+};
+const STORE_OPS: Record<Width, number> = { 1: Op.i64_store8, 2: Op.i64_store16, 4: Op.i64_store32, 8: Op.i64_store };
+
+export abstract class WasmSem implements Sem {
+  private readonly tempPool: number[] = [];
+  private tempsInUse = 0;
+  /** Scratch i32 local for host addresses. */
+  protected readonly hostAddr: number;
+
+  constructor(
+    protected readonly f: FunctionBody,
+    protected readonly memory: EngineMemory,
+    protected readonly slow: SlowPathFunctions,
+    /** Local holding the hart's base offset in shared memory. */
+    protected readonly hart: number,
+  ) {
+    this.hostAddr = f.local(ValType.I32);
+  }
+
+  // --- what subclasses provide ------------------------------------------------------------
+  abstract readonly rs1: Expr;
+  abstract readonly rs2: Expr;
+  abstract readonly imm: Expr;
+  abstract readonly pc: Expr;
+  abstract readonly nextPc: Expr;
+  /** Emit the rs1 field as an i32 (the CSR immediate, or "is the source x0"). */
+  protected abstract rs1Field(): void;
+  abstract setRd(value: Expr): void;
+  abstract jump(target: Expr): void;
+  /** Leave the engine with `code`, pc at the current instruction, which does not retire. */
+  protected abstract exitAtCurrent(code: Exit): void;
+  /** Make pc and the retired count visible to host code before a slow-path call. */
+  protected abstract syncForHost(): void;
+  /** Finish the current instruction, then leave with Exit.Budget. */
+  protected abstract returnAfterThisInstruction(): void;
+
+  /** Start of a new instruction: temporaries may be reused. */
+  resetTemps(): void {
+    this.tempsInUse = 0;
+  }
+
+  // --- operands and arithmetic --------------------------------------------------------------
+  const(value: bigint | number): Expr {
+    return () => this.f.i64(value);
+  }
+
+  /** A fresh i64 local for the current instruction. */
+  protected temp(): number {
+    if (this.tempsInUse === this.tempPool.length) this.tempPool.push(this.f.local(ValType.I64));
+    return this.tempPool[this.tempsInUse++]!;
+  }
+
+  /**
+   * Computes `e` now, at the point of emission, into a temporary. Semantics call tmp() before
+   * emitting the code that uses the value, so the value is set on every path that reads it.
+   */
+  tmp(e: Expr): Expr {
+    const local = this.temp();
+    e();
+    this.f.set(local);
+    return () => this.f.get(local);
+  }
+
+  private binary(opcode: number, a: Expr, b: Expr): Expr {
+    return () => {
+      a();
+      b();
+      this.f.op(opcode);
+    };
+  }
+  add = (a: Expr, b: Expr) => this.binary(Op.i64_add, a, b);
+  sub = (a: Expr, b: Expr) => this.binary(Op.i64_sub, a, b);
+  and = (a: Expr, b: Expr) => this.binary(Op.i64_and, a, b);
+  or = (a: Expr, b: Expr) => this.binary(Op.i64_or, a, b);
+  xor = (a: Expr, b: Expr) => this.binary(Op.i64_xor, a, b);
+  shl = (a: Expr, b: Expr) => this.binary(Op.i64_shl, a, b);
+  shrU = (a: Expr, b: Expr) => this.binary(Op.i64_shr_u, a, b);
+  shrS = (a: Expr, b: Expr) => this.binary(Op.i64_shr_s, a, b);
+  mul = (a: Expr, b: Expr) => this.binary(Op.i64_mul, a, b);
+  divS = (a: Expr, b: Expr) => this.binary(Op.i64_div_s, a, b);
+  divU = (a: Expr, b: Expr) => this.binary(Op.i64_div_u, a, b);
+  remS = (a: Expr, b: Expr) => this.binary(Op.i64_rem_s, a, b);
+  remU = (a: Expr, b: Expr) => this.binary(Op.i64_rem_u, a, b);
+
+  mulhU(a: Expr, b: Expr): Expr {
+    // Schoolbook on 32-bit halves: every partial product fits in 64 bits.
+    const x = this.tmp(a), y = this.tmp(b);
+    const lo = (e: Expr) => this.and(e, this.const(0xffffffff));
+    const hi = (e: Expr) => this.shrU(e, this.const(32));
+    const xl = this.tmp(lo(x)), xh = this.tmp(hi(x)), yl = this.tmp(lo(y)), yh = this.tmp(hi(y));
+    const lh = this.tmp(this.mul(xl, yh));
+    const hl = this.tmp(this.mul(xh, yl));
+    const mid = this.add(this.add(hi(this.mul(xl, yl)), lo(lh)), lo(hl));
+    return this.add(this.add(this.add(this.mul(xh, yh), hi(lh)), hi(hl)), hi(mid));
+  }
+
+  sext32(a: Expr): Expr {
+    return () => {
+      a();
+      this.f.op(Op.i64_extend32_s);
+    };
+  }
+  zext32(a: Expr): Expr {
+    return this.and(a, this.const(0xffffffff));
+  }
+
+  eq = (a: Expr, b: Expr): Cond => this.binary(Op.i64_eq, a, b);
+  ne = (a: Expr, b: Expr): Cond => this.binary(Op.i64_ne, a, b);
+  ltS = (a: Expr, b: Expr): Cond => this.binary(Op.i64_lt_s, a, b);
+  ltU = (a: Expr, b: Expr): Cond => this.binary(Op.i64_lt_u, a, b);
+  geS = (a: Expr, b: Expr): Cond => this.binary(Op.i64_ge_s, a, b);
+  geU = (a: Expr, b: Expr): Cond => this.binary(Op.i64_ge_u, a, b);
+
+  bool(c: Cond): Expr {
+    return () => {
+      c();
+      this.f.op(Op.i64_extend_i32_u);
+    };
+  }
+
+  ifElse(c: Cond, then: Expr, otherwise: Expr): Expr {
+    return () => {
+      c();
+      this.f.if(ValType.I64);
+      then();
+      this.f.else();
+      otherwise();
+      this.f.end();
+    };
+  }
+
+  branch(c: Cond, target: Expr): void {
+    c();
+    this.f.if();
+    this.jump(target);
+    this.f.end();
+  }
+
+  // --- traps -------------------------------------------------------------------------------
+  protected trap(cause: number, tval: Expr): void {
+    const f = this.f;
+    f.get(this.hart).i64(cause).mem(Op.i64_store, HartSlot.TRAP_CAUSE);
+    f.get(this.hart);
+    tval();
+    f.mem(Op.i64_store, HartSlot.TRAP_TVAL);
+    this.exitAtCurrent(Exit.Trap);
+  }
+
+  illegal(): void {
+    // The engine's subclass knows the raw bits; it overrides this where it can.
+    this.trap(Cause.IllegalInstruction, this.const(0));
+  }
+
+  host(op: HostOp): void {
+    this.exitAtCurrent(HOST_EXIT[op]);
+  }
+
+  fence(): void {
+    this.f.atomic(AtomicOp.fence, 0);
+  }
+
+  fenceI(): void {
+    // Decode caches are keyed by the instruction bits themselves, so modified code can never
+    // run stale: nothing to flush here.
+  }
+
+  /** After a slow-path call: abandon the instruction on a trap, or finish it and return. */
+  private checkExitRequest(): void {
+    const f = this.f;
+    f.get(this.hart).mem(Op.i32_load, HartSlot.EXIT_REQUEST).if();
+    f.get(this.hart).mem(Op.i32_load, HartSlot.EXIT_REQUEST).i32(ExitRequest.Trap).op(Op.i32_eq).if();
+    this.exitAtCurrent(Exit.Trap);
+    f.end();
+    this.returnAfterThisInstruction();
+    f.end();
+  }
+
+  // --- memory ------------------------------------------------------------------------------
+  /**
+   * Emit: if `addr` lies wholly in RAM, set hostAddr and run `fast`, else run `slowPath`.
+   * Both arms leave `resultType` on the stack.
+   */
+  private ramAccess(addr: Expr, width: Width, resultType: number, fast: () => void, slowPath: () => void): void {
+    const f = this.f;
+    const offset = this.tmp(this.sub(addr, this.const(RAM_BASE)));
+    offset();
+    f.i64(this.memory.ramSize - width).op(Op.i64_le_u).if(resultType);
+    offset();
+    f.op(Op.i32_wrap_i64).set(this.hostAddr);
+    fast();
+    f.else();
+    slowPath();
+    f.end();
+  }
+
+  load(width: Width, signed: boolean, addr: Expr): Expr {
+    return () => {
+      const a = this.tmp(addr);
+      this.ramAccess(a, width, ValType.I64, () => {
+        this.f.get(this.hostAddr).mem(LOAD_OPS[width][signed ? 0 : 1], this.memory.ramOffset);
+      }, () => {
+        this.syncForHost();
+        this.f.get(this.hart);
+        a();
+        this.f.i32(width | (signed ? LOAD_SIGNED_FLAG : 0)).call(this.slow.load);
+        this.checkExitRequest();
+      });
+    };
+  }
+
+  store(width: Width, addr: Expr, value: Expr): void {
+    const a = this.tmp(addr);
+    const v = this.tmp(value);
+    this.ramAccess(a, width, 0x40, () => {
+      this.f.get(this.hostAddr);
+      v();
+      this.f.mem(STORE_OPS[width], this.memory.ramOffset);
+    }, () => {
+      this.syncForHost();
+      this.f.get(this.hart);
+      a();
+      this.f.i32(width);
+      v();
+      this.f.call(this.slow.store);
+      this.checkExitRequest();
+    });
+  }
+
+  /**
+   * Atomic accesses must be naturally aligned and in RAM: misaligned → `misalignedCause`,
+   * outside RAM → the matching access fault. Leaves the host address in hostAddr.
+   */
+  private atomicAddress(addr: Expr, width: 4 | 8, misalignedCause: number, faultCause: number): Expr {
+    const a = this.tmp(addr);
+    const f = this.f;
+    a();
+    f.i64(width - 1).op(Op.i64_and).op(Op.i64_eqz).op(Op.i32_eqz).if();
+    this.trap(misalignedCause, a);
+    f.end();
+    a();
+    f.i64(RAM_BASE).op(Op.i64_sub).i64(this.memory.ramSize - width).op(Op.i64_gt_u).if();
+    this.trap(faultCause, a);
+    f.end();
+    a();
+    f.i64(RAM_BASE).op(Op.i64_sub).op(Op.i32_wrap_i64).set(this.hostAddr);
+    return a;
+  }
+
+  amo(kind: AmoKind, width: 4 | 8, addr: Expr, value: Expr): Expr {
+    return () => {
+      const f = this.f;
+      const v = this.tmp(value);
+      this.atomicAddress(addr, width, Cause.StoreMisaligned, Cause.StoreAccessFault);
+      const wide = width === 8;
+      const off = this.memory.ramOffset;
+      const direct: Partial<Record<AmoKind, Parameters<typeof rmwOpcode>[0]>> = {
+        add: "add", swap: "xchg", xor: "xor", and: "and", or: "or",
+      };
+      const rmw = direct[kind];
+      if (rmw) {
+        f.get(this.hostAddr);
+        v();
+        f.atomic(rmwOpcode(rmw, wide), width, off);
+      } else {
+        // min/max have no wasm instruction: compare-and-swap until no other hart intervened.
+        const old = this.temp();
+        const seen = this.temp();
+        const operand = (e: Expr) => (wide ? e : kind.endsWith("u") ? this.zext32(e) : this.sext32(e));
+        const keepOld: Cond = {
+          min: this.ltS(operand(() => f.get(old)), operand(v)),
+          max: this.geS(operand(() => f.get(old)), operand(v)),
+          minu: this.ltU(operand(() => f.get(old)), operand(v)),
+          maxu: this.geU(operand(() => f.get(old)), operand(v)),
+        }[kind as "min" | "max" | "minu" | "maxu"];
+        f.get(this.hostAddr).atomic(wide ? AtomicOp.i64_load : AtomicOp.i64_load32_u, width, off).set(old);
+        f.loop();
+        f.get(this.hostAddr).get(old);
+        f.get(old);
+        v();
+        keepOld();
+        f.op(Op.select);
+        f.atomic(rmwOpcode("cmpxchg", wide), width, off);
+        // cmpxchg returns what memory held; equal to `old` means our value went in.
+        f.tee(seen).get(old).op(Op.i64_ne).if();
+        f.get(seen).set(old).br(1);
+        f.end();
+        f.end();
+        f.get(old);
+      }
+      if (!wide) f.op(Op.i64_extend32_s);
+    };
+  }
+
+  loadReserved(width: 4 | 8, addr: Expr): Expr {
+    return () => {
+      const f = this.f;
+      const a = this.atomicAddress(addr, width, Cause.LoadMisaligned, Cause.LoadAccessFault);
+      const value = this.temp();
+      f.get(this.hart);
+      a();
+      f.mem(Op.i64_store, HartSlot.RES_ADDR);
+      f.get(this.hostAddr).atomic(width === 8 ? AtomicOp.i64_load : AtomicOp.i64_load32_u, width, this.memory.ramOffset);
+      f.set(value);
+      f.get(this.hart).get(value).mem(Op.i64_store, HartSlot.RES_VALUE);
+      f.get(value);
+      if (width === 4) f.op(Op.i64_extend32_s);
+    };
+  }
+
+  storeConditional(width: 4 | 8, addr: Expr, value: Expr): Expr {
+    return () => {
+      const f = this.f;
+      const v = this.tmp(value);
+      const a = this.atomicAddress(addr, width, Cause.StoreMisaligned, Cause.StoreAccessFault);
+      const expected = this.temp();
+      // Success iff we hold a reservation on this address and memory still holds what LR read
+      // (QEMU's MTTCG rule); the reservation is consumed either way.
+      f.get(this.hart).mem(Op.i64_load, HartSlot.RES_ADDR);
+      a();
+      f.op(Op.i64_eq).if(ValType.I64);
+      f.get(this.hart).mem(Op.i64_load, HartSlot.RES_VALUE).set(expected);
+      f.get(this.hostAddr).get(expected);
+      v();
+      f.atomic(rmwOpcode("cmpxchg", width === 8), width, this.memory.ramOffset);
+      f.get(expected).op(Op.i64_ne).op(Op.i64_extend_i32_u);
+      f.else().i64(1).end();
+      f.get(this.hart).i64(-1).mem(Op.i64_store, HartSlot.RES_ADDR);
+    };
+  }
+
+  csr(kind: CsrKind, immediate: boolean): Expr {
+    return () => {
+      const f = this.f;
+      this.syncForHost();
+      f.get(this.hart);
+      this.imm();
+      f.op(Op.i32_wrap_i64);
+      // csrrw always writes; csrrs/csrrc write only when the source field is not x0 / zero.
+      f.i32(CSR_KIND_CODE[kind]);
+      if (kind === "rw") f.i32(CSR_WRITE_FLAG);
+      else {
+        this.rs1Field();
+        f.i32(0).op(Op.i32_ne).i32(2).op(Op.i32_shl);
+      }
+      f.op(Op.i32_or);
+      if (immediate) {
+        this.rs1Field();
+        f.op(Op.i64_extend_i32_u);
+      } else {
+        this.rs1();
+      }
+      f.call(this.slow.csr);
+      this.checkExitRequest();
+    };
+  }
+}
