@@ -1,0 +1,31 @@
+/** Parsing of QEMU-style sizes ("128M", "1G", "256" = MiB) and durations. */
+
+const UNITS: Record<string, number> = { "": 1 << 20, K: 1 << 10, M: 1 << 20, G: 1 << 30 };
+
+/** Bytes for a QEMU `-m` size: a number with an optional K/M/G suffix (no suffix = MiB). */
+export function parseMemorySize(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)([KMG]?)(?:i?B)?$/i.exec(text.trim());
+  if (!match) throw new RangeError(`bad memory size "${text}": expected e.g. 128M, 1G or 256 (MiB)`);
+  const bytes = Number(match[1]) * UNITS[match[2]!.toUpperCase()]!;
+  if (!Number.isInteger(bytes) || bytes % 4096 !== 0 || bytes <= 0) {
+    throw new RangeError(`bad memory size "${text}": must be a positive whole number of 4 KiB pages`);
+  }
+  if (bytes > 2 ** 31) throw new RangeError(`memory size "${text}" is too large: at most 2G per VM`);
+  return bytes;
+}
+
+export function parsePositiveInteger(name: string, text: string, max: number): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isInteger(value) || value < 1 || value > max) {
+    throw new RangeError(`bad ${name} "${text}": expected a whole number from 1 to ${max}`);
+  }
+  return value;
+}
+
+export function parseSeconds(text: string): number {
+  const value = Number(text);
+  if (text.trim() === "" || !Number.isFinite(value) || value <= 0) {
+    throw new RangeError(`bad timeout "${text}": expected a positive number of seconds`);
+  }
+  return value;
+}
