@@ -184,7 +184,7 @@ export class CsrFile {
         if (mode === 0n || mode === 8n) this.satp = value & ((0xfn << 60n) | 0xffffn << 44n | ((1n << 44n) - 1n));
         return;
       }
-      case c.mcycle: this.cycleOffset = value - this.ctx.instret(); return;
+      case c.mcycle: this.cycleOffset = value - this.ctx.instret() - 1n; return; // as minstret: we count cycle = instret
       case c.minstret: this.instretOffset = value - this.ctx.instret() - 1n; return; // the csr write itself retires
       case c.tselect: case c.tdata1: return;
     }
