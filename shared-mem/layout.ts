@@ -36,18 +36,29 @@ export const HartSlot = {
   RES_VALUE: 320,
   /** Interrupt pending bits (mip) — shared, updated atomically by devices and other harts. */
   MIP: 328,
-  /** Total instructions retired (minstret). */
-  INSTRET: 336,
-  /** Start of the CSR file (4096 slots would be 32 KiB; we keep a dense table, see vcpu/csr.ts). */
-  CSR: 512,
+  /**
+   * Byte offsets (from the hart base) of the software-TLB sets the engine uses now: fetch, and
+   * data loads (data stores use the set right after it). Host code picks them from the privilege
+   * level and mstatus.MPRV/MPP before every engine call (see vcpu/tlb.ts).
+   */
+  FETCH_TLB: 336,
+  DATA_TLB: 344,
 } as const;
 
-export const CSR_SLOTS = 256;
 /** Direct-mapped decode cache, keyed by the raw instruction bits (see vcpu/decode-cache.ts). */
-export const DECODE_CACHE_OFFSET = HartSlot.CSR + CSR_SLOTS * 8;
+export const DECODE_CACHE_OFFSET = 512;
 export const DECODE_CACHE_ENTRIES = 1 << 16;
 export const DECODE_ENTRY_SIZE = 16;
-export const HART_AREA_SIZE = alignUp(DECODE_CACHE_OFFSET + DECODE_CACHE_ENTRIES * DECODE_ENTRY_SIZE, PAGE_SIZE);
+/**
+ * Software TLB: for each privilege level (U, S, M) three sets (fetch, load, store) of
+ * TLB_ENTRIES direct-mapped entries {tag: i64 virtual page number or -1, addend: i64}.
+ */
+export const TLB_OFFSET = DECODE_CACHE_OFFSET + DECODE_CACHE_ENTRIES * DECODE_ENTRY_SIZE;
+export const TLB_ENTRIES = 256;
+export const TLB_ENTRY_SIZE = 16;
+export const TLB_SET_SIZE = TLB_ENTRIES * TLB_ENTRY_SIZE;
+export const TLB_SETS = 9;
+export const HART_AREA_SIZE = alignUp(TLB_OFFSET + TLB_SETS * TLB_SET_SIZE, PAGE_SIZE);
 
 export interface LayoutOptions {
   /** Guest RAM size in bytes (multiple of 4 KiB). */

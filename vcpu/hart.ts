@@ -2,12 +2,14 @@
  * One hart: its state in shared memory, its CSRs, and the host side of its engine — the slow
  * paths the engine calls (MMIO, CSRs), trap and interrupt entry, system instructions.
  */
-import { HartSlot, RAM_BASE, type MemoryLayout } from "../shared-mem/layout.ts";
+import { HartSlot, type MemoryLayout } from "../shared-mem/layout.ts";
 import { CsrFile, IllegalCsrAccess, Irq, MStatus, Priv, CsrNumber } from "./csr.ts";
 import { decode } from "./decoder.ts";
 import { fillDecodeCache } from "./decode-cache.ts";
 import { Cause, Exit, ExitRequest } from "./exits.ts";
 import { CSR_WRITE_FLAG, LOAD_SIGNED_FLAG } from "./wasm/wasm-sem.ts";
+import { ACCESS_FAULT, ramPhysicalMemory, translate, type PhysicalMemory } from "./mmu.ts";
+import { AccessKind, Tlb } from "./tlb.ts";
 import type { AccessWidth } from "../hypervisor/devices/device.ts";
 
 /** What a hart needs from the machine around it. */
@@ -39,6 +41,8 @@ export class Hart {
   private readonly view: DataView;
   private readonly words: Int32Array;
   private readonly engine: EngineExports;
+  private readonly tlb: Tlb;
+  private readonly physical: PhysicalMemory;
   /** Instructions retired, as a JS number (exact below 2^53) for speed; minstret derives from it. */
   retired = 0;
   /** Host milliseconds spent waiting in WFI. */
@@ -50,6 +54,8 @@ export class Hart {
     this.base = env.layout.hartOffset(id);
     this.view = new DataView(env.memory.buffer);
     this.words = new Int32Array(env.memory.buffer);
+    this.physical = ramPhysicalMemory(env.memory.buffer, env.layout.ramOffset, env.layout.ramSize);
+    this.tlb = new Tlb(this.view, this.words, this.base);
     this.csrs = new CsrFile({
       priv: () => this.priv,
       hartId: id,
@@ -64,6 +70,8 @@ export class Hart {
         load: (_hart: number, addr: bigint, widthAndSign: number) => this.slowLoad(addr, widthAndSign),
         store: (_hart: number, addr: bigint, width: number, value: bigint) => this.slowStore(addr, width, value),
         csr: (_hart: number, csr: number, kind: number, value: bigint) => this.csrAccess(csr, kind, value),
+        translate: (_hart: number, addr: bigint, kind: number) => this.translateForAtomic(addr, kind as AccessKind),
+        fetch: (_hart: number, pc: bigint) => this.slowFetch(pc),
       },
     });
     this.engine = instance.exports as unknown as EngineExports;
@@ -105,6 +113,7 @@ export class Hart {
     for (;;) {
       const old = Atomics.load(this.words, index);
       const next = (old & ~mask) | (value & mask);
+      if (next === old) return;
       if (Atomics.compareExchange(this.words, index, old, next) === old) break;
     }
     // A hart may be asleep in WFI or deep in a slice: make it look.
@@ -134,6 +143,7 @@ export class Hart {
     this.waitingForInterrupt = false;
     while (this.retired - start < budget) {
       this.takePendingInterrupt();
+      this.selectTlbSets();
       const exit = this.engine.run(this.base, budget - (this.retired - start));
       this.retired += Number(this.view.getBigUint64(this.base + HartSlot.RETIRED, true));
       this.view.setBigUint64(this.base + HartSlot.RETIRED, 0n, true);
@@ -198,6 +208,7 @@ export class Hart {
         return;
       case Exit.SfenceVma:
         if (priv === Priv.U || (priv === Priv.S && mstatus & MStatus.TVM)) return this.illegalInstruction();
+        this.tlb.flushAll();
         this.pc = pc + 4n;
         return this.retireHostInstruction();
       default:
@@ -209,14 +220,11 @@ export class Hart {
     this.retired++;
   }
 
+  /** The bits of the instruction at pc (for mtval on illegal instructions); 0 if unreadable. */
   private rawInstructionAtPc(): bigint {
-    const offset = Number(this.pc) - RAM_BASE;
-    if (offset < 0 || offset + 2 > this.env.layout.ramSize) return 0n;
-    const low = this.view.getUint16(this.env.layout.ramOffset + offset, true);
-    if ((low & 3) !== 3) return BigInt(low);
-    return BigInt(this.view.getUint32(this.env.layout.ramOffset + offset, true));
+    const raw = this.readInstruction(this.pc);
+    return typeof raw === "bigint" ? raw : 0n;
   }
-
   private illegalInstruction(): void {
     this.trap(BigInt(Cause.IllegalInstruction), this.rawInstructionAtPc());
   }
@@ -296,23 +304,112 @@ export class Hart {
     Atomics.store(this.words, (this.base + HartSlot.EXIT_REQUEST) >> 2, ExitRequest.Trap);
   }
 
+  // --- address translation and slow-path memory ----------------------------------------------
+  /** Privilege that data accesses use: MPP when M-mode sets MPRV. */
+  private dataPriv(): Priv {
+    const priv = this.priv;
+    const mstatus = this.csrs.mstatus;
+    if (priv === Priv.M && mstatus & MStatus.MPRV) return ((mstatus & MStatus.MPP) >>> MStatus.MPP_SHIFT) as Priv;
+    return priv;
+  }
+
+  private selectTlbSets(): void {
+    this.tlb.select(this.priv, this.dataPriv());
+  }
+
+  /** Drop all cached translations (satp, SUM/MXR changes, sfence.vma, page remapping). */
+  flushTlb(): void {
+    this.tlb.flushAll();
+  }
+
+  /**
+   * Translate and, when the page is RAM, fill the TLB. Returns the host offset (RAM), or the
+   * physical address as a bigint (not RAM: MMIO), or a fault cause as { fault }.
+   */
+  private access(vaddr: bigint, kind: AccessKind): number | bigint | { fault: number } {
+    const priv = kind === AccessKind.Fetch ? this.priv : this.dataPriv();
+    const t = translate(vaddr, kind, priv, this.csrs.satp, this.csrs.mstatus, this.physical);
+    if (t.fault !== undefined) return { fault: t.fault };
+    const host = this.physical.hostOffset(t.paddr);
+    if (host < 0) return t.paddr;
+    this.tlb.fill(priv, kind, vaddr, host & ~0xfff);
+    return host;
+  }
+
+  /** Read `width` bytes at a virtual address, byte by byte when the access crosses a page. */
+  private readData(vaddr: bigint, width: AccessWidth, kind: AccessKind): bigint | { fault: number; tval: bigint } {
+    if ((Number(vaddr & 0xfffn) + width) > 4096) {
+      let value = 0n;
+      for (let i = 0; i < width; i++) {
+        const byte = this.readData(vaddr + BigInt(i), 1, kind);
+        if (typeof byte !== "bigint") return byte;
+        value |= byte << BigInt(8 * i);
+      }
+      return value;
+    }
+    const where = this.access(vaddr, kind);
+    if (typeof where === "number") return readLittleEndian(this.view, where, width);
+    if (typeof where === "bigint") {
+      const value = where < 0x1_0000_0000n ? this.env.mmioRead(Number(where), width) : undefined;
+      return value ?? { fault: ACCESS_FAULT[kind], tval: vaddr };
+    }
+    return { fault: where.fault, tval: vaddr };
+  }
+
   private slowLoad(addr: bigint, widthAndSign: number): bigint {
     const width = (widthAndSign & 15) as AccessWidth;
-    const a = BigInt.asUintN(64, addr);
-    const value = a < 0x1_0000_0000n ? this.env.mmioRead(Number(a), width) : undefined;
-    if (value === undefined) {
-      this.raise(Cause.LoadAccessFault, a);
+    const value = this.readData(BigInt.asUintN(64, addr), width, AccessKind.Load);
+    if (typeof value !== "bigint") {
+      this.raise(value.fault, value.tval);
       return 0n;
     }
     return widthAndSign & LOAD_SIGNED_FLAG ? BigInt.asIntN(width * 8, value) : value;
   }
 
   private slowStore(addr: bigint, width: number, value: bigint): void {
-    const a = BigInt.asUintN(64, addr);
-    const masked = BigInt.asUintN(width * 8, value);
-    if (a >= 0x1_0000_0000n || !this.env.mmioWrite(Number(a), width as AccessWidth, masked)) {
-      this.raise(Cause.StoreAccessFault, a);
+    const va = BigInt.asUintN(64, addr);
+    if ((Number(va & 0xfffn) + width) > 4096) {
+      // Translate every byte first, so that a fault on the second page leaves memory untouched.
+      for (let i = 0; i < width; i++) {
+        const where = this.access(va + BigInt(i), AccessKind.Store);
+        if (typeof where === "object") return this.raise(where.fault, va + BigInt(i));
+        if (typeof where === "bigint") return this.raise(Cause.StoreAccessFault, va + BigInt(i));
+      }
+      for (let i = 0; i < width; i++) this.slowStore(va + BigInt(i), 1, value >> BigInt(8 * i));
+      return;
     }
+    const where = this.access(va, AccessKind.Store);
+    if (typeof where === "number") return writeLittleEndian(this.view, where, width, value);
+    if (typeof where === "object") return this.raise(where.fault, va);
+    const masked = BigInt.asUintN(width * 8, value);
+    if (where >= 0x1_0000_0000n || !this.env.mmioWrite(Number(where), width as AccessWidth, masked)) {
+      this.raise(Cause.StoreAccessFault, va);
+    }
+  }
+
+  /** Atomics on a TLB miss: the host address, or -1 with the fault raised (MMIO gets none). */
+  private translateForAtomic(addr: bigint, kind: AccessKind): number {
+    const va = BigInt.asUintN(64, addr);
+    const where = this.access(va, kind);
+    if (typeof where === "number") return where;
+    this.raise(typeof where === "object" ? where.fault : ACCESS_FAULT[kind], va);
+    return -1;
+  }
+
+  /** Instruction bits at `pc` (16 or 32 of them), or the fault that fetching them raises. */
+  private readInstruction(pc: bigint): bigint | { fault: number; tval: bigint } {
+    const low = this.readData(pc, 2, AccessKind.Fetch);
+    if (typeof low !== "bigint" || (low & 3n) !== 3n) return low;
+    const high = this.readData(pc + 2n, 2, AccessKind.Fetch);
+    if (typeof high !== "bigint") return high;
+    return low | (high << 16n);
+  }
+
+  private slowFetch(pc: bigint): bigint {
+    const raw = this.readInstruction(BigInt.asUintN(64, pc));
+    if (typeof raw === "bigint") return raw;
+    this.raise(raw.fault, raw.tval);
+    return 0n;
   }
 
   private csrAccess(csr: number, kindAndWrite: number, value: bigint): bigint {
@@ -323,6 +420,7 @@ export class Hart {
       if (writes) {
         const next = kind === 1 ? value : kind === 2 ? old | value : old & ~value;
         this.csrs.write(csr, BigInt.asUintN(64, next));
+        if (csr === CsrNumber.satp || csr === CsrNumber.mstatus || csr === CsrNumber.sstatus) this.tlb.flushAll();
         // A write may enable a pending interrupt or change privilege state: let the host look.
         if (csr === CsrNumber.mstatus || csr === CsrNumber.sstatus || csr === CsrNumber.mie || csr === CsrNumber.sie ||
           csr === CsrNumber.mip || csr === CsrNumber.sip || csr === CsrNumber.satp || csr === CsrNumber.mideleg) {
@@ -335,5 +433,23 @@ export class Hart {
       this.raise(Cause.IllegalInstruction, this.rawInstructionAtPc());
       return 0n;
     }
+  }
+}
+
+function readLittleEndian(view: DataView, offset: number, width: AccessWidth): bigint {
+  switch (width) {
+    case 1: return BigInt(view.getUint8(offset));
+    case 2: return BigInt(view.getUint16(offset, true));
+    case 4: return BigInt(view.getUint32(offset, true));
+    case 8: return view.getBigUint64(offset, true);
+  }
+}
+
+function writeLittleEndian(view: DataView, offset: number, width: number, value: bigint): void {
+  switch (width) {
+    case 1: return view.setUint8(offset, Number(value & 0xffn));
+    case 2: return view.setUint16(offset, Number(value & 0xffffn), true);
+    case 4: return view.setUint32(offset, Number(value & 0xffffffffn), true);
+    default: return view.setBigUint64(offset, BigInt.asUintN(64, value), true);
   }
 }

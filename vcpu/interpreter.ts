@@ -7,9 +7,9 @@
  * Why wasm and not a JavaScript switch: RV64 needs 64-bit integers, and in JavaScript those are
  * either BigInt (15–40× slower) or int32 pairs (3–7× slower and fragile under V8's optimiser).
  */
-import { DECODE_CACHE_OFFSET, HartSlot, RAM_BASE, WASM_PAGE } from "../shared-mem/layout.ts";
+import { DECODE_CACHE_OFFSET, HartSlot, WASM_PAGE } from "../shared-mem/layout.ts";
 import { DECODE_HASH_MULTIPLIER, DECODE_HASH_SHIFT, DecodeEntry } from "./decode-cache.ts";
-import { Cause, Exit } from "./exits.ts";
+import { Cause, Exit, ExitRequest } from "./exits.ts";
 import { INSTRUCTIONS, ILLEGAL_OP } from "./isa.ts";
 import { SEMANTICS } from "./semantics.ts";
 import type { Expr } from "./sem.ts";
@@ -32,8 +32,19 @@ interface InterpreterLocals {
 }
 
 class InterpreterSem extends WasmSem {
-  constructor(f: FunctionBody, memory: EngineMemory, slow: SlowPathFunctions, hart: number, private readonly l: InterpreterLocals) {
-    super(f, memory, slow, hart);
+  constructor(
+    f: FunctionBody,
+    memory: EngineMemory,
+    slow: SlowPathFunctions,
+    hart: number,
+    dataTlb: number,
+    private readonly l: InterpreterLocals,
+  ) {
+    super(f, memory, slow, hart, dataTlb);
+  }
+
+  get hostAddressLocal(): number {
+    return this.hostAddr;
   }
 
   readonly rs1: Expr = () => this.f.get(this.l.rs1Addr).mem(Op.i64_load, X);
@@ -64,6 +75,14 @@ class InterpreterSem extends WasmSem {
     this.f.get(this.hart).get(this.l.retired).op(Op.i64_extend_i32_u).mem(Op.i64_store, HartSlot.RETIRED);
   }
 
+  override tlbHit(a: Expr, width: number, setBase: number, extra: number): void {
+    super.tlbHit(a, width, setBase, extra);
+  }
+
+  override hostAddressFromTlb(a: Expr, extra: number): void {
+    super.hostAddressFromTlb(a, extra);
+  }
+
   exitAtCurrent(code: Exit): void {
     this.syncForHost();
     this.f.i32(code).op(Op.return);
@@ -77,19 +96,18 @@ class InterpreterSem extends WasmSem {
     this.trap(Cause.IllegalInstruction, () => this.f.get(this.l.raw).op(Op.i64_extend_i32_u));
   }
 
-  fetchFault(): void {
-    this.trap(Cause.InstructionAccessFault, this.pc);
-  }
 }
 
 /** Generate the interpreter module for a VM with this RAM placement. */
-export function buildInterpreterModule(memory: EngineMemory, memoryPages: number): Uint8Array {
+export function buildInterpreterModule(memory: EngineMemory, memoryPages: number): Uint8Array<ArrayBuffer> {
   const m = new ModuleBuilder();
   m.importSharedMemory("env", "memory", memoryPages);
   const slow: SlowPathFunctions = {
     load: m.importFunction("host", "load", { params: [ValType.I32, ValType.I64, ValType.I32], results: [ValType.I64] }),
     store: m.importFunction("host", "store", { params: [ValType.I32, ValType.I64, ValType.I32, ValType.I64], results: [] }),
     csr: m.importFunction("host", "csr", { params: [ValType.I32, ValType.I32, ValType.I32, ValType.I64], results: [ValType.I64] }),
+    translate: m.importFunction("host", "translate", { params: [ValType.I32, ValType.I64, ValType.I32], results: [ValType.I32] }),
+    fetch: m.importFunction("host", "fetch", { params: [ValType.I32, ValType.I64], results: [ValType.I64] }),
   };
 
   const f = new FunctionBody(2);
@@ -107,10 +125,20 @@ export function buildInterpreterModule(memory: EngineMemory, memoryPages: number
     imm: f.local(ValType.I64),
   };
   const entry = f.local(ValType.I32);
-  const offset = f.local(ValType.I64);
-  const s = new InterpreterSem(f, memory, slow, hart, l);
+  const fetchTlb = f.local(ValType.I32);
+  const dataTlb = f.local(ValType.I32);
+  const fetchPage = f.local(ValType.I64);
+  const fetchOffset = f.local(ValType.I64);
+  const fetchHost = f.local(ValType.I32);
+  const s = new InterpreterSem(f, memory, slow, hart, dataTlb, l);
 
   f.get(hart).mem(Op.i64_load, HartSlot.PC).set(l.pc);
+  // The host chose the TLB sets for the current privilege before this call (vcpu/tlb.ts).
+  f.get(hart).get(hart).mem(Op.i32_load, HartSlot.FETCH_TLB).op(Op.i32_add).set(fetchTlb);
+  f.get(hart).get(hart).mem(Op.i32_load, HartSlot.DATA_TLB).op(Op.i32_add).set(dataTlb);
+  // No cached fetch page yet: pc - (pc + 8192) wraps to 2^64 - 8192, so the first fetch misses.
+  // Afterwards the locals always hold a valid mapping (only host code flushes, between calls).
+  f.get(l.pc).i64(8192).op(Op.i64_add).set(fetchPage);
   f.loop();
   {
     // Budget: leave between instructions with nothing pending.
@@ -118,19 +146,31 @@ export function buildInterpreterModule(memory: EngineMemory, memoryPages: number
     s.exitAtCurrent(Exit.Budget);
     f.end();
 
-    // Fetch. RAM is followed by other areas of the shared memory, so a 4-byte read at the last
-    // halfword of RAM is safe; only a 32-bit instruction there is a fault.
-    f.get(l.pc).i64(RAM_BASE).op(Op.i64_sub).tee(offset).i64(memory.ramSize).op(Op.i64_ge_u).if();
-    s.fetchFault();
+    // Fetch. The page of the last fetch is kept in locals (its guest address and host address),
+    // so straight-line code costs one compare; on leaving the page, consult the fetch TLB, and on
+    // a TLB miss (or an instruction that may cross into the next page) ask the host, which
+    // translates, fills the TLB and returns the bits. The locals die with this call, so TLB
+    // flushes (always made by host code between calls) cannot leave them stale.
+    f.get(l.pc).get(fetchPage).op(Op.i64_sub).tee(fetchOffset).i64(4096 - 4).op(Op.i64_le_u).if(ValType.I32);
+    f.get(fetchOffset).op(Op.i32_wrap_i64).get(fetchHost).op(Op.i32_add).mem(Op.i32_load);
+    f.else();
+    s.tlbHit(s.pc, 4, fetchTlb, 0);
+    f.if(ValType.I32);
+    s.hostAddressFromTlb(s.pc, 0);
+    f.get(l.pc).i64(-4096).op(Op.i64_and).set(fetchPage);
+    f.get(s.hostAddressLocal).i32(-4096).op(Op.i32_and).set(fetchHost);
+    f.get(s.hostAddressLocal).mem(Op.i32_load);
+    f.else();
+    s.syncForHost();
+    f.get(hart).get(l.pc).call(slow.fetch).op(Op.i32_wrap_i64);
+    f.get(hart).mem(Op.i32_load, HartSlot.EXIT_REQUEST).i32(ExitRequest.Trap).op(Op.i32_eq).if();
+    s.exitAtCurrent(Exit.Trap);
     f.end();
-    f.get(offset).op(Op.i32_wrap_i64).mem(Op.i32_load, memory.ramOffset).tee(l.raw);
+    f.end();
+    f.end();
+    f.tee(l.raw);
     f.i32(3).op(Op.i32_and).i32(3).op(Op.i32_eq).if();
-    {
-      f.i64(4).set(l.length);
-      f.get(offset).i64(memory.ramSize - 4).op(Op.i64_gt_u).if();
-      s.fetchFault();
-      f.end();
-    }
+    f.i64(4).set(l.length);
     f.else();
     f.get(l.raw).i32(0xffff).op(Op.i32_and).set(l.raw);
     f.i64(2).set(l.length);

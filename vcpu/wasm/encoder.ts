@@ -190,7 +190,7 @@ export class ByteWriter {
     return this.bytes(inner.toBytes());
   }
 
-  toBytes(): Uint8Array {
+  toBytes(): Uint8Array<ArrayBuffer> {
     return this.buf.slice(0, this.length);
   }
 }
@@ -349,7 +349,7 @@ export class ModuleBuilder {
     return index;
   }
 
-  encode(): Uint8Array {
+  encode(): Uint8Array<ArrayBuffer> {
     const out = new ByteWriter().bytes([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
     const section = (id: number, content: ByteWriter) => out.byte(id).sized(content);
 

@@ -3,11 +3,12 @@
  * where operands live and how the engine leaves; everything an instruction *does* (arithmetic,
  * memory fast paths, atomics) is emitted here, once.
  */
-import { RAM_BASE, HartSlot } from "../../shared-mem/layout.ts";
+import { HartSlot, TLB_ENTRIES, TLB_SET_SIZE } from "../../shared-mem/layout.ts";
 import { Cause, Exit, ExitRequest } from "../exits.ts";
 import type { AmoKind, Cond, CsrKind, Expr, HostOp, Sem, Width } from "../sem.ts";
 import { AtomicOp, FunctionBody, Op, ValType, rmwOpcode } from "./encoder.ts";
 
+/** What an engine knows of the memory layout (mirror offsets will join it). */
 export interface EngineMemory {
   /** Guest RAM size in bytes. */
   ramSize: number;
@@ -23,7 +24,15 @@ export interface SlowPathFunctions {
   store: number;
   /** (hart i32, csr i32, kindAndWrite i32, value i64) -> i64 */
   csr: number;
+  /** (hart i32, addr i64, kind i32) -> i32 host address, for atomics on a TLB miss */
+  translate: number;
+  /** (hart i32, pc i64) -> i64 raw instruction bits, on a fetch TLB miss */
+  fetch: number;
 }
+
+/** Access kinds as passed to the translate import (same numbering as vcpu/tlb.ts AccessKind). */
+const LOAD_KIND = 1;
+const STORE_KIND = 2;
 
 export const CSR_KIND_CODE: Record<CsrKind, number> = { rw: 1, rs: 2, rc: 3 };
 /** Flag in the csr import's second argument: the instruction writes the CSR. */
@@ -51,8 +60,9 @@ const STORE_OPS: Record<Width, number> = { 1: Op.i64_store8, 2: Op.i64_store16, 
 export abstract class WasmSem implements Sem {
   private readonly tempPool: number[] = [];
   private tempsInUse = 0;
-  /** Scratch i32 local for host addresses. */
+  /** Scratch i32 locals for host addresses and TLB entry addresses. */
   protected readonly hostAddr: number;
+  private readonly tlbEntry: number;
 
   constructor(
     protected readonly f: FunctionBody,
@@ -60,8 +70,11 @@ export abstract class WasmSem implements Sem {
     protected readonly slow: SlowPathFunctions,
     /** Local holding the hart's base offset in shared memory. */
     protected readonly hart: number,
+    /** Local holding the absolute address of the data-load TLB set (the store set follows it). */
+    protected readonly dataTlb: number,
   ) {
     this.hostAddr = f.local(ValType.I32);
+    this.tlbEntry = f.local(ValType.I32);
   }
 
   // --- what subclasses provide ------------------------------------------------------------
@@ -224,27 +237,47 @@ export abstract class WasmSem implements Sem {
 
   // --- memory ------------------------------------------------------------------------------
   /**
-   * Emit: if `addr` lies wholly in RAM, set hostAddr and run `fast`, else run `slowPath`.
-   * Both arms leave `resultType` on the stack.
+   * Emit the software-TLB fast path (see vcpu/tlb.ts): leaves a Cond that is true when the page
+   * of `a` is in the TLB set at `setBase + extra` and the access does not cross the page; tlbEntry
+   * then addresses the entry.
    */
-  private ramAccess(addr: Expr, width: Width, resultType: number, fast: () => void, slowPath: () => void): void {
+  protected tlbHit(a: Expr, width: number, setBase: number, extra: number): void {
     const f = this.f;
-    const offset = this.tmp(this.sub(addr, this.const(RAM_BASE)));
-    offset();
-    f.i64(this.memory.ramSize - width).op(Op.i64_le_u).if(resultType);
-    offset();
-    f.op(Op.i32_wrap_i64).set(this.hostAddr);
+    a();
+    f.i64(12).op(Op.i64_shr_u).op(Op.i32_wrap_i64).i32(TLB_ENTRIES - 1).op(Op.i32_and).i32(4).op(Op.i32_shl);
+    f.get(setBase).op(Op.i32_add).tee(this.tlbEntry);
+    f.mem(Op.i64_load, extra);
+    a();
+    f.i64(12).op(Op.i64_shr_u).op(Op.i64_eq);
+    if (width > 1) {
+      a();
+      f.op(Op.i32_wrap_i64).i32(0xfff).op(Op.i32_and).i32(4096 - width).op(Op.i32_le_u).op(Op.i32_and);
+    }
+  }
+
+  /** hostAddr := a + addend of the entry tlbHit found. */
+  protected hostAddressFromTlb(a: Expr, extra: number): void {
+    a();
+    this.f.get(this.tlbEntry).mem(Op.i64_load, extra + 8).op(Op.i64_add).op(Op.i32_wrap_i64).set(this.hostAddr);
+  }
+
+  /** Emit: on a TLB hit set hostAddr and run `fast`, else run `slowPath`; both leave `resultType`. */
+  private tlbAccess(addr: Expr, width: Width, extra: number, resultType: number, fast: () => void, slowPath: () => void): void {
+    const a = this.tmp(addr);
+    this.tlbHit(a, width, this.dataTlb, extra);
+    this.f.if(resultType);
+    this.hostAddressFromTlb(a, extra);
     fast();
-    f.else();
+    this.f.else();
     slowPath();
-    f.end();
+    this.f.end();
   }
 
   load(width: Width, signed: boolean, addr: Expr): Expr {
     return () => {
       const a = this.tmp(addr);
-      this.ramAccess(a, width, ValType.I64, () => {
-        this.f.get(this.hostAddr).mem(LOAD_OPS[width][signed ? 0 : 1], this.memory.ramOffset);
+      this.tlbAccess(a, width, 0, ValType.I64, () => {
+        this.f.get(this.hostAddr).mem(LOAD_OPS[width][signed ? 0 : 1]);
       }, () => {
         this.syncForHost();
         this.f.get(this.hart);
@@ -258,10 +291,10 @@ export abstract class WasmSem implements Sem {
   store(width: Width, addr: Expr, value: Expr): void {
     const a = this.tmp(addr);
     const v = this.tmp(value);
-    this.ramAccess(a, width, 0x40, () => {
+    this.tlbAccess(a, width, TLB_SET_SIZE, 0x40, () => {
       this.f.get(this.hostAddr);
       v();
-      this.f.mem(STORE_OPS[width], this.memory.ramOffset);
+      this.f.mem(STORE_OPS[width]);
     }, () => {
       this.syncForHost();
       this.f.get(this.hart);
@@ -274,22 +307,27 @@ export abstract class WasmSem implements Sem {
   }
 
   /**
-   * Atomic accesses must be naturally aligned and in RAM: misaligned → `misalignedCause`,
-   * outside RAM → the matching access fault. Leaves the host address in hostAddr.
+   * Atomic accesses must be naturally aligned (else `misalignedCause`) and in RAM (the host raises
+   * the access or page fault on a TLB miss it cannot fill). Leaves the host address in hostAddr.
    */
-  private atomicAddress(addr: Expr, width: 4 | 8, misalignedCause: number, faultCause: number): Expr {
+  private atomicAddress(addr: Expr, width: 4 | 8, misalignedCause: number, store: boolean): Expr {
     const a = this.tmp(addr);
     const f = this.f;
     a();
     f.i64(width - 1).op(Op.i64_and).op(Op.i64_eqz).op(Op.i32_eqz).if();
     this.trap(misalignedCause, a);
     f.end();
+    const extra = store ? TLB_SET_SIZE : 0;
+    this.tlbHit(a, width, this.dataTlb, extra);
+    f.if();
+    this.hostAddressFromTlb(a, extra);
+    f.else();
+    this.syncForHost();
+    f.get(this.hart);
     a();
-    f.i64(RAM_BASE).op(Op.i64_sub).i64(this.memory.ramSize - width).op(Op.i64_gt_u).if();
-    this.trap(faultCause, a);
+    f.i32(store ? STORE_KIND : LOAD_KIND).call(this.slow.translate).set(this.hostAddr);
+    this.checkExitRequest();
     f.end();
-    a();
-    f.i64(RAM_BASE).op(Op.i64_sub).op(Op.i32_wrap_i64).set(this.hostAddr);
     return a;
   }
 
@@ -297,9 +335,9 @@ export abstract class WasmSem implements Sem {
     return () => {
       const f = this.f;
       const v = this.tmp(value);
-      this.atomicAddress(addr, width, Cause.StoreMisaligned, Cause.StoreAccessFault);
+      this.atomicAddress(addr, width, Cause.StoreMisaligned, true);
       const wide = width === 8;
-      const off = this.memory.ramOffset;
+      const off = 0;
       const direct: Partial<Record<AmoKind, Parameters<typeof rmwOpcode>[0]>> = {
         add: "add", swap: "xchg", xor: "xor", and: "and", or: "or",
       };
@@ -341,12 +379,12 @@ export abstract class WasmSem implements Sem {
   loadReserved(width: 4 | 8, addr: Expr): Expr {
     return () => {
       const f = this.f;
-      const a = this.atomicAddress(addr, width, Cause.LoadMisaligned, Cause.LoadAccessFault);
+      const a = this.atomicAddress(addr, width, Cause.LoadMisaligned, false);
       const value = this.temp();
       f.get(this.hart);
       a();
       f.mem(Op.i64_store, HartSlot.RES_ADDR);
-      f.get(this.hostAddr).atomic(width === 8 ? AtomicOp.i64_load : AtomicOp.i64_load32_u, width, this.memory.ramOffset);
+      f.get(this.hostAddr).atomic(width === 8 ? AtomicOp.i64_load : AtomicOp.i64_load32_u, width);
       f.set(value);
       f.get(this.hart).get(value).mem(Op.i64_store, HartSlot.RES_VALUE);
       f.get(value);
@@ -358,7 +396,7 @@ export abstract class WasmSem implements Sem {
     return () => {
       const f = this.f;
       const v = this.tmp(value);
-      const a = this.atomicAddress(addr, width, Cause.StoreMisaligned, Cause.StoreAccessFault);
+      const a = this.atomicAddress(addr, width, Cause.StoreMisaligned, true);
       const expected = this.temp();
       // Success iff we hold a reservation on this address and memory still holds what LR read
       // (QEMU's MTTCG rule); the reservation is consumed either way.
@@ -368,7 +406,7 @@ export abstract class WasmSem implements Sem {
       f.get(this.hart).mem(Op.i64_load, HartSlot.RES_VALUE).set(expected);
       f.get(this.hostAddr).get(expected);
       v();
-      f.atomic(rmwOpcode("cmpxchg", width === 8), width, this.memory.ramOffset);
+      f.atomic(rmwOpcode("cmpxchg", width === 8), width);
       f.get(expected).op(Op.i64_ne).op(Op.i64_extend_i32_u);
       f.else().i64(1).end();
       f.get(this.hart).i64(-1).mem(Op.i64_store, HartSlot.RES_ADDR);

@@ -1,0 +1,57 @@
+/**
+ * The software TLB in each hart's shared-memory area. The engine's fast path for every fetch,
+ * load and store is a hit here (host address = vaddr + addend); anything else — a miss, MMIO,
+ * a page-crossing access — goes to the host, which walks the page table (vcpu/mmu.ts) and fills.
+ *
+ * There is one set per (privilege, access kind), so that permission checks are baked into the
+ * entries and a privilege change needs no flush, only a different set (chosen before each engine
+ * call). M-mode without MPRV is identity-mapped through its set as well, so one fast path serves
+ * every mode. Sets are flushed when satp, SUM or MXR change, on sfence.vma, and when the
+ * hypervisor remaps a guest page.
+ */
+import { HartSlot, TLB_ENTRIES, TLB_ENTRY_SIZE, TLB_OFFSET, TLB_SET_SIZE, TLB_SETS } from "../shared-mem/layout.ts";
+import { Priv } from "./csr.ts";
+
+export const AccessKind = { Fetch: 0, Load: 1, Store: 2 } as const;
+export type AccessKind = (typeof AccessKind)[keyof typeof AccessKind];
+
+const PRIV_INDEX: Record<Priv, number> = { [Priv.U]: 0, [Priv.S]: 1, [Priv.M]: 2 };
+
+/** Byte offset of a set from the hart base. */
+export function tlbSetOffset(priv: Priv, kind: AccessKind): number {
+  return TLB_OFFSET + (PRIV_INDEX[priv] * 3 + kind) * TLB_SET_SIZE;
+}
+
+export function tlbIndex(vpn: bigint): number {
+  return Number(vpn & BigInt(TLB_ENTRIES - 1));
+}
+
+export class Tlb {
+  constructor(
+    private readonly view: DataView,
+    private readonly words: Int32Array,
+    private readonly hartBase: number,
+  ) {
+    this.flushAll();
+  }
+
+  /** Map the page of `vaddr` to the host page at `hostPage` for this privilege and access kind. */
+  fill(priv: Priv, kind: AccessKind, vaddr: bigint, hostPage: number): void {
+    const vpn = BigInt.asUintN(64, vaddr) >> 12n;
+    const entry = this.hartBase + tlbSetOffset(priv, kind) + tlbIndex(vpn) * TLB_ENTRY_SIZE;
+    this.view.setBigInt64(entry + 8, BigInt.asIntN(64, BigInt(hostPage) - (vpn << 12n)), true);
+    this.view.setBigInt64(entry, BigInt.asIntN(64, vpn), true);
+  }
+
+  /** Drop every translation (tags -1 never match: no virtual page number is all ones). */
+  flushAll(): void {
+    const start = (this.hartBase + TLB_OFFSET) >> 2;
+    this.words.fill(-1, start, start + (TLB_SETS * TLB_SET_SIZE) / 4);
+  }
+
+  /** Tell the engine which sets to use for fetches and data accesses. */
+  select(fetchPriv: Priv, dataPriv: Priv): void {
+    this.view.setInt32(this.hartBase + HartSlot.FETCH_TLB, tlbSetOffset(fetchPriv, AccessKind.Fetch), true);
+    this.view.setInt32(this.hartBase + HartSlot.DATA_TLB, tlbSetOffset(dataPriv, AccessKind.Load), true);
+  }
+}
