@@ -298,7 +298,16 @@ function readSymbols(r: Reader, shoff: bigint, shnum: number, shentsize: number)
   return symbols;
 }
 
-/** Check that every non-empty segment lies entirely inside [ramBase, ramBase + ramSize). */
+/**
+ * Bytes of a segment that may hang below RAM: GNU ld with `-Ttext=ADDR` puts the ELF and program
+ * headers in front of .text, in the same segment, below ADDR. QEMU drops those bytes; so do we.
+ */
+export const HEADER_PREFIX_LIMIT = 4096n;
+
+/**
+ * Check that every non-empty segment lies inside [ramBase, ramBase + ramSize), allowing a header
+ * prefix of at most HEADER_PREFIX_LIMIT bytes below ramBase (the loader skips it).
+ */
 export function checkSegmentsFit(image: ElfImage, ramBase: number, ramSize: number): void {
   const base = BigInt(ramBase);
   const end = base + BigInt(ramSize);
@@ -306,7 +315,8 @@ export function checkSegmentsFit(image: ElfImage, ramBase: number, ramSize: numb
   image.segments.forEach((seg, k) => {
     if (seg.memSize === 0n) return;
     const segEnd = seg.paddr + seg.memSize;
-    if (seg.paddr < base || segEnd > end) {
+    const headerPrefix = seg.paddr < base && base - seg.paddr <= HEADER_PREFIX_LIMIT && segEnd > base;
+    if ((seg.paddr < base && !headerPrefix) || segEnd > end) {
       throw new ElfError(
         `${f}: PT_LOAD segment ${k} [${hex(seg.paddr)}, ${hex(segEnd)}) (vaddr ${hex(seg.vaddr)}) ` +
           `does not lie in RAM [${hex(base)}, ${hex(end)}); link the program for RAM at ${hex(base)} ` +

@@ -111,9 +111,12 @@ export class Machine implements MachineControl {
     checkSegmentsFit(image, RAM_BASE, this.layout.ramSize);
     const ram = new Uint8Array(this.memory.buffer, this.layout.ramOffset, this.layout.ramSize);
     for (const segment of image.segments) {
-      const offset = Number(segment.paddr) - RAM_BASE;
-      ram.set(segment.fileData, offset);
-      ram.fill(0, offset + segment.fileData.length, offset + Number(segment.memSize));
+      // checkSegmentsFit allows a header prefix below RAM (see HEADER_PREFIX_LIMIT): skip it.
+      const skip = Math.max(0, RAM_BASE - Number(segment.paddr));
+      const offset = Number(segment.paddr) + skip - RAM_BASE;
+      const data = segment.fileData.subarray(Math.min(skip, segment.fileData.length));
+      ram.set(data, offset);
+      ram.fill(0, offset + data.length, Number(segment.paddr) + Number(segment.memSize) - RAM_BASE);
     }
     const tohost = image.symbols.get("tohost");
     const fromhost = image.symbols.get("fromhost");
