@@ -7,6 +7,9 @@ import { readFileSync } from "node:fs";
 import { Command, CommanderError, Option } from "commander";
 import { Machine, type RunResult } from "../hypervisor/machine.ts";
 import { ElfError } from "../hypervisor/elf.ts";
+import { BootError, checkFirmware, planBoot, resolveBios, type BootImages } from "../hypervisor/boot.ts";
+import { DiskImage, DiskImageError } from "../hypervisor/disk-image.ts";
+import { writeFileSync } from "node:fs";
 import { parseMemorySize, parsePositiveInteger, parseSeconds } from "./sizes.ts";
 
 export const ExitStatus = { Timeout: 124, GuestFault: 70, Usage: 64, BadInput: 65, NoInput: 66 } as const;
@@ -24,6 +27,8 @@ interface RunFlags {
   bios: string;
   kernel?: string;
   drive?: string;
+  append?: string;
+  dumpdtb?: string;
   timeout?: string;
   stats?: boolean;
   json?: boolean;
@@ -48,6 +53,39 @@ function usage<T>(parse: () => T): T {
   }
 }
 
+/** Turn input errors found while loading into InputError (exit 65). */
+function guarded<T>(load: () => T): T {
+  try {
+    return load();
+  } catch (e) {
+    if (e instanceof ElfError || e instanceof BootError || e instanceof DiskImageError) {
+      throw new InputError(e.message, ExitStatus.BadInput);
+    }
+    throw e;
+  }
+}
+
+/** `--drive FILE` or QEMU's `--drive file=FILE[,format=raw][,readonly=on]`. */
+export function parseDrive(text: string): { path: string; readOnly: boolean } {
+  if (!text.includes("=")) return { path: text, readOnly: false };
+  let path: string | undefined;
+  let readOnly = false;
+  for (const part of text.split(",")) {
+    const [key, value = ""] = part.split("=", 2) as [string, string?];
+    if (key === "file") path = value;
+    else if (key === "readonly") {
+      if (!["on", "off", "true", "false"].includes(value)) throw new RangeError(`--drive: readonly must be on or off, got "${value}"`);
+      readOnly = value === "on" || value === "true";
+    } else if (key === "format") {
+      if (value !== "raw") throw new RangeError(`--drive: only format=raw images are supported, got "${value}"`);
+    } else if (key !== "if" && key !== "id") {
+      throw new RangeError(`--drive: unknown option "${key}" (supported: file, format=raw, readonly)`);
+    }
+  }
+  if (!path) throw new RangeError(`--drive: no file= given in "${text}"`);
+  return { path, readOnly };
+}
+
 export function formatStats(result: RunResult): string {
   const lines = [`wall time: ${(result.wallMilliseconds / 1000).toFixed(3)} s`];
   let total = 0;
@@ -67,28 +105,37 @@ async function runCommand(file: string | undefined, flags: RunFlags): Promise<nu
   const harts = usage(() => parsePositiveInteger("--smp", flags.smp, 64));
   const ramSize = usage(() => parseMemorySize(flags.memory));
   const timeoutMs = flags.timeout === undefined ? undefined : usage(() => parseSeconds(flags.timeout!)) * 1000;
-  if (flags.bios !== "none") {
-    throw new UsageError(`--bios ${flags.bios}: firmware boot is not supported yet; only --bios none (issue #3 adds it)`);
-  }
-  if (flags.drive !== undefined) {
-    throw new UsageError(`--drive: there is no virtio block device yet (issue #3 adds it)`);
-  }
   if (file !== undefined && flags.kernel !== undefined) {
     throw new UsageError(`give the guest either as FILE or with --kernel, not both`);
   }
-  const kernel = file ?? flags.kernel;
-  if (kernel === undefined) throw new UsageError(`no guest to run: give an ELF file (kmemvisor run FILE)`);
-
-  const machine = new Machine({ ramSize, harts });
-  const bytes = readInput(kernel, "guest");
-  let entry: bigint;
-  try {
-    entry = machine.loadElf(bytes, kernel).entry;
-  } catch (e) {
-    if (e instanceof ElfError) throw new InputError(e.message, ExitStatus.BadInput);
-    throw e;
+  const kernelPath = file ?? flags.kernel;
+  const bios = usage(() => resolveBios(flags.bios));
+  if (bios === "none" && kernelPath === undefined && flags.dumpdtb === undefined) {
+    throw new UsageError(`no guest to run: give an ELF file (kmemvisor run FILE)`);
   }
-  machine.start(entry);
+  const drive = flags.drive === undefined ? undefined : usage(() => parseDrive(flags.drive!));
+
+  const images: BootImages = { bios: "none", append: flags.append };
+  if (bios !== "none") {
+    const bytes = readInput(bios, "firmware");
+    images.bios = { name: bios, bytes };
+    guarded(() => checkFirmware(bios, bytes));
+  }
+  if (kernelPath !== undefined) images.kernel = { name: kernelPath, bytes: readInput(kernelPath, "guest") };
+
+  const disk = drive === undefined ? undefined : guarded(() => DiskImage.open(drive.path, { readOnly: drive.readOnly }));
+  const machine = new Machine({
+    ramSize,
+    harts,
+    disk,
+    onDeviceError: (message) => process.stderr.write(`kmemvisor: virtio-blk: ${message}\n`),
+  });
+  const plan = guarded(() => planBoot(machine, images));
+  if (flags.dumpdtb !== undefined) {
+    writeFileSync(flags.dumpdtb, plan.fdt);
+    return 0;
+  }
+  machine.start(plan.start, BigInt(plan.fdtAddress), BigInt(plan.dynamicInfoAddress));
 
   const stdin = process.stdin;
   const feedInput = (chunk: Buffer) => machine.uart.pushInput(chunk);
@@ -112,6 +159,7 @@ async function runCommand(file: string | undefined, flags: RunFlags): Promise<nu
     if (flags.json) process.stderr.write(JSON.stringify({ ...result, status }) + "\n");
     return status;
   } finally {
+    disk?.close();
     stdin.off("data", feedInput);
     if (interactive) stdin.setRawMode(false);
     stdin.pause();
@@ -129,9 +177,13 @@ export function buildProgram(): Command {
     .argument("[FILE]", "guest ELF (same as --kernel)")
     .addOption(new Option("--smp <N>", "number of harts").default("1"))
     .addOption(new Option("-m, --memory <SIZE>", "guest RAM, e.g. 128M or 1G (plain number = MiB)").default("128M"))
-    .addOption(new Option("--bios <none|FILE>", "firmware; none enters the kernel in M-mode").default("none"))
-    .option("--kernel <FILE>", "kernel ELF")
-    .option("--drive <FILE>", "disk image for the virtio block device")
+    .addOption(
+      new Option("--bios <none|default|FILE>", "firmware: none enters the kernel in M-mode; default = Debian's OpenSBI").default("none"),
+    )
+    .option("--kernel <FILE>", "kernel: ELF, or a raw binary loaded after the firmware (e.g. u-boot.bin)")
+    .option("--drive <FILE|file=FILE,readonly=on>", "raw disk image for the virtio block device")
+    .option("--append <ARGS>", "kernel command line (FDT /chosen/bootargs)")
+    .option("--dumpdtb <FILE>", "write the generated device tree to FILE and exit")
     .option("--timeout <S>", "stop the guest after S seconds (exit status 124)")
     .option("--stats", "print instructions retired, MIPS per hart and wall time to stderr")
     .option("--json", "print the run's result and statistics as JSON to stderr")

@@ -10,7 +10,11 @@ import { Clint } from "./devices/clint.ts";
 import type { AccessWidth, MachineControl } from "./devices/device.ts";
 import { Htif } from "./devices/htif.ts";
 import { SifiveTest } from "./devices/sifive-test.ts";
-import { Uart16550 } from "./devices/uart.ts";
+import { Uart16550, UART_IRQ } from "./devices/uart.ts";
+import { Plic } from "./devices/plic.ts";
+import { Rom, MROM_BASE, MROM_SIZE } from "./devices/rom.ts";
+import { LinearDmaMemory, VirtioBlock, VIRTIO_BLK_IRQ } from "./devices/virtio-blk.ts";
+import type { DiskImage } from "./disk-image.ts";
 import { checkSegmentsFit, parseElf, type ElfImage } from "./elf.ts";
 
 export interface MachineConfig {
@@ -18,6 +22,10 @@ export interface MachineConfig {
   harts: number;
   /** Where console bytes go (UART and HTIF); default: process.stdout. */
   output?: (bytes: Uint8Array) => void;
+  /** Backing image of the virtio block device; no device without one. */
+  disk?: DiskImage;
+  /** Told when the virtio device sees a malformed request from the driver. */
+  onDeviceError?: (message: string) => void;
 }
 
 export interface HartStats {
@@ -53,6 +61,9 @@ export class Machine implements MachineControl {
   readonly bus = new Bus();
   readonly clint: Clint;
   readonly uart: Uart16550;
+  readonly plic: Plic;
+  readonly rom: Rom;
+  readonly virtio: VirtioBlock | undefined;
   readonly harts: Hart[];
   private readonly view: DataView;
   private htif: Htif | undefined;
@@ -72,10 +83,24 @@ export class Machine implements MachineControl {
     this.output = config.output ?? ((bytes) => process.stdout.write(bytes));
 
     this.clint = new Clint({ harts: config.harts, control: this });
-    this.uart = new Uart16550({ output: this.consoleByte });
+    this.plic = new Plic({ harts: config.harts, control: this });
+    this.uart = new Uart16550({ output: this.consoleByte, irq: (level) => this.plic.setIrq(UART_IRQ, level) });
+    this.rom = new Rom(MROM_BASE, MROM_SIZE);
+    this.bus.add(this.rom);
     this.bus.add(this.clint);
+    this.bus.add(this.plic);
     this.bus.add(this.uart);
     this.bus.add(new SifiveTest({ control: this }));
+    if (config.disk) {
+      const ram = new Uint8Array(this.memory.buffer, this.layout.ramOffset, this.layout.ramSize);
+      this.virtio = new VirtioBlock({
+        disk: config.disk,
+        memory: new LinearDmaMemory(ram, RAM_BASE),
+        irq: (level) => this.plic.setIrq(VIRTIO_BLK_IRQ, level),
+        onError: config.onDeviceError,
+      });
+      this.bus.add(this.virtio);
+    }
 
     const pages = this.layout.totalBytes / 65536;
     const interpreter = new WebAssembly.Module(
@@ -141,9 +166,21 @@ export class Machine implements MachineControl {
     return this.layout.ramOffset + offset;
   }
 
-  /** Every hart starts at `entry` in M-mode with a0 = hartid, a1 = `fdt` (QEMU `-bios none`). */
-  start(entry: bigint, fdt = 0n): void {
-    for (const hart of this.harts) hart.reset(entry, BigInt(hart.id), fdt);
+  /** Every hart starts at `entry` in M-mode with a0 = hartid, a1 = FDT, a2 = fw_dynamic_info (as QEMU). */
+  start(entry: bigint, fdt = 0n, dynamicInfo = 0n): void {
+    for (const hart of this.harts) {
+      hart.reset(entry, BigInt(hart.id), fdt);
+      hart.setX(12, dynamicInfo);
+    }
+  }
+
+  /** Copy bytes into guest RAM (boot loading); throws RangeError outside RAM. */
+  writeRam(gpa: number, bytes: Uint8Array): void {
+    const offset = gpa - RAM_BASE;
+    if (offset < 0 || offset + bytes.length > this.layout.ramSize) {
+      throw new RangeError(`0x${gpa.toString(16)}+${bytes.length} is outside RAM`);
+    }
+    new Uint8Array(this.memory.buffer, this.layout.ramOffset + offset, bytes.length).set(bytes);
   }
 
   // --- running -------------------------------------------------------------------------------
