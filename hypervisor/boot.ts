@@ -69,11 +69,12 @@ export function planBoot(machine: Machine, images: BootImages): BootPlan {
   let start: bigint;
   let nextStage = 0n;
   if (images.bios === "none") {
-    if (!images.kernel) throw new BootError("no kernel: with --bios none, give the guest ELF (FILE or --kernel)");
-    if (!isElf(images.kernel.bytes)) {
+    // Without a kernel there is nothing to run; callers use such a plan only for its FDT (--dumpdtb).
+    if (!images.kernel) start = BigInt(RAM_BASE);
+    else if (!isElf(images.kernel.bytes)) {
       throw new BootError(`${images.kernel.name}: with --bios none the kernel must be an ELF executable (got a raw binary)`);
     }
-    start = machine.loadElf(images.kernel.bytes, images.kernel.name).entry;
+    else start = machine.loadElf(images.kernel.bytes, images.kernel.name).entry;
   } else {
     const [firmwareEntry, firmwareEnd] = loadImage(machine, images.bios, RAM_BASE);
     start = firmwareEntry;
