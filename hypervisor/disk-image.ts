@@ -76,7 +76,7 @@ export class DiskImage {
           `(${st.size % SECTOR_SIZE} bytes past the last whole sector); pad or truncate it to whole sectors`,
       );
     }
-    const readOnlyHint = 'open it read-only (the read-only drive option, DiskImage readOnly: true) or fix the file permissions';
+    const readOnlyHint = 'open it read-only (--drive file=IMAGE,readonly=on) or fix the file permissions';
     // A file no one may write (mode 0444 and the like) is treated as write-protected even
     // for root, who would otherwise be allowed to open it read-write: such a file is
     // almost always a golden image that must not change.

@@ -201,6 +201,7 @@ export class Machine implements MachineControl {
         }
         this.bus.tick();
         this.htif?.tick();
+        for (const hart of this.harts) hart.updateSupervisorTimer();
         this.flushOutput();
         const now = performance.now();
         if (now >= deadline) {
@@ -238,6 +239,8 @@ export class Machine implements MachineControl {
     for (const hart of this.harts) {
       const until = this.clint.nanosUntilTimer(hart.id);
       if (until < nanos) nanos = until;
+      const supervisor = hart.nanosUntilSupervisorTimer();
+      if (supervisor !== undefined && supervisor < nanos) nanos = supervisor;
     }
     const ms = Math.max(0, Math.min(Number(nanos) / 1e6, limitMs));
     const start = performance.now();

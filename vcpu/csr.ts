@@ -9,7 +9,7 @@
 
 export const CsrNumber = {
   sstatus: 0x100, sie: 0x104, stvec: 0x105, scounteren: 0x106, senvcfg: 0x10a,
-  sscratch: 0x140, sepc: 0x141, scause: 0x142, stval: 0x143, sip: 0x144, satp: 0x180,
+  stimecmp: 0x14d, sscratch: 0x140, sepc: 0x141, scause: 0x142, stval: 0x143, sip: 0x144, satp: 0x180,
   mstatus: 0x300, misa: 0x301, medeleg: 0x302, mideleg: 0x303, mie: 0x304, mtvec: 0x305, mcounteren: 0x306,
   menvcfg: 0x30a, mcountinhibit: 0x320, mscratch: 0x340, mepc: 0x341, mcause: 0x342, mtval: 0x343, mip: 0x344,
   pmpcfg0: 0x3a0, pmpaddr0: 0x3b0, mcycle: 0xb00, minstret: 0xb02, mhpmcounter3: 0xb03, mhpmevent3: 0x323,
@@ -48,6 +48,9 @@ export const MISA = (2n << 62n) | BigInt((1 << 0) | (1 << 2) | (1 << 8) | (1 << 
 
 export class IllegalCsrAccess extends Error {}
 
+/** menvcfg.STCE (bit 63): enables the Sstc extension's stimecmp. */
+export const MENVCFG_STCE = 1n << 63n;
+
 export interface CsrContext {
   priv(): Priv;
   hartId: number;
@@ -56,6 +59,8 @@ export interface CsrContext {
   /** Atomically read / update the shared mip word. */
   readMip(): number;
   updateMip(mask: number, value: number): void;
+  /** stimecmp or menvcfg.STCE changed: re-evaluate STIP. */
+  timerChanged(): void;
 }
 
 const MASK64 = (1n << 64n) - 1n;
@@ -77,6 +82,8 @@ export class CsrFile {
   stvec = 0n;
   scounteren = 0;
   senvcfg = 0n;
+  /** Sstc: supervisor timer compare; STIP follows time >= stimecmp while menvcfg.STCE is set. */
+  stimecmp = (1n << 64n) - 1n;
   sscratch = 0n;
   sepc = 0n;
   scause = 0n;
@@ -110,6 +117,9 @@ export class CsrFile {
       case c.scounteren: return BigInt(this.scounteren);
       case c.menvcfg: return this.menvcfg;
       case c.senvcfg: return this.senvcfg;
+      case c.stimecmp:
+        this.checkStimecmpAccess();
+        return this.stimecmp;
       case c.mcountinhibit: return BigInt(this.mcountinhibit);
       case c.mscratch: return this.mscratch;
       case c.sscratch: return this.sscratch;
@@ -160,13 +170,18 @@ export class CsrFile {
       case c.mideleg: this.mideleg = low & S_INTERRUPTS; return;
       case c.mie: this.mie = low & ALL_INTERRUPTS; return;
       case c.sie: this.mie = (this.mie & ~this.mideleg) | (low & this.mideleg); return;
-      case c.mip: this.ctx.updateMip(MIP_WRITABLE, low); return;
+      case c.mip: this.ctx.updateMip(this.sstcEnabled ? MIP_WRITABLE & ~(1 << Irq.STI) : MIP_WRITABLE, low); return;
       case c.sip: this.ctx.updateMip(MIP_WRITABLE & this.mideleg & (1 << Irq.SSI), low); return;
       case c.mtvec: this.mtvec = value & ~2n; return; // modes 0 (direct) and 1 (vectored)
       case c.stvec: this.stvec = value & ~2n; return;
       case c.mcounteren: this.mcounteren = low & 7; return;
       case c.scounteren: this.scounteren = low & 7; return;
-      case c.menvcfg: this.menvcfg = 0n; return;
+      case c.menvcfg: this.menvcfg = value & MENVCFG_STCE; this.ctx.timerChanged(); return;
+      case c.stimecmp:
+        this.checkStimecmpAccess();
+        this.stimecmp = value;
+        this.ctx.timerChanged();
+        return;
       case c.senvcfg: this.senvcfg = 0n; return;
       case c.mcountinhibit: this.mcountinhibit = low & 5; return;
       case c.mscratch: this.mscratch = value; return;
@@ -199,6 +214,16 @@ export class CsrFile {
     }
     if ((csr >= c.mhpmcounter3 && csr <= 0xb1f) || (csr >= c.mhpmevent3 && csr <= 0x33f)) return;
     throw new IllegalCsrAccess();
+  }
+
+  /** Sstc enabled: menvcfg.STCE. */
+  get sstcEnabled(): boolean {
+    return (this.menvcfg & MENVCFG_STCE) !== 0n;
+  }
+
+  /** S-mode reaches stimecmp only when M-mode enabled Sstc and lets it read time (mcounteren.TM). */
+  private checkStimecmpAccess(): void {
+    if (this.ctx.priv() === Priv.S && (!this.sstcEnabled || (this.mcounteren & 2) === 0)) throw new IllegalCsrAccess();
   }
 
   /** Privilege bits 9:8 give the lowest mode allowed; bits 11:10 = 3 mean read-only. */

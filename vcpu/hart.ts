@@ -63,6 +63,10 @@ export class Hart {
       mtime: () => env.mtime(),
       readMip: () => Atomics.load(this.words, (this.base + HartSlot.MIP) >> 2),
       updateMip: (mask, value) => this.updateMip(mask, value),
+      timerChanged: () => {
+        this.updateSupervisorTimer();
+        this.requestReturn();
+      },
     });
     const instance = new WebAssembly.Instance(env.interpreter, {
       env: { memory: env.memory },
@@ -142,6 +146,7 @@ export class Hart {
     const start = this.retired;
     this.waitingForInterrupt = false;
     while (this.retired - start < budget) {
+      this.updateSupervisorTimer();
       this.takePendingInterrupt();
       this.selectTlbSets();
       const exit = this.engine.run(this.base, budget - (this.retired - start));
@@ -270,6 +275,20 @@ export class Hart {
       );
     }
     this.pc = target;
+  }
+
+  /** Sstc: STIP mirrors time >= stimecmp while menvcfg.STCE is set. */
+  updateSupervisorTimer(): void {
+    if (!this.csrs.sstcEnabled) return;
+    const due = this.env.mtime() >= this.csrs.stimecmp;
+    this.updateMip(1 << Irq.STI, due ? 1 << Irq.STI : 0);
+  }
+
+  /** Host nanoseconds until this hart's supervisor timer (Sstc) is due, or undefined if none. */
+  nanosUntilSupervisorTimer(): bigint | undefined {
+    if (!this.csrs.sstcEnabled) return undefined;
+    const now = this.env.mtime();
+    return now >= this.csrs.stimecmp ? 0n : (this.csrs.stimecmp - now) * 100n; // 10 MHz timebase
   }
 
   /** Take the highest-priority pending, enabled interrupt, if any. */

@@ -208,6 +208,9 @@ interface Segment {
 interface Queue {
   num: number;
   ready: boolean;
+  /** Ring addresses as the driver wrote them: [low, high] 32-bit halves. */
+  regs: { desc: [number, number]; driver: [number, number]; device: [number, number] };
+  /** Addresses in use, fixed when the queue is made ready. */
   desc: number;
   driver: number; // available ring
   device: number; // used ring
@@ -224,6 +227,7 @@ function newQueue(): Queue {
   return {
     num: VIRTIO_BLK_QUEUE_NUM_MAX,
     ready: false,
+    regs: { desc: [0, 0], driver: [0, 0], device: [0, 0] },
     desc: 0,
     driver: 0,
     device: 0,
@@ -239,15 +243,12 @@ function needEvent(event: number, next: number, old: number): boolean {
   return ((next - event - 1) & 0xffff) < ((next - old) & 0xffff);
 }
 
-function setLow32(value: number, low: number): number {
-  return Math.floor(value / 0x1_0000_0000) * 0x1_0000_0000 + (low >>> 0);
-}
-
-function setHigh32(value: number, high: number): number {
-  // Addresses above 2^53 cannot be held exactly; they are outside RAM anyway, so keep
-  // them above any RAM (the DmaMemory rejects them).
-  const h = high >>> 0;
-  return h >= 0x20_0000 ? Number.MAX_SAFE_INTEGER : h * 0x1_0000_0000 + (value % 0x1_0000_0000);
+/**
+ * A 64-bit address from its halves. Above 2^53 the number is inexact, but such an
+ * address is far outside RAM and the DmaMemory rejects it.
+ */
+function address([low, high]: [number, number]): number {
+  return high * 0x1_0000_0000 + low;
 }
 
 export interface VirtioBlockOptions {
@@ -366,17 +367,17 @@ export class VirtioBlock implements MmioDevice {
       case REG_STATUS:
         return this.status;
       case REG_QUEUE_DESC_LOW:
-        return selected ? q.desc % 0x1_0000_0000 : 0;
+        return selected ? q.regs.desc[0] : 0;
       case REG_QUEUE_DESC_HIGH:
-        return selected ? Math.floor(q.desc / 0x1_0000_0000) : 0;
+        return selected ? q.regs.desc[1] : 0;
       case REG_QUEUE_DRIVER_LOW:
-        return selected ? q.driver % 0x1_0000_0000 : 0;
+        return selected ? q.regs.driver[0] : 0;
       case REG_QUEUE_DRIVER_HIGH:
-        return selected ? Math.floor(q.driver / 0x1_0000_0000) : 0;
+        return selected ? q.regs.driver[1] : 0;
       case REG_QUEUE_DEVICE_LOW:
-        return selected ? q.device % 0x1_0000_0000 : 0;
+        return selected ? q.regs.device[0] : 0;
       case REG_QUEUE_DEVICE_HIGH:
-        return selected ? Math.floor(q.device / 0x1_0000_0000) : 0;
+        return selected ? q.regs.device[1] : 0;
       case REG_SHM_LEN_LOW:
       case REG_SHM_LEN_HIGH:
       case REG_SHM_BASE_LOW:
@@ -392,6 +393,8 @@ export class VirtioBlock implements MmioDevice {
   private writeRegister(offset: number, v: number): void {
     const q = this.queue;
     const selected = this.queueSel === 0;
+    // Size and ring addresses are fixed while the queue is live (§4.2.3.2).
+    const configurable = selected && !q.ready;
     switch (offset) {
       case REG_DEVICE_FEATURES_SEL:
         this.deviceFeaturesSel = v;
@@ -411,7 +414,7 @@ export class VirtioBlock implements MmioDevice {
         this.queueSel = v;
         return;
       case REG_QUEUE_NUM:
-        if (selected) q.num = v;
+        if (configurable) q.num = v;
         return;
       case REG_QUEUE_READY:
         if (selected) this.setQueueReady(v & 1);
@@ -427,22 +430,22 @@ export class VirtioBlock implements MmioDevice {
         this.writeStatus(v & 0xff);
         return;
       case REG_QUEUE_DESC_LOW:
-        if (selected) q.desc = setLow32(q.desc, v);
+        if (configurable) q.regs.desc[0] = v;
         return;
       case REG_QUEUE_DESC_HIGH:
-        if (selected) q.desc = setHigh32(q.desc, v);
+        if (configurable) q.regs.desc[1] = v;
         return;
       case REG_QUEUE_DRIVER_LOW:
-        if (selected) q.driver = setLow32(q.driver, v);
+        if (configurable) q.regs.driver[0] = v;
         return;
       case REG_QUEUE_DRIVER_HIGH:
-        if (selected) q.driver = setHigh32(q.driver, v);
+        if (configurable) q.regs.driver[1] = v;
         return;
       case REG_QUEUE_DEVICE_LOW:
-        if (selected) q.device = setLow32(q.device, v);
+        if (configurable) q.regs.device[0] = v;
         return;
       case REG_QUEUE_DEVICE_HIGH:
-        if (selected) q.device = setHigh32(q.device, v);
+        if (configurable) q.regs.device[1] = v;
         return;
       case REG_SHM_SEL:
       default:
@@ -491,6 +494,9 @@ export class VirtioBlock implements MmioDevice {
       this.deviceError(`queue size ${q.num} is not a power of two in 1..${VIRTIO_BLK_QUEUE_NUM_MAX}`);
       return;
     }
+    q.desc = address(q.regs.desc);
+    q.driver = address(q.regs.driver);
+    q.device = address(q.regs.device);
     q.ready = true;
   }
 
