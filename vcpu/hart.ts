@@ -171,7 +171,7 @@ export class Hart {
     return this.retired - start;
   }
 
-  /** The retired count seen by counters, including instructions of the engine call in progress. */
+  /** Carry out a system instruction the engine left to the host. */
   private system(exit: number): void {
     const pc = this.pc;
     const priv = this.priv;
@@ -206,7 +206,8 @@ export class Hart {
         return this.retireHostInstruction();
       }
       case Exit.Wfi:
-        if (priv < Priv.M && mstatus & MStatus.TW) return this.illegalInstruction();
+        // U-mode may never wait (QEMU traps it); S-mode may not when mstatus.TW is set.
+        if (priv === Priv.U || (priv === Priv.S && mstatus & MStatus.TW)) return this.illegalInstruction();
         this.pc = pc + 4n;
         this.retireHostInstruction();
         if ((this.mip & this.csrs.mie) === 0) this.waitingForInterrupt = true;

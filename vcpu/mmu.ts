@@ -67,19 +67,21 @@ export function translate(
       table = ((pte >> 10n) & PPN_MASK) << 12n;
       continue;
     }
-    // Leaf: permissions.
-    if (!permitted(pte, kind, priv, mstatus)) return { fault: PAGE_FAULT[kind] };
-    const ppn = (pte >> 10n) & PPN_MASK;
+    // Leaf: permissions, and superpages must be aligned (checked before A/D are touched).
     const lowMask = (1n << (9n * BigInt(level))) - 1n;
-    if ((ppn & lowMask) !== 0n) return { fault: PAGE_FAULT[kind] }; // misaligned superpage
-    // Set A, and D for stores, atomically with respect to other harts' walks.
-    const wanted = pte | PTE_A | (kind === AccessKind.Store ? PTE_D : 0n);
-    while (wanted !== pte) {
-      const seen = BigInt.asUintN(64, Atomics.compareExchange(memory.quads, index, BigInt.asIntN(64, pte), BigInt.asIntN(64, pte | PTE_A | (kind === AccessKind.Store ? PTE_D : 0n))));
+    const misaligned = (p: bigint) => (((p >> 10n) & PPN_MASK) & lowMask) !== 0n;
+    if (!permitted(pte, kind, priv, mstatus) || misaligned(pte)) return { fault: PAGE_FAULT[kind] };
+    // Set A, and D for stores, atomically with respect to other harts' walks and stores.
+    const flags = PTE_A | (kind === AccessKind.Store ? PTE_D : 0n);
+    while ((pte & flags) !== flags) {
+      const seen = BigInt.asUintN(64, Atomics.compareExchange(memory.quads, index, BigInt.asIntN(64, pte), BigInt.asIntN(64, pte | flags)));
       if (seen === pte) break;
-      pte = seen;
-      if ((pte & PTE_V) === 0n || !permitted(pte, kind, priv, mstatus)) return { fault: PAGE_FAULT[kind] };
+      pte = seen; // another hart changed the PTE under us: check it again
+      if ((pte & PTE_V) === 0n || (pte & (PTE_R | PTE_X)) === 0n || !permitted(pte, kind, priv, mstatus) || misaligned(pte)) {
+        return { fault: PAGE_FAULT[kind] };
+      }
     }
+    const ppn = (pte >> 10n) & PPN_MASK;
     const pageOffsetMask = (1n << (12n + 9n * BigInt(level))) - 1n;
     return { paddr: ((ppn << 12n) & ~pageOffsetMask) | (va & pageOffsetMask) };
   }

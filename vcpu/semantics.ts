@@ -6,8 +6,6 @@ import type { Sem, Expr } from "./sem.ts";
 
 type Semantics = (s: Sem) => void;
 
-const MIN64 = -(1n << 63n);
-
 // Shared definitions for the division family (RISC-V defines results where wasm would trap).
 function div(s: Sem, a: Expr, b: Expr): Expr {
   const x = s.tmp(a), y = s.tmp(b);
@@ -141,6 +139,3 @@ export const SEMANTICS: Readonly<Record<string, Semantics>> = {
   remuw: (s) => s.setRd(s.sext32(remu(s, s.zext32(s.rs1), s.zext32(s.rs2)))),
   ...atomics(),
 };
-
-/** The signed 64-bit minimum, for tests that pin the overflow rules. */
-export const INT64_MIN = MIN64;
