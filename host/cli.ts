@@ -9,7 +9,7 @@ import { Machine, type RunResult } from "../hypervisor/machine.ts";
 import { ElfError } from "../hypervisor/elf.ts";
 import { BootError, checkFirmware, planBoot, resolveBios, type BootImages } from "../hypervisor/boot.ts";
 import { DiskImage, DiskImageError } from "../hypervisor/disk-image.ts";
-import { writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { parseMemorySize, parsePositiveInteger, parseSeconds } from "./sizes.ts";
 
 export const ExitStatus = { Timeout: 124, GuestFault: 70, Usage: 64, BadInput: 65, NoInput: 66 } as const;
@@ -123,6 +123,9 @@ async function runCommand(file: string | undefined, flags: RunFlags): Promise<nu
   }
   if (kernelPath !== undefined) images.kernel = { name: kernelPath, bytes: readInput(kernelPath, "guest") };
 
+  if (drive !== undefined && !existsSync(drive.path)) {
+    throw new InputError(`disk image "${drive.path}" does not exist`, ExitStatus.NoInput);
+  }
   const disk = drive === undefined ? undefined : guarded(() => DiskImage.open(drive.path, { readOnly: drive.readOnly }));
   const machine = new Machine({
     ramSize,

@@ -279,7 +279,7 @@ export const VIRT_VIRTIO_IRQ = 1;
 export const VIRT_TEST_BASE = 0x10_0000;
 export const VIRT_TEST_SIZE = 0x1000;
 export const VIRT_TIMEBASE_HZ = 10_000_000;
-export const VIRT_ISA = 'rv64imac_zicsr_zifencei';
+export const VIRT_ISA = 'rv64imac_zicsr_zifencei_sstc';
 export const VIRT_ISA_EXTENSIONS: readonly string[] = ['i', 'm', 'a', 'c', 'zicsr', 'zifencei', 'zicntr', 'sstc'];
 
 export interface VirtFdtConfig {

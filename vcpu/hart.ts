@@ -49,6 +49,8 @@ export class Hart {
   wfiMilliseconds = 0;
   /** Set when WFI found nothing pending: the machine should wait for an interrupt. */
   waitingForInterrupt = false;
+  /** The last exception taken, for the report when the trap handler itself cannot be reached. */
+  private lastException: { cause: number; pc: bigint; tval: bigint } | undefined;
 
   constructor(readonly id: number, private readonly env: HartEnvironment) {
     this.base = env.layout.hartOffset(id);
@@ -180,7 +182,7 @@ export class Hart {
       case Exit.Ecall:
         return this.trap(BigInt(Cause.EcallFromU + priv), 0n);
       case Exit.Ebreak:
-        return this.trap(BigInt(Cause.Breakpoint), pc);
+        return this.trap(BigInt(Cause.Breakpoint), 0n); // tval 0, as QEMU (the spec allows pc or 0)
       case Exit.Mret: {
         if (priv < Priv.M) return this.illegalInstruction();
         const mpp = ((mstatus & MStatus.MPP) >>> MStatus.MPP_SHIFT) as Priv;
@@ -269,12 +271,17 @@ export class Hart {
     }
     const base = vector & ~3n;
     const target = isInterrupt && (vector & 1n) === 1n ? base + 4n * BigInt(code) : base;
-    if (!isInterrupt && code === Cause.InstructionAccessFault && pc === target) {
+    if (!isInterrupt && (code === Cause.InstructionAccessFault || code === Cause.InstructionPageFault) && pc === target) {
+      const first = this.lastException;
+      const before = first && first.pc !== pc
+        ? `after ${causeName(first.cause)} at pc 0x${first.pc.toString(16)} (tval 0x${first.tval.toString(16)}), `
+        : "";
       throw new GuestFault(
-        `hart ${this.id}: instruction access fault at 0x${pc.toString(16)}, which is the trap vector itself ` +
-          `(${delegated ? "stvec" : "mtvec"}=0x${vector.toString(16)}): the guest has no usable trap handler`,
+        `hart ${this.id}: ${before}the trap vector ${delegated ? "stvec" : "mtvec"}=0x${vector.toString(16)} cannot be ` +
+          `fetched (${causeName(code)}): the guest has no usable trap handler`,
       );
     }
+    if (!isInterrupt) this.lastException = { cause: code, pc, tval: tval & MASK64 };
     this.pc = target;
   }
 
@@ -454,6 +461,27 @@ export class Hart {
       return 0n;
     }
   }
+}
+
+const CAUSE_NAMES: Record<number, string> = {
+  [Cause.InstructionMisaligned]: "instruction address misaligned",
+  [Cause.InstructionAccessFault]: "instruction access fault",
+  [Cause.IllegalInstruction]: "illegal instruction",
+  [Cause.Breakpoint]: "breakpoint",
+  [Cause.LoadMisaligned]: "load address misaligned",
+  [Cause.LoadAccessFault]: "load access fault",
+  [Cause.StoreMisaligned]: "store/AMO address misaligned",
+  [Cause.StoreAccessFault]: "store/AMO access fault",
+  [Cause.EcallFromU]: "ecall from U-mode",
+  [Cause.EcallFromS]: "ecall from S-mode",
+  [Cause.EcallFromM]: "ecall from M-mode",
+  [Cause.InstructionPageFault]: "instruction page fault",
+  [Cause.LoadPageFault]: "load page fault",
+  [Cause.StorePageFault]: "store/AMO page fault",
+};
+
+export function causeName(cause: number): string {
+  return CAUSE_NAMES[cause] ?? `exception ${cause}`;
 }
 
 function readLittleEndian(view: DataView, offset: number, width: AccessWidth): bigint {

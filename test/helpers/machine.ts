@@ -1,0 +1,54 @@
+/** Run hand-assembled programs (test/helpers/asm.ts) on an in-process Machine. */
+import { Machine, type RunResult } from "../../hypervisor/machine.ts";
+import type { Hart } from "../../vcpu/hart.ts";
+import { Program } from "./asm.ts";
+
+export interface Outcome {
+  result: RunResult;
+  machine: Machine;
+  hart: Hart;
+  /** Console output (UART/HTIF) as text. */
+  output: string;
+  /** Register x[i] of hart 0, as an unsigned 64-bit bigint. */
+  x(i: number): bigint;
+  /** Register x[i] of hart 0 as a signed 64-bit bigint. */
+  sx(i: number): bigint;
+  /** 64-bit little-endian word of guest RAM. */
+  ram64(gpa: bigint): bigint;
+  ram32(gpa: bigint): number;
+}
+
+export interface RunProgramOptions {
+  ramSize?: number;
+  harts?: number;
+  timeoutMs?: number;
+}
+
+/** Load the program (or ELF bytes) into a fresh Machine, start every hart at its entry, run. */
+export async function runProgram(program: Program | Uint8Array, options: RunProgramOptions = {}): Promise<Outcome> {
+  const chunks: Uint8Array[] = [];
+  const machine = new Machine({
+    ramSize: options.ramSize ?? 1 << 20,
+    harts: options.harts ?? 1,
+    output: (bytes) => chunks.push(bytes.slice()),
+  });
+  const elf = program instanceof Program ? program.elf() : program;
+  const image = machine.loadElf(elf, "test.elf");
+  machine.start(image.entry);
+  const result = await machine.run({ timeoutMs: options.timeoutMs ?? 10_000 });
+  const hart = machine.harts[0]!;
+  const view = (gpa: bigint, n: number) => {
+    const b = machine.readRam(Number(gpa), n);
+    return new DataView(b.buffer, b.byteOffset, b.byteLength);
+  };
+  return {
+    result,
+    machine,
+    hart,
+    output: Buffer.concat(chunks).toString("latin1"),
+    x: (i) => hart.x(i),
+    sx: (i) => BigInt.asIntN(64, hart.x(i)),
+    ram64: (gpa) => view(gpa, 8).getBigUint64(0, true),
+    ram32: (gpa) => view(gpa, 4).getUint32(0, true),
+  };
+}
