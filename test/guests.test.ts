@@ -12,7 +12,7 @@ import { EXPECTED, GUESTS, kmemvisor } from "./helpers/cli.ts";
 const all = readdirSync(GUESTS).filter((f) => f.endsWith(".elf")).map((f) => f.slice(0, -4)).sort();
 const isFullSize = (name: string) => all.includes(`${name}-small`);
 /** Guests that need more than `run FILE` (a disk, firmware): their own test files run them. */
-const ELSEWHERE: Record<string, string> = { minikernel: "needs a virtio-blk disk image (guests/kernel/disk.img)" };
+const ELSEWHERE: Record<string, string> = { minikernel: "needs a virtio-blk disk image: test/minikernel.test.ts runs it" };
 const guests = all.filter((name) => !isFullSize(name) && !(name in ELSEWHERE));
 
 const STATUS: Record<string, number> = { "exit-code": 42, "htif-hello": 3 };
