@@ -131,6 +131,7 @@ async function runCommand(file: string | undefined, flags: RunFlags): Promise<nu
     ramSize,
     harts,
     disk,
+    workers: true,
     onDeviceError: (message) => process.stderr.write(`kmemvisor: virtio-blk: ${message}\n`),
   });
   const plan = guarded(() => planBoot(machine, images));

@@ -2,7 +2,11 @@
  * A virtual machine compatible with QEMU's `virt` board: shared memory laid out per
  * shared-mem/layout.ts, harts, the MMIO bus with its devices, ELF loading and the run loop.
  */
-import { computeLayout, createSharedMemory, RAM_BASE, type MemoryLayout } from "../shared-mem/layout.ts";
+import { computeLayout, ControlSlot, createSharedMemory, RAM_BASE, type MemoryLayout } from "../shared-mem/layout.ts";
+import { Piscina } from "piscina";
+import { kickHart } from "../vcpu/interrupts.ts";
+import { MmioMailboxServer } from "../sync/mailbox.ts";
+import type { HartTask, HartTaskResult } from "./hart-worker.ts";
 import { Hart, GuestFault, type HartEnvironment } from "../vcpu/hart.ts";
 import { buildInterpreterModule } from "../vcpu/interpreter.ts";
 import { Bus } from "./bus.ts";
@@ -26,6 +30,11 @@ export interface MachineConfig {
   disk?: DiskImage;
   /** Told when the virtio device sees a malformed request from the driver. */
   onDeviceError?: (message: string) => void;
+  /**
+   * Run each hart in its own worker thread (the default for `kmemvisor run`). Otherwise all harts
+   * take turns on the calling thread, which tests use to inspect harts directly.
+   */
+  workers?: boolean;
 }
 
 export interface HartStats {
@@ -69,6 +78,10 @@ export class Machine implements MachineControl {
   private htif: Htif | undefined;
   private exitCode: number | undefined;
   private stopped = false;
+  private readonly workers: boolean;
+  private readonly interpreter: WebAssembly.Module;
+  private readonly words: Int32Array;
+  private startState: { pc: bigint; a1: bigint; a2: bigint } | undefined;
   private outputBuffer: number[] = [];
   private readonly output: (bytes: Uint8Array) => void;
   /** Console bytes from UART and HTIF, batched and flushed between slices. */
@@ -82,7 +95,13 @@ export class Machine implements MachineControl {
     this.view = new DataView(this.memory.buffer);
     this.output = config.output ?? ((bytes) => process.stdout.write(bytes));
 
-    this.clint = new Clint({ harts: config.harts, control: this });
+    this.words = new Int32Array(this.memory.buffer);
+    this.workers = config.workers ?? false;
+    this.clint = new Clint({
+      harts: config.harts,
+      control: this,
+      state: { buffer: this.memory.buffer, offset: this.layout.controlOffset + ControlSlot.CLINT },
+    });
     this.plic = new Plic({ harts: config.harts, control: this });
     this.uart = new Uart16550({ output: this.consoleByte, irq: (level) => this.plic.setIrq(UART_IRQ, level) });
     this.rom = new Rom(MROM_BASE, MROM_SIZE);
@@ -103,9 +122,9 @@ export class Machine implements MachineControl {
     }
 
     const pages = this.layout.totalBytes / 65536;
-    const interpreter = new WebAssembly.Module(
+    const interpreter = (this.interpreter = new WebAssembly.Module(
       buildInterpreterModule({ ramSize: this.layout.ramSize, ramOffset: this.layout.ramOffset }, pages),
-    );
+    ));
     const env: HartEnvironment = {
       memory: this.memory,
       layout: this.layout,
@@ -122,6 +141,9 @@ export class Machine implements MachineControl {
     if (this.stopped) return;
     this.exitCode = code;
     this.stopped = true;
+    Atomics.store(this.words, (this.layout.controlOffset + ControlSlot.EXIT_CODE) >> 2, code);
+    Atomics.store(this.words, (this.layout.controlOffset + ControlSlot.STOP) >> 2, 1);
+    for (let h = 0; h < this.harts.length; h++) kickHart(this.words, this.layout.hartOffset(h));
     for (const hart of this.harts) hart.requestReturn();
   }
 
@@ -168,6 +190,7 @@ export class Machine implements MachineControl {
 
   /** Every hart starts at `entry` in M-mode with a0 = hartid, a1 = FDT, a2 = fw_dynamic_info (as QEMU). */
   start(entry: bigint, fdt = 0n, dynamicInfo = 0n): void {
+    this.startState = { pc: entry, a1: fdt, a2: dynamicInfo };
     for (const hart of this.harts) {
       hart.reset(entry, BigInt(hart.id), fdt);
       hart.setX(12, dynamicInfo);
@@ -185,6 +208,104 @@ export class Machine implements MachineControl {
 
   // --- running -------------------------------------------------------------------------------
   async run(options: RunOptions = {}): Promise<RunResult> {
+    return this.workers ? this.runInWorkers(options) : this.runInline(options);
+  }
+
+  /**
+   * Every hart in its own worker thread; this thread serves their MMIO requests, ticks devices
+   * (console input, HTIF) and enforces the timeout.
+   */
+  private async runInWorkers(options: RunOptions): Promise<RunResult> {
+    const started = performance.now();
+    const deadline = options.timeoutMs === undefined ? Infinity : started + options.timeoutMs;
+    const start = this.startState;
+    if (!start) throw new Error("Machine.start() must come before run()");
+    const harts = this.harts.length;
+    const pool = new Piscina({
+      filename: new URL("./hart-worker-entry.mjs", import.meta.url).href,
+      minThreads: harts,
+      maxThreads: harts,
+      concurrentTasksPerWorker: 1,
+      idleTimeout: 1000,
+    });
+    const server = new MmioMailboxServer(
+      this.memory.buffer,
+      this.harts.map((h) => h.base),
+      this.layout.controlOffset,
+      { read: (addr, width) => this.bus.read(addr, width), write: (addr, width, value) => this.bus.write(addr, width, value) },
+    );
+    const results: (HartTaskResult | undefined)[] = new Array(harts);
+    let failure: string | undefined;
+    let running = harts;
+    for (let hart = 0; hart < harts; hart++) {
+      const task: HartTask = {
+        memory: this.memory,
+        layout: { ramSize: this.layout.ramSize, copies: this.layout.copies, spareFrames: this.layout.spareFrames, harts },
+        interpreter: this.interpreter,
+        hart,
+        ...start,
+        slice: SLICE,
+      };
+      (pool.run(task) as Promise<HartTaskResult>).then(
+        (result) => {
+          results[hart] = result;
+          if ((result.fault || result.crash) && !failure) {
+            failure = result.fault ?? result.crash;
+            this.stopAllHarts();
+          }
+        },
+        (error: unknown) => {
+          failure ??= `hart ${hart}: worker failed: ${(error as Error).stack ?? String(error)}`;
+          this.stopAllHarts();
+        },
+      ).finally(() => running--);
+    }
+
+    let reason: RunResult["reason"] = "exit";
+    let lastTick = 0;
+    // Neither Atomics.waitAsync nor piscina's workers keep Node's event loop alive: this does.
+    const keepAlive = setInterval(() => {}, 1000);
+    try {
+      while (running > 0) {
+        server.serve();
+        const now = performance.now();
+        if (now - lastTick >= 1) {
+          lastTick = now;
+          this.bus.tick();
+          this.htif?.tick();
+          this.flushOutput();
+        }
+        if (now >= deadline && !this.stopped) {
+          reason = "timeout";
+          this.stopAllHarts();
+        }
+        await server.waitForRequests(1);
+      }
+    } finally {
+      clearInterval(keepAlive);
+      this.flushOutput();
+      await pool.destroy();
+    }
+    if (failure !== undefined) reason = "fault";
+    return {
+      exitCode: reason === "exit" ? this.exitCode : undefined,
+      reason,
+      fault: failure,
+      wallMilliseconds: performance.now() - started,
+      harts: results.map((r, hart) => ({ hart, instructions: r?.instructions ?? 0, wfiMilliseconds: r?.wfiMilliseconds ?? 0 })),
+    };
+  }
+
+  /** Stop every hart without an exit code (timeout, failure). */
+  private stopAllHarts(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    Atomics.store(this.words, (this.layout.controlOffset + ControlSlot.STOP) >> 2, 1);
+    for (let h = 0; h < this.harts.length; h++) kickHart(this.words, this.layout.hartOffset(h));
+  }
+
+  /** All harts take turns on this thread, SLICE instructions at a time. */
+  private async runInline(options: RunOptions): Promise<RunResult> {
     const started = performance.now();
     const deadline = options.timeoutMs === undefined ? Infinity : started + options.timeoutMs;
     let lastYield = started;

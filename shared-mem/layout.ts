@@ -5,7 +5,8 @@
  *   [k·S, (k+1)·S)         mirror copy k, for k = 1 .. nmr-1  (mirror(a) = a + k·S)
  *   spares                 spare frames that replace failed frames on recovery
  *   p2m                    guest-physical page -> host frame table (u32 per page)
- *   hart areas             one HART_AREA_SIZE block per hart: registers, CSRs, decode cache
+ *   hart areas             one HART_AREA_SIZE block per hart: registers, decode cache, TLB
+ *   control block          VM-wide run state (stop flag, exit code, MMIO doorbell) and CLINT state
  *
  * RAM sits at host offset 0 so that the mirror of a host address is exactly a + k·S,
  * as in the kMemvisor paper; every other area follows the copies.
@@ -43,7 +44,21 @@ export const HartSlot = {
    */
   FETCH_TLB: 336,
   DATA_TLB: 344,
+  /** MMIO mailbox of a hart running in a worker thread (see sync/mailbox.ts). */
+  MAILBOX: 384,
 } as const;
+
+/** VM-wide words in the control block (byte offsets from controlOffset; i32 unless noted). */
+export const ControlSlot = {
+  /** Non-zero once the VM must stop (guest exit, timeout, a hart's crash). */
+  STOP: 0,
+  EXIT_CODE: 4,
+  /** Bumped by a hart that posts an MMIO request; the main thread waits on it. */
+  DOORBELL: 8,
+  /** CLINT registers (hypervisor/devices/clint.ts, clintStateBytes). */
+  CLINT: 64,
+} as const;
+export const CONTROL_BLOCK_SIZE = PAGE_SIZE;
 
 /** Direct-mapped decode cache, keyed by the raw instruction bits (see vcpu/decode-cache.ts). */
 export const DECODE_CACHE_OFFSET = 512;
@@ -77,6 +92,7 @@ export interface MemoryLayout extends LayoutOptions {
   spareOffset: number;
   p2mOffset: number;
   hartOffset(hart: number): number;
+  controlOffset: number;
   /** Total bytes, rounded up to whole wasm pages. */
   totalBytes: number;
 }
@@ -100,7 +116,8 @@ export function computeLayout(options: LayoutOptions): MemoryLayout {
   const p2mOffset = spareOffset + spareFrames * PAGE_SIZE;
   const p2mBytes = alignUp((ramSize / PAGE_SIZE) * 4, PAGE_SIZE);
   const hartsOffset = p2mOffset + p2mBytes;
-  const totalBytes = alignUp(hartsOffset + harts * HART_AREA_SIZE, WASM_PAGE);
+  const controlOffset = hartsOffset + harts * HART_AREA_SIZE;
+  const totalBytes = alignUp(controlOffset + CONTROL_BLOCK_SIZE, WASM_PAGE);
   if (totalBytes > 4 * 1024 * 1024 * 1024 - WASM_PAGE) {
     throw new RangeError(`VM needs ${totalBytes} bytes of host memory; a wasm memory holds at most 4 GiB`);
   }
@@ -111,6 +128,7 @@ export function computeLayout(options: LayoutOptions): MemoryLayout {
     spareOffset,
     p2mOffset,
     hartOffset: (hart) => hartsOffset + hart * HART_AREA_SIZE,
+    controlOffset,
     totalBytes,
   };
 }

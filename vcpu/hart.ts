@@ -10,6 +10,7 @@ import { Cause, Exit, ExitRequest } from "./exits.ts";
 import { CSR_WRITE_FLAG, LOAD_SIGNED_FLAG } from "./wasm/wasm-sem.ts";
 import { ACCESS_FAULT, ramPhysicalMemory, translate, type PhysicalMemory } from "./mmu.ts";
 import { AccessKind, Tlb } from "./tlb.ts";
+import { setPendingInterrupts } from "./interrupts.ts";
 import type { AccessWidth } from "../hypervisor/devices/device.ts";
 
 /** What a hart needs from the machine around it. */
@@ -111,20 +112,15 @@ export class Hart {
     this.view.setBigInt64(this.base + offset, BigInt.asIntN(64, value), true);
   }
   get mip(): number {
-    return Atomics.load(this.words, (this.base + HartSlot.MIP) >> 2);
+    return Atomics.load(this.words, this.mipIndex);
+  }
+  /** Index of the mip word in an Int32Array over the shared memory (WFI sleeps on it). */
+  get mipIndex(): number {
+    return (this.base + HartSlot.MIP) >> 2;
   }
   /** Set or clear interrupt-pending bits; safe from any thread. */
   updateMip(mask: number, value: number): void {
-    const index = (this.base + HartSlot.MIP) >> 2;
-    for (;;) {
-      const old = Atomics.load(this.words, index);
-      const next = (old & ~mask) | (value & mask);
-      if (next === old) return;
-      if (Atomics.compareExchange(this.words, index, old, next) === old) break;
-    }
-    // A hart may be asleep in WFI or deep in a slice: make it look.
-    Atomics.store(this.words, (this.base + HartSlot.EXIT_REQUEST) >> 2, ExitRequest.Return);
-    Atomics.notify(this.words, index);
+    setPendingInterrupts(this.words, this.base, mask, value);
   }
 
   /** Ask the engine to return at the next instruction boundary (stop, interrupt). */

@@ -36,6 +36,17 @@ export interface ClintOptions {
   /** Host clock in nanoseconds (monotonic). Default: process.hrtime.bigint. */
   now?: () => bigint;
   base?: number;
+  /**
+   * Where the CLINT's registers live. Harts in worker threads each build a Clint over the same
+   * shared block (`attach: true`), so that mtime, mtimecmp and msip cost no round trip to the
+   * main thread. Default: a private block.
+   */
+  state?: { buffer: ArrayBufferLike; offset: number; attach?: boolean };
+}
+
+/** Bytes of shared state a CLINT for `harts` harts needs (start, offset, mtimecmp[], msip[]). */
+export function clintStateBytes(harts: number): number {
+  return 16 + 8 * harts + 8 * Math.ceil(harts / 2);
 }
 
 /** Extract `width` bytes at byte `sub` of a little-endian register of `regBytes` bytes. */
@@ -58,11 +69,9 @@ export class Clint implements MmioDevice {
 
   private readonly control: MachineControl;
   private readonly now: () => bigint;
-  private readonly start: bigint;
-  /** mtime = ticks since start + offset (mod 2^64). */
-  private offset = 0n;
-  private readonly msip: Uint8Array;
-  private readonly cmp: bigint[];
+  /** Shared state: [0] host ns at start, [1] mtime offset, [2..] mtimecmp per hart; then msip words. */
+  private readonly quads: BigInt64Array;
+  private readonly msipWords: Int32Array;
 
   constructor(options: ClintOptions) {
     const { harts } = options;
@@ -73,10 +82,26 @@ export class Clint implements MmioDevice {
     this.base = options.base ?? CLINT_BASE;
     this.control = options.control;
     this.now = options.now ?? (() => process.hrtime.bigint());
-    this.start = this.now();
-    this.msip = new Uint8Array(harts);
-    // All ones at reset, so no timer interrupt fires before software programs one.
-    this.cmp = new Array<bigint>(harts).fill(ALL_ONES);
+    const state = options.state ?? { buffer: new SharedArrayBuffer(clintStateBytes(harts)), offset: 0 };
+    this.quads = new BigInt64Array(state.buffer, state.offset, 2 + harts);
+    this.msipWords = new Int32Array(state.buffer, state.offset + 16 + 8 * harts, harts);
+    if (!state.attach) {
+      Atomics.store(this.quads, 0, this.now());
+      Atomics.store(this.quads, 1, 0n);
+      // All ones at reset, so no timer interrupt fires before software programs one.
+      for (let h = 0; h < harts; h++) Atomics.store(this.quads, 2 + h, -1n);
+      this.msipWords.fill(0);
+    }
+  }
+
+  private get start(): bigint {
+    return Atomics.load(this.quads, 0);
+  }
+  private get offset(): bigint {
+    return Atomics.load(this.quads, 1);
+  }
+  private cmp(hart: number): bigint {
+    return BigInt.asUintN(64, Atomics.load(this.quads, 2 + hart));
   }
 
   /** Current mtime (also the value of the `time` CSR). */
@@ -86,7 +111,7 @@ export class Clint implements MmioDevice {
 
   /** Current mtimecmp of a hart. */
   mtimecmp(hart: number): bigint {
-    return this.cmp[hart] ?? ALL_ONES;
+    return hart >= 0 && hart < this.harts ? this.cmp(hart) : ALL_ONES;
   }
 
   /**
@@ -104,13 +129,13 @@ export class Clint implements MmioDevice {
       const hart = (offset - MSIP_BASE) >> 2;
       const sub = (offset - MSIP_BASE) & 3;
       if (sub + width > 4) return 0n;
-      return extract(BigInt(this.msip[hart]!), sub, width);
+      return extract(BigInt(Atomics.load(this.msipWords, hart)), sub, width);
     }
     if (offset >= MTIMECMP_BASE && offset + width <= MTIMECMP_BASE + 8 * this.harts) {
       const hart = (offset - MTIMECMP_BASE) >> 3;
       const sub = (offset - MTIMECMP_BASE) & 7;
       if (sub + width > 8) return 0n;
-      return extract(this.cmp[hart]!, sub, width);
+      return extract(this.cmp(hart), sub, width);
     }
     if (offset >= MTIME_OFFSET && offset + width <= MTIME_OFFSET + 8) {
       return extract(this.mtime(), offset - MTIME_OFFSET, width);
@@ -124,8 +149,8 @@ export class Clint implements MmioDevice {
       const sub = (offset - MSIP_BASE) & 3;
       if (sub + width > 4) return;
       // Only bit 0 exists; the rest of the word is hard-wired to zero.
-      const bit = Number(merge(BigInt(this.msip[hart]!), sub, width, value) & 1n);
-      this.msip[hart] = bit;
+      const bit = Number(merge(BigInt(Atomics.load(this.msipWords, hart)), sub, width, value) & 1n);
+      Atomics.store(this.msipWords, hart, bit);
       this.control.setHartInterrupt(hart, MIP_MSIP_BIT, bit === 1);
       return;
     }
@@ -133,14 +158,15 @@ export class Clint implements MmioDevice {
       const hart = (offset - MTIMECMP_BASE) >> 3;
       const sub = (offset - MTIMECMP_BASE) & 7;
       if (sub + width > 8) return;
-      this.cmp[hart] = merge(this.cmp[hart]!, sub, width, value);
+      // A hart writes only its own mtimecmp in practice; a whole-register write is one atomic store.
+      Atomics.store(this.quads, 2 + hart, BigInt.asIntN(64, merge(this.cmp(hart), sub, width, value)));
       this.updateTimer(hart, this.mtime());
       return;
     }
     if (offset >= MTIME_OFFSET && offset + width <= MTIME_OFFSET + 8) {
       const current = this.mtime();
       const wanted = merge(current, offset - MTIME_OFFSET, width, value);
-      this.offset = BigInt.asUintN(64, this.offset + wanted - current);
+      Atomics.store(this.quads, 1, BigInt.asIntN(64, this.offset + wanted - current));
       const now = this.mtime();
       for (let h = 0; h < this.harts; h++) this.updateTimer(h, now);
     }
@@ -152,7 +178,12 @@ export class Clint implements MmioDevice {
     for (let h = 0; h < this.harts; h++) this.updateTimer(h, now);
   }
 
+  /** Re-evaluate one hart's MTIP (each hart's own thread does this for itself). */
+  checkTimer(hart: number): void {
+    this.updateTimer(hart, this.mtime());
+  }
+
   private updateTimer(hart: number, now: bigint): void {
-    this.control.setHartInterrupt(hart, MIP_MTIP_BIT, now >= this.cmp[hart]!);
+    this.control.setHartInterrupt(hart, MIP_MTIP_BIT, now >= this.cmp(hart));
   }
 }

@@ -1,0 +1,98 @@
+/**
+ * The body of a hart's worker thread: one task per hart for the VM's whole life. The hart shares
+ * guest RAM and its own state with every other thread through the VM's WebAssembly.Memory; it
+ * reaches the CLINT directly (its registers are in shared memory too) and every other device
+ * through its MMIO mailbox to the main thread.
+ */
+import { computeLayout, ControlSlot, type LayoutOptions } from "../shared-mem/layout.ts";
+import { Hart, GuestFault } from "../vcpu/hart.ts";
+import { setPendingInterrupts } from "../vcpu/interrupts.ts";
+import { MmioMailboxClient } from "../sync/mailbox.ts";
+import { Clint, CLINT_BASE, CLINT_SIZE } from "./devices/clint.ts";
+
+export interface HartTask {
+  memory: WebAssembly.Memory;
+  layout: LayoutOptions;
+  interpreter: WebAssembly.Module;
+  hart: number;
+  pc: bigint;
+  a1: bigint;
+  a2: bigint;
+  /** Instructions between looks at the stop flag and the timer. */
+  slice: number;
+}
+
+export interface HartTaskResult {
+  hart: number;
+  instructions: number;
+  wfiMilliseconds: number;
+  /** The guest faulted beyond repair (reported like the inline run loop does). */
+  fault?: string;
+  /** An internal error: message, stack and the pc where it happened. */
+  crash?: string;
+}
+
+/** Longest single sleep in WFI; the main thread also wakes sleepers when the VM stops. */
+const MAX_SLEEP_MS = 100;
+
+export function runHart(task: HartTask): HartTaskResult {
+  const layout = computeLayout(task.layout);
+  const buffer = task.memory.buffer;
+  const words = new Int32Array(buffer);
+  const stopIndex = (layout.controlOffset + ControlSlot.STOP) >> 2;
+  const clint = new Clint({
+    harts: task.layout.harts,
+    control: {
+      requestExit: () => {},
+      setHartInterrupt: (hart, bit, level) =>
+        void setPendingInterrupts(words, layout.hartOffset(hart), 1 << bit, level ? 1 << bit : 0),
+    },
+    state: { buffer, offset: layout.controlOffset + ControlSlot.CLINT, attach: true },
+  });
+  const mailbox = new MmioMailboxClient(buffer, layout.hartOffset(task.hart), layout.controlOffset);
+  const inClint = (addr: number) => addr >= CLINT_BASE && addr < CLINT_BASE + CLINT_SIZE;
+  const hart = new Hart(task.hart, {
+    memory: task.memory,
+    layout,
+    interpreter: task.interpreter,
+    mmioRead: (addr, width) => (inClint(addr) ? clint.read(addr - CLINT_BASE, width) : mailbox.read(addr, width)),
+    mmioWrite: (addr, width, value) => {
+      if (!inClint(addr)) return mailbox.write(addr, width, value);
+      clint.write(addr - CLINT_BASE, width, value);
+      return true;
+    },
+    mtime: () => clint.mtime(),
+  });
+  hart.reset(task.pc, BigInt(task.hart), task.a1);
+  hart.setX(12, task.a2);
+
+  const result: HartTaskResult = { hart: task.hart, instructions: 0, wfiMilliseconds: 0 };
+  try {
+    while (Atomics.load(words, stopIndex) === 0) {
+      hart.run(task.slice);
+      clint.checkTimer(task.hart);
+      if (hart.waitingForInterrupt && !hart.interruptPending()) sleepInWfi(hart, clint, words, task.hart);
+    }
+  } catch (e) {
+    if (e instanceof GuestFault) result.fault = e.message;
+    else result.crash = `hart ${task.hart} crashed at pc 0x${hart.pc.toString(16)}: ${(e as Error).stack ?? String(e)}`;
+  }
+  result.instructions = hart.retired;
+  result.wfiMilliseconds = hart.wfiMilliseconds;
+  return result;
+}
+
+/** Sleep on the hart's mip word until an interrupt may be pending: a timer, another hart, a device. */
+function sleepInWfi(hart: Hart, clint: Clint, words: Int32Array, id: number): void {
+  let nanos = clint.nanosUntilTimer(id);
+  const supervisor = hart.nanosUntilSupervisorTimer();
+  if (supervisor !== undefined && supervisor < nanos) nanos = supervisor;
+  const ms = Math.min(Number(nanos) / 1e6, MAX_SLEEP_MS);
+  const started = performance.now();
+  if (ms > 0) Atomics.wait(words, hart.mipIndex, hart.mip, ms);
+  hart.wfiMilliseconds += performance.now() - started;
+  clint.checkTimer(id);
+  hart.updateSupervisorTimer();
+}
+
+export default runHart;

@@ -1,0 +1,125 @@
+/**
+ * Synchronous MMIO calls from a hart's worker thread to the main thread, where the devices live.
+ *
+ * Protocol (one mailbox per hart, in its shared area; only that hart posts to it):
+ *   hart:  write op/address/width/value, STATE := POSTED, bump DOORBELL and notify it,
+ *          then wait on STATE until it reads DONE; read the result; STATE := IDLE.
+ *   main:  wake on DOORBELL, serve every mailbox whose STATE is POSTED, STATE := DONE, notify.
+ * The Atomics store/load of STATE order the plain accesses to the other fields (JS memory model:
+ * an Atomics write synchronizes with the Atomics read that sees it).
+ *
+ * Guarantees: a hart has at most one request outstanding; requests from different harts are
+ * served one at a time, in the main thread, so devices need no locks.
+ */
+import { ControlSlot, HartSlot } from "../shared-mem/layout.ts";
+import type { AccessWidth } from "../hypervisor/devices/device.ts";
+
+const State = { Idle: 0, Posted: 1, Done: 2 } as const;
+const Field = { STATE: 0, OP: 4, WIDTH: 8, OK: 12, ADDR: 16, VALUE: 24 } as const;
+const Operation = { Read: 1, Write: 2 } as const;
+/** Polls before sleeping: an MMIO round trip is often shorter than a futex wait's cost. */
+const SPIN_POLLS = 2000;
+
+export interface MmioHandler {
+  read(addr: number, width: AccessWidth): bigint | undefined;
+  write(addr: number, width: AccessWidth, value: bigint): boolean;
+}
+
+class MailboxView {
+  protected readonly words: Int32Array;
+  protected readonly view: DataView;
+  constructor(buffer: ArrayBufferLike) {
+    this.words = new Int32Array(buffer);
+    this.view = new DataView(buffer);
+  }
+}
+
+/** The hart's side: looks like the bus, blocks until the main thread answers. */
+export class MmioMailboxClient extends MailboxView implements MmioHandler {
+  private readonly box: number;
+  private readonly doorbell: number;
+
+  constructor(buffer: ArrayBufferLike, hartBase: number, controlOffset: number) {
+    super(buffer);
+    this.box = hartBase + HartSlot.MAILBOX;
+    this.doorbell = (controlOffset + ControlSlot.DOORBELL) >> 2;
+  }
+
+  read(addr: number, width: AccessWidth): bigint | undefined {
+    return this.call(Operation.Read, addr, width, 0n) ? this.view.getBigUint64(this.box + Field.VALUE, true) : undefined;
+  }
+
+  write(addr: number, width: AccessWidth, value: bigint): boolean {
+    return this.call(Operation.Write, addr, width, value);
+  }
+
+  private call(op: number, addr: number, width: AccessWidth, value: bigint): boolean {
+    const v = this.view;
+    v.setInt32(this.box + Field.OP, op, true);
+    v.setInt32(this.box + Field.WIDTH, width, true);
+    v.setUint32(this.box + Field.ADDR, addr, true);
+    v.setBigUint64(this.box + Field.VALUE, BigInt.asUintN(64, value), true);
+    const state = (this.box + Field.STATE) >> 2;
+    Atomics.store(this.words, state, State.Posted);
+    Atomics.add(this.words, this.doorbell, 1);
+    Atomics.notify(this.words, this.doorbell);
+    for (let i = 0; i < SPIN_POLLS && Atomics.load(this.words, state) !== State.Done; i++);
+    while (Atomics.load(this.words, state) !== State.Done) Atomics.wait(this.words, state, State.Posted, 1000);
+    const ok = v.getInt32(this.box + Field.OK, true) === 1;
+    Atomics.store(this.words, state, State.Idle);
+    return ok;
+  }
+}
+
+/** The main thread's side: serves every hart's mailbox. */
+export class MmioMailboxServer extends MailboxView {
+  private readonly doorbell: number;
+
+  constructor(
+    buffer: ArrayBufferLike,
+    private readonly hartBases: readonly number[],
+    controlOffset: number,
+    private readonly handler: MmioHandler,
+  ) {
+    super(buffer);
+    this.doorbell = (controlOffset + ControlSlot.DOORBELL) >> 2;
+  }
+
+  /** Serve every posted request; returns how many there were. */
+  serve(): number {
+    let served = 0;
+    for (const base of this.hartBases) {
+      const box = base + HartSlot.MAILBOX;
+      const state = (box + Field.STATE) >> 2;
+      if (Atomics.load(this.words, state) !== State.Posted) continue;
+      const v = this.view;
+      const width = v.getInt32(box + Field.WIDTH, true) as AccessWidth;
+      const addr = v.getUint32(box + Field.ADDR, true);
+      let ok: boolean;
+      if (v.getInt32(box + Field.OP, true) === Operation.Read) {
+        const value = this.handler.read(addr, width);
+        ok = value !== undefined;
+        v.setBigUint64(box + Field.VALUE, value ?? 0n, true);
+      } else {
+        ok = this.handler.write(addr, width, v.getBigUint64(box + Field.VALUE, true));
+      }
+      v.setInt32(box + Field.OK, ok ? 1 : 0, true);
+      Atomics.store(this.words, state, State.Done);
+      Atomics.notify(this.words, state);
+      served++;
+    }
+    return served;
+  }
+
+  /** Resolve when a hart rings the doorbell (or after `timeoutMs`), without blocking the event loop. */
+  async waitForRequests(timeoutMs: number): Promise<void> {
+    const seen = Atomics.load(this.words, this.doorbell);
+    if (this.anyPosted()) return;
+    const wait = Atomics.waitAsync(this.words, this.doorbell, seen, timeoutMs);
+    if (wait.async) await wait.value;
+  }
+
+  private anyPosted(): boolean {
+    return this.hartBases.some((base) => Atomics.load(this.words, (base + HartSlot.MAILBOX + Field.STATE) >> 2) === State.Posted);
+  }
+}
