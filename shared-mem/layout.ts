@@ -44,6 +44,11 @@ export const HartSlot = {
    */
   FETCH_TLB: 336,
   DATA_TLB: 344,
+  /**
+   * Set (to 1) by another thread that changed a mapping this hart may cache (the hypervisor
+   * remapping a guest page): the hart flushes its TLB before it next runs guest code.
+   */
+  TLB_SHOOTDOWN: 352,
   /** MMIO mailbox of a hart running in a worker thread (see sync/mailbox.ts). */
   MAILBOX: 384,
 } as const;

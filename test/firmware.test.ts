@@ -50,8 +50,8 @@ function scriptedUBoot(extraArgs: string[], script: [RegExp, string][]): Promise
 
 const promptAfter = (text: string) => new RegExp(`${text}[\\s\\S]*=> $`);
 
-test("OpenSBI fw_jump + U-Boot reach the prompt; version and poweroff work", async (t) => {
-  const session = await scriptedUBoot([], [
+for (const smp of [1, 2]) test(`OpenSBI fw_jump + U-Boot reach the prompt with ${smp} hart(s); version and poweroff work`, async (t) => {
+  const session = await scriptedUBoot(["--smp", String(smp)], [
     // Ctrl-C stops autoboot, or, if autoboot already gave up, just cancels the prompt line.
     [/Hit any key to stop autoboot/, "\x03"],
     [/=> $/, "version\n"],
@@ -60,6 +60,7 @@ test("OpenSBI fw_jump + U-Boot reach the prompt; version and poweroff work", asy
   t.regex(session.output, /OpenSBI v\d+\.\d+/);
   t.regex(session.output, /Boot HART Base ISA\s+: rv64imac/);
   t.regex(session.output, /DRAM:\s+256 MiB/);
+  t.regex(session.output, new RegExp(`Platform HART Count\\s+: ${smp}\\b`));
   // `version` prints U-Boot's banner again, after the command echo.
   t.regex(session.output, /=> version\r?\nU-Boot 20\d\d\.\d\d/);
   t.regex(session.output, /=> poweroff/);

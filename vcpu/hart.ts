@@ -146,6 +146,7 @@ export class Hart {
     while (this.retired - start < budget) {
       this.updateSupervisorTimer();
       this.takePendingInterrupt();
+      if (Atomics.exchange(this.words, (this.base + HartSlot.TLB_SHOOTDOWN) >> 2, 0) !== 0) this.tlb.flushAll();
       this.selectTlbSets();
       const exit = this.engine.run(this.base, budget - (this.retired - start));
       this.retired += Number(this.view.getBigUint64(this.base + HartSlot.RETIRED, true));
@@ -188,6 +189,7 @@ export class Hart {
         if (mpp !== Priv.M) next &= ~MStatus.MPRV;
         this.csrs.mstatus = next;
         this.priv = mpp;
+        this.setSlot(HartSlot.RES_ADDR, -1n); // xRET clears the LR reservation (as QEMU)
         this.pc = this.csrs.mepc;
         return this.retireHostInstruction();
       }
@@ -200,6 +202,7 @@ export class Hart {
         next &= ~MStatus.MPRV;
         this.csrs.mstatus = next;
         this.priv = spp;
+        this.setSlot(HartSlot.RES_ADDR, -1n);
         this.pc = this.csrs.sepc;
         return this.retireHostInstruction();
       }

@@ -25,3 +25,13 @@ export function kickHart(words: Int32Array, hartBase: number): void {
   Atomics.store(words, (hartBase + HartSlot.EXIT_REQUEST) >> 2, ExitRequest.Return);
   Atomics.notify(words, (hartBase + HartSlot.MIP) >> 2);
 }
+
+/**
+ * Hypervisor-side TLB shootdown: make the hart drop every cached translation before it runs
+ * another guest instruction. The engine returns at once (its fetch-page locals die with the
+ * call) and the hart flushes at the start of its next engine call.
+ */
+export function requestTlbShootdown(words: Int32Array, hartBase: number): void {
+  Atomics.store(words, (hartBase + HartSlot.TLB_SHOOTDOWN) >> 2, 1);
+  kickHart(words, hartBase);
+}
