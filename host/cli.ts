@@ -30,6 +30,8 @@ interface RunFlags {
   append?: string;
   dumpdtb?: string;
   timeout?: string;
+  mirror: string;
+  nmr: string;
   stats?: boolean;
   json?: boolean;
 }
@@ -63,6 +65,19 @@ function guarded<T>(load: () => T): T {
     }
     throw e;
   }
+}
+
+/**
+ * Copies of guest memory for `--mirror` and `--nmr`: off → 1; vm → N (default 2: primary and one
+ * mirror). Per-range protection (`ranges:`) is not built yet and is refused rather than ignored.
+ */
+export function parseMirrorPolicy(mirror: string, nmr: string): number {
+  const copies = parsePositiveInteger("--nmr", nmr, 5);
+  if (copies < 2) throw new RangeError(`bad --nmr "${nmr}": N-modular redundancy needs 2 to 5 copies`);
+  if (mirror === "off") return 1;
+  if (mirror === "vm") return copies;
+  if (mirror.startsWith("ranges:")) throw new RangeError(`--mirror ranges: is not supported yet; use --mirror vm or off`);
+  throw new RangeError(`bad --mirror "${mirror}": expected off or vm`);
 }
 
 /** `--drive FILE` or QEMU's `--drive file=FILE[,format=raw][,readonly=on]`. */
@@ -114,6 +129,7 @@ async function runCommand(file: string | undefined, flags: RunFlags): Promise<nu
     throw new UsageError(`no guest to run: give an ELF file (kmemvisor run FILE)`);
   }
   const drive = flags.drive === undefined ? undefined : usage(() => parseDrive(flags.drive!));
+  const copies = usage(() => parseMirrorPolicy(flags.mirror, flags.nmr));
 
   const images: BootImages = { bios: "none", append: flags.append };
   if (bios !== "none") {
@@ -131,6 +147,7 @@ async function runCommand(file: string | undefined, flags: RunFlags): Promise<nu
     ramSize,
     harts,
     disk,
+    copies,
     workers: true,
     onDeviceError: (message) => process.stderr.write(`kmemvisor: virtio-blk: ${message}\n`),
   });
@@ -189,6 +206,8 @@ export function buildProgram(): Command {
     .option("--append <ARGS>", "kernel command line (FDT /chosen/bootargs)")
     .option("--dumpdtb <FILE>", "write the generated device tree to FILE and exit")
     .option("--timeout <S>", "stop the guest after S seconds (exit status 124)")
+    .addOption(new Option("--mirror <off|vm>", "memory mirroring: vm mirrors every store of every hart and device").default("off"))
+    .addOption(new Option("--nmr <N>", "copies of mirrored memory, 2 to 5 (primary included)").default("2"))
     .option("--stats", "print instructions retired, MIPS per hart and wall time to stderr")
     .option("--json", "print the run's result and statistics as JSON to stderr")
     .action(async (file: string | undefined, flags: RunFlags) => {

@@ -2,7 +2,7 @@
  * A virtual machine compatible with QEMU's `virt` board: shared memory laid out per
  * shared-mem/layout.ts, harts, the MMIO bus with its devices, ELF loading and the run loop.
  */
-import { computeLayout, ControlSlot, createSharedMemory, RAM_BASE, type MemoryLayout } from "../shared-mem/layout.ts";
+import { computeLayout, ControlSlot, createSharedMemory, mirrorOffsetsOf, RAM_BASE, type MemoryLayout } from "../shared-mem/layout.ts";
 import { Piscina } from "piscina";
 import { kickHart } from "../vcpu/interrupts.ts";
 import { MmioMailboxServer } from "../sync/mailbox.ts";
@@ -17,7 +17,8 @@ import { SifiveTest } from "./devices/sifive-test.ts";
 import { Uart16550, UART_IRQ } from "./devices/uart.ts";
 import { Plic } from "./devices/plic.ts";
 import { Rom, MROM_BASE, MROM_SIZE } from "./devices/rom.ts";
-import { LinearDmaMemory, VirtioBlock, VIRTIO_BLK_IRQ } from "./devices/virtio-blk.ts";
+import { VirtioBlock, VIRTIO_BLK_IRQ } from "./devices/virtio-blk.ts";
+import { MirroredDmaMemory, writeAllCopies } from "../mirror/copies.ts";
 import type { DiskImage } from "./disk-image.ts";
 import { checkSegmentsFit, parseElf, type ElfImage } from "./elf.ts";
 
@@ -30,6 +31,8 @@ export interface MachineConfig {
   disk?: DiskImage;
   /** Told when the virtio device sees a malformed request from the driver. */
   onDeviceError?: (message: string) => void;
+  /** Copies of guest RAM: 1 = unmirrored, 2..5 = primary plus N−1 mirrors (`--mirror vm --nmr N`). */
+  copies?: number;
   /**
    * Run each hart in its own worker thread (the default for `kmemvisor run`). Otherwise all harts
    * take turns on the calling thread, which tests use to inspect harts directly.
@@ -90,7 +93,7 @@ export class Machine implements MachineControl {
   };
 
   constructor(config: MachineConfig) {
-    this.layout = computeLayout({ ramSize: config.ramSize, copies: 1, spareFrames: 0, harts: config.harts });
+    this.layout = computeLayout({ ramSize: config.ramSize, copies: config.copies ?? 1, spareFrames: 0, harts: config.harts });
     this.memory = createSharedMemory(this.layout);
     this.view = new DataView(this.memory.buffer);
     this.output = config.output ?? ((bytes) => process.stdout.write(bytes));
@@ -111,10 +114,9 @@ export class Machine implements MachineControl {
     this.bus.add(this.uart);
     this.bus.add(new SifiveTest({ control: this }));
     if (config.disk) {
-      const ram = new Uint8Array(this.memory.buffer, this.layout.ramOffset, this.layout.ramSize);
       this.virtio = new VirtioBlock({
         disk: config.disk,
-        memory: new LinearDmaMemory(ram, RAM_BASE),
+        memory: new MirroredDmaMemory(this.memory.buffer, this.layout),
         irq: (level) => this.plic.setIrq(VIRTIO_BLK_IRQ, level),
         onError: config.onDeviceError,
       });
@@ -123,7 +125,10 @@ export class Machine implements MachineControl {
 
     const pages = this.layout.totalBytes / 65536;
     const interpreter = (this.interpreter = new WebAssembly.Module(
-      buildInterpreterModule({ ramSize: this.layout.ramSize, ramOffset: this.layout.ramOffset }, pages),
+      buildInterpreterModule(
+        { ramSize: this.layout.ramSize, ramOffset: this.layout.ramOffset, mirrorOffsets: mirrorOffsetsOf(this.layout) },
+        pages,
+      ),
     ));
     const env: HartEnvironment = {
       memory: this.memory,
@@ -156,14 +161,14 @@ export class Machine implements MachineControl {
   loadElf(bytes: Uint8Array, fileName: string): ElfImage {
     const image = parseElf(bytes, fileName);
     checkSegmentsFit(image, RAM_BASE, this.layout.ramSize);
-    const ram = new Uint8Array(this.memory.buffer, this.layout.ramOffset, this.layout.ramSize);
     for (const segment of image.segments) {
       // checkSegmentsFit allows a header prefix below RAM (see HEADER_PREFIX_LIMIT): skip it.
       const skip = Math.max(0, RAM_BASE - Number(segment.paddr));
-      const offset = Number(segment.paddr) + skip - RAM_BASE;
+      const start = Number(segment.paddr) + skip;
       const data = segment.fileData.subarray(Math.min(skip, segment.fileData.length));
-      ram.set(data, offset);
-      ram.fill(0, offset + data.length, Number(segment.paddr) + Number(segment.memSize) - RAM_BASE);
+      this.writeRam(start, data);
+      // .bss: fresh memory is zero, but a second image may overlap an earlier one.
+      this.writeRam(start + data.length, new Uint8Array(Number(segment.paddr) + Number(segment.memSize) - start - data.length));
     }
     const tohost = image.symbols.get("tohost");
     const fromhost = image.symbols.get("fromhost");
@@ -172,7 +177,11 @@ export class Machine implements MachineControl {
         tohost: Number(tohost),
         fromhost: Number(fromhost),
         read64: (gpa) => this.view.getBigUint64(this.ramOffsetOf(gpa), true),
-        write64: (gpa, value) => this.view.setBigUint64(this.ramOffsetOf(gpa), value, true),
+        write64: (gpa, value) => {
+          const bytes = new Uint8Array(8);
+          new DataView(bytes.buffer).setBigUint64(0, value, true);
+          this.writeRam(gpa, bytes); // every copy: host writes are mirrored like the guest's
+        },
         output: this.consoleByte,
         control: this,
       });
@@ -197,13 +206,9 @@ export class Machine implements MachineControl {
     }
   }
 
-  /** Copy bytes into guest RAM (boot loading); throws RangeError outside RAM. */
+  /** Copy bytes into guest RAM, every copy of it (boot loading); throws RangeError outside RAM. */
   writeRam(gpa: number, bytes: Uint8Array): void {
-    const offset = gpa - RAM_BASE;
-    if (offset < 0 || offset + bytes.length > this.layout.ramSize) {
-      throw new RangeError(`0x${gpa.toString(16)}+${bytes.length} is outside RAM`);
-    }
-    new Uint8Array(this.memory.buffer, this.layout.ramOffset + offset, bytes.length).set(bytes);
+    writeAllCopies(this.memory.buffer, this.layout, gpa, bytes);
   }
 
   // --- running -------------------------------------------------------------------------------

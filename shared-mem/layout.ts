@@ -142,3 +142,8 @@ export function createSharedMemory(layout: MemoryLayout): WebAssembly.Memory {
   const pages = layout.totalBytes / WASM_PAGE;
   return new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
 }
+
+/** Host distances from a primary address to its mirror copies: k·S for k = 1 .. copies−1. */
+export function mirrorOffsetsOf(layout: MemoryLayout): number[] {
+  return Array.from({ length: layout.copies - 1 }, (_, k) => layout.mirrorOffset(k + 1));
+}

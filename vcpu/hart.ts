@@ -2,7 +2,7 @@
  * One hart: its state in shared memory, its CSRs, and the host side of its engine — the slow
  * paths the engine calls (MMIO, CSRs), trap and interrupt entry, system instructions.
  */
-import { HartSlot, type MemoryLayout } from "../shared-mem/layout.ts";
+import { HartSlot, mirrorOffsetsOf, type MemoryLayout } from "../shared-mem/layout.ts";
 import { CsrFile, IllegalCsrAccess, Irq, MStatus, Priv, CsrNumber } from "./csr.ts";
 import { decode } from "./decoder.ts";
 import { fillDecodeCache } from "./decode-cache.ts";
@@ -44,6 +44,8 @@ export class Hart {
   private readonly engine: EngineExports;
   private readonly tlb: Tlb;
   private readonly physical: PhysicalMemory;
+  /** Host distance to each mirror copy (empty when unmirrored). */
+  private readonly mirrorOffsets: readonly number[];
   /** Instructions retired, as a JS number (exact below 2^53) for speed; minstret derives from it. */
   retired = 0;
   /** Host milliseconds spent waiting in WFI. */
@@ -57,7 +59,8 @@ export class Hart {
     this.base = env.layout.hartOffset(id);
     this.view = new DataView(env.memory.buffer);
     this.words = new Int32Array(env.memory.buffer);
-    this.physical = ramPhysicalMemory(env.memory.buffer, env.layout.ramOffset, env.layout.ramSize);
+    this.mirrorOffsets = mirrorOffsetsOf(env.layout);
+    this.physical = ramPhysicalMemory(env.memory.buffer, env.layout.ramOffset, env.layout.ramSize, this.mirrorOffsets);
     this.tlb = new Tlb(this.view, this.words, this.base);
     this.csrs = new CsrFile({
       priv: () => this.priv,
@@ -405,7 +408,11 @@ export class Hart {
       return;
     }
     const where = this.access(va, AccessKind.Store);
-    if (typeof where === "number") return writeLittleEndian(this.view, where, width, value);
+    if (typeof where === "number") {
+      writeLittleEndian(this.view, where, width, value);
+      for (const offset of this.mirrorOffsets) writeLittleEndian(this.view, where + offset, width, value);
+      return;
+    }
     if (typeof where === "object") return this.raise(where.fault, va);
     const masked = BigInt.asUintN(width * 8, value);
     if (where >= 0x1_0000_0000n || !this.env.mmioWrite(Number(where), width as AccessWidth, masked)) {

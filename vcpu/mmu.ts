@@ -29,6 +29,8 @@ export interface PhysicalMemory {
   hostOffset(paddr: bigint): number;
   /** Atomic view of the shared memory for PTE reads and A/D updates. */
   readonly quads: BigInt64Array;
+  /** Host distances to the mirror copies, which A/D updates must reach too. */
+  readonly mirrorOffsets: readonly number[];
 }
 
 export type Translation = { paddr: bigint; fault?: undefined } | { fault: number; paddr?: undefined };
@@ -75,7 +77,11 @@ export function translate(
     const flags = PTE_A | (kind === AccessKind.Store ? PTE_D : 0n);
     while ((pte & flags) !== flags) {
       const seen = BigInt.asUintN(64, Atomics.compareExchange(memory.quads, index, BigInt.asIntN(64, pte), BigInt.asIntN(64, pte | flags)));
-      if (seen === pte) break;
+      if (seen === pte) {
+        pte |= flags;
+        for (const offset of memory.mirrorOffsets) Atomics.store(memory.quads, index + offset / 8, BigInt.asIntN(64, pte));
+        break;
+      }
       pte = seen; // another hart changed the PTE under us: check it again
       if ((pte & PTE_V) === 0n || (pte & (PTE_R | PTE_X)) === 0n || !permitted(pte, kind, priv, mstatus) || misaligned(pte)) {
         return { fault: PAGE_FAULT[kind] };
@@ -103,11 +109,17 @@ function permitted(pte: bigint, kind: AccessKind, priv: Priv, mstatus: number): 
 }
 
 /** Guest-physical RAM as the MMU sees it (identity placement until p2m remapping exists). */
-export function ramPhysicalMemory(buffer: ArrayBufferLike, ramOffset: number, ramSize: number): PhysicalMemory {
+export function ramPhysicalMemory(
+  buffer: ArrayBufferLike,
+  ramOffset: number,
+  ramSize: number,
+  mirrorOffsets: readonly number[] = [],
+): PhysicalMemory {
   const base = BigInt(RAM_BASE);
   const size = BigInt(ramSize);
   return {
     quads: new BigInt64Array(buffer),
+    mirrorOffsets,
     hostOffset(paddr: bigint): number {
       const offset = paddr - base;
       return offset >= 0n && offset < size ? ramOffset + Number(offset) : -1;

@@ -8,12 +8,19 @@ import { Cause, Exit, ExitRequest } from "../exits.ts";
 import type { AmoKind, Cond, CsrKind, Expr, HostOp, Sem, Width } from "../sem.ts";
 import { AtomicOp, FunctionBody, Op, ValType, rmwOpcode } from "./encoder.ts";
 
-/** What an engine knows of the memory layout (mirror offsets will join it). */
+/** What an engine knows of the memory layout. */
 export interface EngineMemory {
   /** Guest RAM size in bytes. */
   ramSize: number;
   /** Host offset of guest RAM in the shared memory. */
   ramOffset: number;
+  /**
+   * Distances from a primary host address to each of its mirror copies (k·S for k = 1..N−1);
+   * empty for an unmirrored VM, whose code then carries no mirror stores at all. The host only
+   * puts pages whose primary frame is the native one into a store TLB set, so that for every
+   * fast-path store mirror(a) = a + k·S holds — the kMemvisor paper's static mirror offset.
+   */
+  mirrorOffsets: readonly number[];
 }
 
 /** Indices of the host functions an engine module imports (see engine-imports.ts). */
@@ -295,6 +302,12 @@ export abstract class WasmSem implements Sem {
       this.f.get(this.hostAddr);
       v();
       this.f.mem(STORE_OPS[width]);
+      // The mirror instrumentation: the same store again at each copy's static offset.
+      for (const offset of this.memory.mirrorOffsets) {
+        this.f.get(this.hostAddr);
+        v();
+        this.f.mem(STORE_OPS[width], offset);
+      }
     }, () => {
       this.syncForHost();
       this.f.get(this.hart);
@@ -346,6 +359,14 @@ export abstract class WasmSem implements Sem {
         f.get(this.hostAddr);
         v();
         f.atomic(rmwOpcode(rmw, wide), width, off);
+        // Each copy takes the same read-modify-write. For commutative operations (add, and, or,
+        // xor) the copies converge whatever the interleaving of harts; swap needs the sync
+        // strategies of sync/ to stay identical under races (see DESIGN.md).
+        for (const offset of this.memory.mirrorOffsets) {
+          f.get(this.hostAddr);
+          v();
+          f.atomic(rmwOpcode(rmw, wide), width, offset).op(Op.drop);
+        }
       } else {
         // min/max have no wasm instruction: compare-and-swap until no other hart intervened.
         const old = this.temp();
@@ -370,6 +391,15 @@ export abstract class WasmSem implements Sem {
         f.get(seen).set(old).br(1);
         f.end();
         f.end();
+        // Our value is in the primary: copy it to the mirrors.
+        for (const offset of this.memory.mirrorOffsets) {
+          f.get(this.hostAddr);
+          f.get(old);
+          v();
+          keepOld();
+          f.op(Op.select);
+          f.atomic(wide ? AtomicOp.i64_store : AtomicOp.i64_store32, width, offset);
+        }
         f.get(old);
       }
       if (!wide) f.op(Op.i64_extend32_s);
@@ -408,6 +438,18 @@ export abstract class WasmSem implements Sem {
       v();
       f.atomic(rmwOpcode("cmpxchg", width === 8), width);
       f.get(expected).op(Op.i64_ne).op(Op.i64_extend_i32_u);
+      if (this.memory.mirrorOffsets.length > 0) {
+        // Stored (result 0): the mirrors take the value too.
+        const result = this.temp();
+        f.tee(result).op(Op.i64_eqz).if();
+        for (const offset of this.memory.mirrorOffsets) {
+          f.get(this.hostAddr);
+          v();
+          f.atomic(width === 8 ? AtomicOp.i64_store : AtomicOp.i64_store32, width, offset);
+        }
+        f.end();
+        f.get(result);
+      }
       f.else().i64(1).end();
       f.get(this.hart).i64(-1).mem(Op.i64_store, HartSlot.RES_ADDR);
     };
