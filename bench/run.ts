@@ -2,8 +2,10 @@
  * kmemvisor's benchmark runner. Runs each benchmark guest on kmemvisor and on
  * qemu-system-riscv64 (TCG) side by side, in one run, and prints guest MIPS and ratios.
  *
- *   npm run bench                 # all guests, 3 rounds each
- *   npm run bench -- cpubound 5   # one guest, 5 rounds
+ *   npm run bench                          # kmemvisor vs QEMU, all guests, 3 rounds each
+ *   npm run bench -- qemu cpubound 5       # one guest, 5 rounds
+ *   npm run bench -- mirror                # mirror overhead: --mirror vm vs off, side by side
+ *   npm run bench -- smp parallel-sum      # aggregate MIPS on 1 and 2 harts
  *
  * Both emulators are timed as whole processes (start-up included, so neither is favoured);
  * kmemvisor's in-VM MIPS (from --json, start-up excluded) is printed too. Guest instruction
@@ -42,28 +44,37 @@ function timeProcess(command: string, args: string[]): Sample {
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
-function main(): void {
-  const [only, roundsText] = process.argv.slice(2);
-  const rounds = Number(roundsText ?? 3);
-  const guests = only ? [only] : GUESTS;
+function guestElf(guest: string): string {
+  const elf = join("guests", "bin", `${guest}.elf`);
+  if (!existsSync(join(root, elf))) throw new Error(`no guest ${elf}: run make -C guests`);
+  return elf;
+}
+
+function kmemvisor(elf: string, flags: string[]): Sample {
+  const sample = timeProcess(process.execPath, [join("bin", "kmemvisor.js"), "run", "--json", ...flags, elf]);
+  if (sample.status !== 0) throw new Error(`${elf} ${flags.join(" ")}: exit status ${sample.status}`);
+  return sample;
+}
+
+/** kmemvisor and QEMU on the same ELFs. */
+function compareWithQemu(guests: string[], rounds: number): void {
   const haveQemu = spawnSync("qemu-system-riscv64", ["--version"]).status === 0;
   if (!haveQemu) console.log("qemu-system-riscv64 not found: QEMU columns omitted (apt-get install qemu-system-misc)");
   console.log(`rounds per guest: ${rounds} (median shown); single hart; interpreter engine`);
   console.log("guest        instructions  kmemvisor-proc  kmemvisor-vm   qemu-proc   kmemvisor/qemu");
   for (const guest of guests) {
-    const elf = join("guests", "bin", `${guest}.elf`);
-    if (!existsSync(join(root, elf))) throw new Error(`no guest ${elf}: run make -C guests`);
+    const elf = guestElf(guest);
     const ours: Sample[] = [];
     const qemu: Sample[] = [];
     for (let round = 0; round < rounds; round++) {
       // Interleave the two emulators so that machine noise hits both alike.
-      ours.push(timeProcess(process.execPath, [join("bin", "kmemvisor.js"), "run", "--json", elf]));
+      ours.push(kmemvisor(elf, []));
       if (haveQemu) {
         qemu.push(timeProcess("qemu-system-riscv64", ["-machine", "virt", "-bios", "none", "-nographic", "-m", "128M", "-kernel", elf]));
       }
     }
-    const failed = ours.find((s) => s.status !== 0) ?? qemu.find((s) => s.status !== 0);
-    if (failed) throw new Error(`${guest}: a run exited with status ${failed.status}`);
+    const failed = qemu.find((s) => s.status !== 0);
+    if (failed) throw new Error(`${guest}: QEMU exited with status ${failed.status}`);
     const instructions = ours[0]!.instructions!;
     const mips = (ms: number) => instructions / ms / 1000;
     const oursProc = mips(median(ours.map((s) => s.wallMs)));
@@ -80,6 +91,57 @@ function main(): void {
     }
     console.log(cells.join(""));
   }
+}
+
+/** Mirror overhead: the same guest with --mirror vm (N copies) and --mirror off, interleaved. */
+function mirrorOverhead(guests: string[], rounds: number): void {
+  console.log(`rounds per guest: ${rounds} (median of in-VM wall time); single hart; interpreter engine`);
+  console.log("guest        off (ms)   vm nmr2 (ms)  overhead   vm nmr3 (ms)  overhead");
+  const overheads: number[] = [];
+  for (const guest of guests) {
+    const elf = guestElf(guest);
+    const off: number[] = [], two: number[] = [], three: number[] = [];
+    for (let round = 0; round < rounds; round++) {
+      off.push(kmemvisor(elf, ["--mirror", "off"]).vmMs!);
+      two.push(kmemvisor(elf, ["--mirror", "vm", "--nmr", "2"]).vmMs!);
+      three.push(kmemvisor(elf, ["--mirror", "vm", "--nmr", "3"]).vmMs!);
+    }
+    const base = median(off);
+    const pct = (ms: number) => ((ms / base - 1) * 100);
+    overheads.push(pct(median(two)));
+    console.log(
+      guest.padEnd(12) + base.toFixed(0).padStart(9) + median(two).toFixed(0).padStart(15) +
+        `${pct(median(two)).toFixed(1)}%`.padStart(10) + median(three).toFixed(0).padStart(15) + `${pct(median(three)).toFixed(1)}%`.padStart(10),
+    );
+  }
+  const mean = overheads.reduce((a, b) => a + b, 0) / overheads.length;
+  console.log(`nmr 2: worst ${Math.max(...overheads).toFixed(1)}%, mean ${mean.toFixed(1)}% (kMemvisor paper: 55% worst, 30% average)`);
+}
+
+/** Aggregate guest MIPS of one guest on 1 and 2 harts (each hart in its own worker thread). */
+function smpScaling(guests: string[], rounds: number): void {
+  console.log(`rounds: ${rounds} (median of in-VM wall time); harts in worker threads`);
+  console.log("guest            1 hart MIPS   2 harts MIPS   speed-up");
+  for (const guest of guests) {
+    const elf = guestElf(guest);
+    const one: Sample[] = [], twoHarts: Sample[] = [];
+    for (let round = 0; round < rounds; round++) {
+      one.push(kmemvisor(elf, ["--smp", "1"]));
+      twoHarts.push(kmemvisor(elf, ["--smp", "2"]));
+    }
+    const mips = (samples: Sample[]) => median(samples.map((s) => s.instructions! / s.vmMs! / 1000));
+    const a = mips(one), b = mips(twoHarts);
+    console.log(guest.padEnd(16) + a.toFixed(1).padStart(12) + b.toFixed(1).padStart(15) + `${(b / a).toFixed(2)}x`.padStart(11));
+  }
+}
+
+function main(): void {
+  const [suite = "qemu", only, roundsText] = process.argv.slice(2);
+  const rounds = Number(roundsText ?? 3);
+  if (suite === "qemu") compareWithQemu(only ? [only] : GUESTS, rounds);
+  else if (suite === "mirror") mirrorOverhead(only ? [only] : GUESTS, rounds);
+  else if (suite === "smp") smpScaling(only ? [only] : ["parallel-sum"], rounds);
+  else throw new Error(`unknown benchmark suite "${suite}": qemu, mirror or smp`);
 }
 
 main();
