@@ -14,6 +14,12 @@
  * platform bus) and with our ISA. Property and node order may differ from QEMU's (libfdt
  * prepends), which no consumer depends on.
  */
+import { RAM_BASE } from '../shared-mem/layout.ts';
+import { CLINT_BASE, CLINT_SIZE, CLINT_TIMEBASE_HZ } from './devices/clint.ts';
+import { PLIC_BASE, PLIC_NUM_SOURCES, PLIC_SIZE } from './devices/plic.ts';
+import { SIFIVE_TEST_BASE, SIFIVE_TEST_SIZE } from './devices/sifive-test.ts';
+import { UART_BASE, UART_IRQ, UART_SIZE } from './devices/uart.ts';
+import { VIRTIO_BLK_BASE, VIRTIO_BLK_IRQ, VIRTIO_BLK_SIZE } from './devices/virtio-blk.ts';
 
 export const FDT_MAGIC = 0xd00d_feed;
 export const FDT_VERSION = 17;
@@ -263,22 +269,24 @@ export function serializeFdt(root: FdtNode, options: FdtSerializeOptions = {}): 
 
 // ---- The virt machine ----
 
-export const VIRT_RAM_BASE = 0x8000_0000;
-export const VIRT_CLINT_BASE = 0x0200_0000;
-export const VIRT_CLINT_SIZE = 0x1_0000;
-export const VIRT_PLIC_BASE = 0x0c00_0000;
-export const VIRT_PLIC_SIZE = 0x60_0000;
-export const VIRT_PLIC_NDEV = 95;
-export const VIRT_UART_BASE = 0x1000_0000;
-export const VIRT_UART_SIZE = 0x100;
-export const VIRT_UART_IRQ = 10;
+// Addresses, sizes and interrupt numbers come from the devices themselves, so the tree cannot
+// disagree with the machine it describes.
+export const VIRT_RAM_BASE = RAM_BASE;
+export const VIRT_CLINT_BASE = CLINT_BASE;
+export const VIRT_CLINT_SIZE = CLINT_SIZE;
+export const VIRT_PLIC_BASE = PLIC_BASE;
+export const VIRT_PLIC_SIZE = PLIC_SIZE;
+export const VIRT_PLIC_NDEV = PLIC_NUM_SOURCES;
+export const VIRT_UART_BASE = UART_BASE;
+export const VIRT_UART_SIZE = UART_SIZE;
+export const VIRT_UART_IRQ = UART_IRQ;
 export const VIRT_UART_CLOCK_HZ = 0x38_4000; // 3.6864 MHz, as QEMU advertises
-export const VIRT_VIRTIO_BASE = 0x1000_1000;
-export const VIRT_VIRTIO_SIZE = 0x1000;
-export const VIRT_VIRTIO_IRQ = 1;
-export const VIRT_TEST_BASE = 0x10_0000;
-export const VIRT_TEST_SIZE = 0x1000;
-export const VIRT_TIMEBASE_HZ = 10_000_000;
+export const VIRT_VIRTIO_BASE = VIRTIO_BLK_BASE;
+export const VIRT_VIRTIO_SIZE = VIRTIO_BLK_SIZE;
+export const VIRT_VIRTIO_IRQ = VIRTIO_BLK_IRQ;
+export const VIRT_TEST_BASE = SIFIVE_TEST_BASE;
+export const VIRT_TEST_SIZE = SIFIVE_TEST_SIZE;
+export const VIRT_TIMEBASE_HZ = CLINT_TIMEBASE_HZ;
 export const VIRT_ISA = 'rv64imac_zicsr_zifencei_sstc';
 export const VIRT_ISA_EXTENSIONS: readonly string[] = ['i', 'm', 'a', 'c', 'zicsr', 'zifencei', 'zicntr', 'sstc'];
 

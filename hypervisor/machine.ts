@@ -17,8 +17,8 @@ import { SifiveTest } from "./devices/sifive-test.ts";
 import { Uart16550, UART_IRQ } from "./devices/uart.ts";
 import { Plic } from "./devices/plic.ts";
 import { Rom, MROM_BASE, MROM_SIZE } from "./devices/rom.ts";
-import { VirtioBlock, VIRTIO_BLK_IRQ } from "./devices/virtio-blk.ts";
-import { MirroredDmaMemory, writeAllCopies } from "../mirror/copies.ts";
+import { LinearDmaMemory, VirtioBlock, VIRTIO_BLK_IRQ } from "./devices/virtio-blk.ts";
+import { ramCopies, writeAllCopies } from "../mirror/copies.ts";
 import type { DiskImage } from "./disk-image.ts";
 import { checkSegmentsFit, parseElf, type ElfImage } from "./elf.ts";
 
@@ -114,9 +114,10 @@ export class Machine implements MachineControl {
     this.bus.add(this.uart);
     this.bus.add(new SifiveTest({ control: this }));
     if (config.disk) {
+      const { primary, mirrors } = ramCopies(this.memory.buffer, this.layout);
       this.virtio = new VirtioBlock({
         disk: config.disk,
-        memory: new MirroredDmaMemory(this.memory.buffer, this.layout),
+        memory: new LinearDmaMemory(primary, RAM_BASE, mirrors),
         irq: (level) => this.plic.setIrq(VIRTIO_BLK_IRQ, level),
         onError: config.onDeviceError,
       });

@@ -1,10 +1,9 @@
 /**
- * Whole-copy operations on a VM's mirrored memory: writing host-side data (boot images, DMA) to
- * every copy, and comparing copies (the basis of the scrubber and of tests that prove mirroring
+ * Whole-copy operations on a VM's mirrored memory: writing host-side data (boot images, HTIF) to
+ * every copy, views of every copy (for device DMA), and comparing copies (the basis of the scrubber and of tests that prove mirroring
  * is complete).
  */
 import { RAM_BASE, mirrorOffsetsOf, PAGE_SIZE, type MemoryLayout } from "../shared-mem/layout.ts";
-import { DmaError, type DmaMemory } from "../hypervisor/devices/virtio-blk.ts";
 
 /** Copy bytes to guest-physical `gpa` in the primary and in every mirror copy. */
 export function writeAllCopies(buffer: ArrayBufferLike, layout: MemoryLayout, gpa: number, bytes: Uint8Array): void {
@@ -50,56 +49,10 @@ export function compareCopies(buffer: ArrayBufferLike, layout: MemoryLayout, lim
   return mismatches;
 }
 
-/**
- * Device DMA into mirrored RAM: reads come from the primary, writes reach every copy, so data a
- * device wrote survives the loss of its primary frame like data a hart wrote.
- */
-export class MirroredDmaMemory implements DmaMemory {
-  private readonly view: DataView;
-  private readonly mirrors: readonly number[];
-
-  constructor(
-    private readonly buffer: ArrayBufferLike,
-    private readonly layout: MemoryLayout,
-  ) {
-    this.view = new DataView(buffer);
-    this.mirrors = mirrorOffsetsOf(layout);
-  }
-
-  private host(gpa: number, length: number): number {
-    const offset = gpa - RAM_BASE;
-    if (!Number.isSafeInteger(gpa) || offset < 0 || length < 0 || offset + length > this.layout.ramSize) {
-      throw new DmaError(gpa, length);
-    }
-    return this.layout.ramOffset + offset;
-  }
-
-  read(gpa: number, length: number): Uint8Array {
-    const host = this.host(gpa, length);
-    return new Uint8Array(this.buffer, host, length).slice();
-  }
-  write(gpa: number, data: Uint8Array): void {
-    const host = this.host(gpa, data.length);
-    new Uint8Array(this.buffer, host, data.length).set(data);
-    for (const mirror of this.mirrors) new Uint8Array(this.buffer, host + mirror, data.length).set(data);
-  }
-  readU16(gpa: number): number {
-    return this.view.getUint16(this.host(gpa, 2), true);
-  }
-  readU32(gpa: number): number {
-    return this.view.getUint32(this.host(gpa, 4), true);
-  }
-  readU64(gpa: number): bigint {
-    return this.view.getBigUint64(this.host(gpa, 8), true);
-  }
-  writeU16(gpa: number, value: number): void {
-    const host = this.host(gpa, 2);
-    this.view.setUint16(host, value, true);
-    for (const mirror of this.mirrors) this.view.setUint16(host + mirror, value, true);
-  }
-  writeU32(gpa: number, value: number): void {
-    const host = this.host(gpa, 4);
-    this.view.setUint32(host, value, true);
-    for (const mirror of this.mirrors) this.view.setUint32(host + mirror, value, true);
-  }
+/** Byte views of guest RAM: the primary and each mirror copy. */
+export function ramCopies(buffer: ArrayBufferLike, layout: MemoryLayout): { primary: Uint8Array; mirrors: Uint8Array[] } {
+  return {
+    primary: new Uint8Array(buffer, layout.ramOffset, layout.ramSize),
+    mirrors: mirrorOffsetsOf(layout).map((offset) => new Uint8Array(buffer, layout.ramOffset + offset, layout.ramSize)),
+  };
 }

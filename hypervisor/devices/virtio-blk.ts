@@ -69,15 +69,21 @@ export interface DmaMemory {
 
 /**
  * DmaMemory over one contiguous byte array holding RAM that starts at `base` (for
- * example a view of the shared WebAssembly memory). No mirroring: wrap it for that.
+ * example a view of the shared WebAssembly memory). Writes also go to each array in
+ * `mirrors` (the VM's mirror copies of the same RAM), so that data a device wrote
+ * survives the loss of its primary frame like data a hart wrote; reads use the primary.
  */
 export class LinearDmaMemory implements DmaMemory {
   private readonly view: DataView;
+  private readonly mirrorViews: DataView[];
   constructor(
     private readonly bytes: Uint8Array,
     private readonly base: number,
+    private readonly mirrors: readonly Uint8Array[] = [],
   ) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    for (const m of mirrors) if (m.length !== bytes.length) throw new RangeError('a mirror copy must be as large as RAM');
+    this.mirrorViews = mirrors.map((m) => new DataView(m.buffer, m.byteOffset, m.byteLength));
   }
   private offset(gpa: number, length: number): number {
     const off = gpa - this.base;
@@ -91,7 +97,9 @@ export class LinearDmaMemory implements DmaMemory {
     return this.bytes.slice(off, off + length);
   }
   write(gpa: number, data: Uint8Array): void {
-    this.bytes.set(data, this.offset(gpa, data.length));
+    const off = this.offset(gpa, data.length);
+    this.bytes.set(data, off);
+    for (const m of this.mirrors) m.set(data, off);
   }
   readU16(gpa: number): number {
     return this.view.getUint16(this.offset(gpa, 2), true);
@@ -103,10 +111,12 @@ export class LinearDmaMemory implements DmaMemory {
     return this.view.getBigUint64(this.offset(gpa, 8), true);
   }
   writeU16(gpa: number, value: number): void {
-    this.view.setUint16(this.offset(gpa, 2), value, true);
+    const off = this.offset(gpa, 2);
+    for (const v of [this.view, ...this.mirrorViews]) v.setUint16(off, value, true);
   }
   writeU32(gpa: number, value: number): void {
-    this.view.setUint32(this.offset(gpa, 4), value >>> 0, true);
+    const off = this.offset(gpa, 4);
+    for (const v of [this.view, ...this.mirrorViews]) v.setUint32(off, value >>> 0, true);
   }
 }
 
