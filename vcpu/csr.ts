@@ -48,6 +48,10 @@ export const MISA = (2n << 62n) | BigInt((1 << 0) | (1 << 2) | (1 << 8) | (1 << 
 
 export class IllegalCsrAccess extends Error {}
 
+/** mcountinhibit bits: CY stops mcycle, IR stops minstret. */
+const INHIBIT_CY = 1;
+const INHIBIT_IR = 4;
+
 /** menvcfg.STCE (bit 63): enables the Sstc extension's stimecmp. */
 export const MENVCFG_STCE = 1n << 63n;
 
@@ -94,6 +98,9 @@ export class CsrFile {
   /** Offsets making mcycle/minstret writable while counting on from the retired total. */
   private cycleOffset = 0n;
   private instretOffset = 0n;
+  /** Counter values frozen while mcountinhibit.CY / .IR are set. */
+  private frozenCycle = 0n;
+  private frozenInstret = 0n;
 
   constructor(private readonly ctx: CsrContext) {}
 
@@ -132,8 +139,8 @@ export class CsrFile {
       case c.satp:
         if (this.ctx.priv() === Priv.S && this.mstatus & MStatus.TVM) throw new IllegalCsrAccess();
         return this.satp;
-      case c.mcycle: case c.cycle: return u64(this.ctx.instret() + this.cycleOffset);
-      case c.minstret: case c.instret: return u64(this.ctx.instret() + this.instretOffset);
+      case c.mcycle: case c.cycle: return this.mcountinhibit & INHIBIT_CY ? this.frozenCycle : u64(this.ctx.instret() + this.cycleOffset);
+      case c.minstret: case c.instret: return this.mcountinhibit & INHIBIT_IR ? this.frozenInstret : u64(this.ctx.instret() + this.instretOffset);
       case c.time: return this.ctx.mtime();
       case c.mvendorid: case c.marchid: case c.mimpid: case c.mconfigptr: return 0n;
       case c.mhartid: return BigInt(this.ctx.hartId);
@@ -183,7 +190,18 @@ export class CsrFile {
         this.ctx.timerChanged();
         return;
       case c.senvcfg: this.senvcfg = 0n; return;
-      case c.mcountinhibit: this.mcountinhibit = low & 5; return;
+      case c.mcountinhibit: {
+        // Freeze a counter when it becomes inhibited (this write itself no longer counts, as in
+        // Spike); when released it runs on from the frozen value, counting the releasing write.
+        const retired = this.ctx.instret();
+        const next = low & (INHIBIT_CY | INHIBIT_IR);
+        if (next & INHIBIT_CY && !(this.mcountinhibit & INHIBIT_CY)) this.frozenCycle = u64(retired + this.cycleOffset);
+        if (!(next & INHIBIT_CY) && this.mcountinhibit & INHIBIT_CY) this.cycleOffset = this.frozenCycle - retired;
+        if (next & INHIBIT_IR && !(this.mcountinhibit & INHIBIT_IR)) this.frozenInstret = u64(retired + this.instretOffset);
+        if (!(next & INHIBIT_IR) && this.mcountinhibit & INHIBIT_IR) this.instretOffset = this.frozenInstret - retired;
+        this.mcountinhibit = next;
+        return;
+      }
       case c.mscratch: this.mscratch = value; return;
       case c.sscratch: this.sscratch = value; return;
       case c.mepc: this.mepc = value & ~1n; return;
@@ -199,8 +217,14 @@ export class CsrFile {
         if (mode === 0n || mode === 8n) this.satp = value & ((0xfn << 60n) | 0xffffn << 44n | ((1n << 44n) - 1n));
         return;
       }
-      case c.mcycle: this.cycleOffset = value - this.ctx.instret() - 1n; return; // as minstret: we count cycle = instret
-      case c.minstret: this.instretOffset = value - this.ctx.instret() - 1n; return; // the csr write itself retires
+      case c.mcycle:
+        if (this.mcountinhibit & INHIBIT_CY) this.frozenCycle = value;
+        else this.cycleOffset = value - this.ctx.instret() - 1n; // as minstret: we count cycle = instret
+        return;
+      case c.minstret:
+        if (this.mcountinhibit & INHIBIT_IR) this.frozenInstret = value;
+        else this.instretOffset = value - this.ctx.instret() - 1n; // the csr write itself retires
+        return;
       case c.tselect: case c.tdata1: return;
     }
     if (csr >= c.pmpcfg0 && csr < c.pmpcfg0 + 16) {
