@@ -7,8 +7,9 @@
  * - One request queue (queue 0), QueueNumMax 256, split ring only.
  * - Offered features: VERSION_1, INDIRECT_DESC, EVENT_IDX, SEG_MAX, BLK_SIZE, FLUSH,
  *   and RO when the image was opened read-only. FEATURES_OK stays clear when the driver
- *   accepts a feature that was not offered or does not accept VERSION_1 (a legacy driver
- *   must not drive a modern device).
+ *   accepts a feature that was not offered. A driver that leaves VERSION_1 out is still
+ *   accepted, as QEMU accepts it: xv6-riscv, for one, writes only the low 32 feature bits
+ *   and then drives the device by the modern rules.
  * - Requests run synchronously inside the QueueNotify write: by the time the guest's
  *   store retires, the used ring is updated and the interrupt raised, as with QEMU's
  *   synchronous block backends.
@@ -485,8 +486,7 @@ export class VirtioBlock implements MmioDevice {
   }
 
   private featuresAcceptable(): boolean {
-    if (this.driverFeatures & ~this.deviceFeatures) return false; // accepted what was not offered
-    return (this.driverFeatures & (1n << BigInt(F_VERSION_1))) !== 0n;
+    return (this.driverFeatures & ~this.deviceFeatures) === 0n; // nothing accepted that was not offered
   }
 
   private hasFeature(bit: number): boolean {
