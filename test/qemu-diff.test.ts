@@ -30,7 +30,7 @@ function qemu(elf: string, smp: number): Promise<Completed> {
 }
 
 test("the differential set covers the small guests", (t) => {
-  t.deepEqual(guests, ["cpubound-small", "exit-code", "hello", "isa-test", "memstress-small", "seqread-small", "seqwrite-small"]);
+  t.deepEqual(guests, ["cpubound-small", "exit-code", "hello", "isa-test", "memstress-small", "parallel-sum-small", "seqread-small", "seqwrite-small"]);
 });
 
 const cases: [string, number][] = [...guests.map((g): [string, number] => [g, 1]), ["hello", 2], ["isa-test", 2]];
