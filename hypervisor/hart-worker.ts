@@ -66,6 +66,12 @@ export function runHart(task: HartTask): HartTaskResult {
   hart.reset(task.pc, BigInt(task.hart), task.a1);
   hart.setX(12, task.a2);
 
+  // Worker threads come up at different times; start the guest on every hart at once.
+  Atomics.add(words, (layout.controlOffset + ControlSlot.READY) >> 2, 1);
+  Atomics.notify(words, (layout.controlOffset + ControlSlot.READY) >> 2);
+  const go = (layout.controlOffset + ControlSlot.GO) >> 2;
+  while (Atomics.load(words, go) === 0 && Atomics.load(words, stopIndex) === 0) Atomics.wait(words, go, 0, 100);
+
   const result: HartTaskResult = { hart: task.hart, instructions: 0, wfiMilliseconds: 0 };
   try {
     while (Atomics.load(words, stopIndex) === 0) {

@@ -222,8 +222,7 @@ export class Machine implements MachineControl {
    * (console input, HTIF) and enforces the timeout.
    */
   private async runInWorkers(options: RunOptions): Promise<RunResult> {
-    const started = performance.now();
-    const deadline = options.timeoutMs === undefined ? Infinity : started + options.timeoutMs;
+    const deadline = options.timeoutMs === undefined ? Infinity : performance.now() + options.timeoutMs;
     const start = this.startState;
     if (!start) throw new Error("Machine.start() must come before run()");
     const harts = this.harts.length;
@@ -271,7 +270,20 @@ export class Machine implements MachineControl {
     let lastTick = 0;
     // Neither Atomics.waitAsync nor piscina's workers keep Node's event loop alive: this does.
     const keepAlive = setInterval(() => {}, 1000);
+    let started = performance.now();
     try {
+      // Start every hart at once, with the guest's clock at zero, when all workers are loaded.
+      const ready = (this.layout.controlOffset + ControlSlot.READY) >> 2;
+      for (let seen = Atomics.load(this.words, ready); seen < harts && running === harts; seen = Atomics.load(this.words, ready)) {
+        const wait = Atomics.waitAsync(this.words, ready, seen, 100);
+        if (wait.async) await wait.value;
+        if (performance.now() >= deadline) break;
+      }
+      this.clint.restartClock();
+      started = performance.now();
+      Atomics.store(this.words, (this.layout.controlOffset + ControlSlot.GO) >> 2, 1);
+      Atomics.notify(this.words, (this.layout.controlOffset + ControlSlot.GO) >> 2);
+
       while (running > 0) {
         server.serve();
         const now = performance.now();

@@ -60,6 +60,10 @@ export const ControlSlot = {
   EXIT_CODE: 4,
   /** Bumped by a hart that posts an MMIO request; the main thread waits on it. */
   DOORBELL: 8,
+  /** Harts whose worker is loaded and waiting to start (the main thread waits for all). */
+  READY: 12,
+  /** Set once every hart is ready: they start together, so no hart waits for a late thread. */
+  GO: 16,
   /** CLINT registers (hypervisor/devices/clint.ts, clintStateBytes). */
   CLINT: 64,
 } as const;

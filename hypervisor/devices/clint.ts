@@ -94,6 +94,12 @@ export class Clint implements MmioDevice {
     }
   }
 
+  /** Make mtime read zero now (machine start, before any hart runs). */
+  restartClock(): void {
+    Atomics.store(this.quads, 0, this.now());
+    Atomics.store(this.quads, 1, 0n);
+  }
+
   private get start(): bigint {
     return Atomics.load(this.quads, 0);
   }
