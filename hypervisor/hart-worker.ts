@@ -8,6 +8,8 @@ import { computeLayout, ControlSlot, type LayoutOptions } from "../shared-mem/la
 import { Hart, GuestFault } from "../vcpu/hart.ts";
 import { setPendingInterrupts } from "../vcpu/interrupts.ts";
 import { MmioMailboxClient } from "../sync/mailbox.ts";
+import { PhysicalMap } from "../shared-mem/p2m.ts";
+import { PageRecovery, UnrecoverableMemoryError } from "../mirror/recovery.ts";
 import { Clint, CLINT_BASE, CLINT_SIZE } from "./devices/clint.ts";
 
 export interface HartTask {
@@ -49,6 +51,8 @@ export function runHart(task: HartTask): HartTaskResult {
     },
     state: { buffer, offset: layout.controlOffset + ControlSlot.CLINT, attach: true },
   });
+  const physicalMap = new PhysicalMap(buffer, layout);
+  const recovery = new PageRecovery(buffer, layout, physicalMap, Array.from({ length: task.layout.harts }, (_, h) => layout.hartOffset(h)));
   const mailbox = new MmioMailboxClient(buffer, layout.hartOffset(task.hart), layout.controlOffset);
   const inClint = (addr: number) => addr >= CLINT_BASE && addr < CLINT_BASE + CLINT_SIZE;
   const hart = new Hart(task.hart, {
@@ -62,6 +66,15 @@ export function runHart(task: HartTask): HartTaskResult {
       return true;
     },
     mtime: () => clint.mtime(),
+    physicalMap,
+    recoverPage: (page, who) => {
+      try {
+        recovery.recover(page, who);
+      } catch (e) {
+        if (e instanceof UnrecoverableMemoryError) throw new GuestFault(e.message);
+        throw e;
+      }
+    },
   });
   hart.reset(task.pc, BigInt(task.hart), task.a1);
   hart.setX(12, task.a2);

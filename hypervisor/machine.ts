@@ -17,8 +17,12 @@ import { SifiveTest } from "./devices/sifive-test.ts";
 import { Uart16550, UART_IRQ } from "./devices/uart.ts";
 import { Plic } from "./devices/plic.ts";
 import { Rom, MROM_BASE, MROM_SIZE } from "./devices/rom.ts";
-import { LinearDmaMemory, VirtioBlock, VIRTIO_BLK_IRQ } from "./devices/virtio-blk.ts";
-import { ramCopies, writeAllCopies } from "../mirror/copies.ts";
+import { VirtioBlock, VIRTIO_BLK_IRQ } from "./devices/virtio-blk.ts";
+import { writeAllCopies } from "../mirror/copies.ts";
+import { GuestDmaMemory } from "../mirror/dma.ts";
+import { PageRecovery, UnrecoverableMemoryError, type RecoveryStats } from "../mirror/recovery.ts";
+import { PhysicalMap } from "../shared-mem/p2m.ts";
+import { requestTlbShootdown } from "../vcpu/interrupts.ts";
 import type { DiskImage } from "./disk-image.ts";
 import { checkSegmentsFit, parseElf, type ElfImage } from "./elf.ts";
 
@@ -33,6 +37,8 @@ export interface MachineConfig {
   onDeviceError?: (message: string) => void;
   /** Copies of guest RAM: 1 = unmirrored, 2..5 = primary plus N−1 mirrors (`--mirror vm --nmr N`). */
   copies?: number;
+  /** Spare frames for recovery (default 64 when mirrored, none otherwise). */
+  spareFrames?: number;
   /**
    * Run each hart in its own worker thread (the default for `kmemvisor run`). Otherwise all harts
    * take turns on the calling thread, which tests use to inspect harts directly.
@@ -62,6 +68,9 @@ export interface RunOptions {
   timeoutMs?: number;
 }
 
+/** Spare frames a mirrored VM keeps for recovery unless told otherwise. */
+export const DEFAULT_SPARE_FRAMES = 64;
+
 /** Instructions a hart runs between looks at devices and interrupts. */
 const SLICE = 50_000;
 /** Longest the run loop keeps the host event loop (stdin, timers) waiting. */
@@ -77,6 +86,8 @@ export class Machine implements MachineControl {
   readonly rom: Rom;
   readonly virtio: VirtioBlock | undefined;
   readonly harts: Hart[];
+  readonly physicalMap: PhysicalMap;
+  readonly recovery: PageRecovery;
   private readonly view: DataView;
   private htif: Htif | undefined;
   private exitCode: number | undefined;
@@ -93,12 +104,26 @@ export class Machine implements MachineControl {
   };
 
   constructor(config: MachineConfig) {
-    this.layout = computeLayout({ ramSize: config.ramSize, copies: config.copies ?? 1, spareFrames: 0, harts: config.harts });
+    const copies = config.copies ?? 1;
+    this.layout = computeLayout({
+      ramSize: config.ramSize,
+      copies,
+      spareFrames: config.spareFrames ?? (copies > 1 ? DEFAULT_SPARE_FRAMES : 0),
+      harts: config.harts,
+    });
     this.memory = createSharedMemory(this.layout);
     this.view = new DataView(this.memory.buffer);
     this.output = config.output ?? ((bytes) => process.stdout.write(bytes));
 
     this.words = new Int32Array(this.memory.buffer);
+    this.physicalMap = new PhysicalMap(this.memory.buffer, this.layout);
+    this.physicalMap.initialize();
+    this.recovery = new PageRecovery(
+      this.memory.buffer,
+      this.layout,
+      this.physicalMap,
+      Array.from({ length: config.harts }, (_, h) => this.layout.hartOffset(h)),
+    );
     this.workers = config.workers ?? false;
     this.clint = new Clint({
       harts: config.harts,
@@ -114,10 +139,9 @@ export class Machine implements MachineControl {
     this.bus.add(this.uart);
     this.bus.add(new SifiveTest({ control: this }));
     if (config.disk) {
-      const { primary, mirrors } = ramCopies(this.memory.buffer, this.layout);
       this.virtio = new VirtioBlock({
         disk: config.disk,
-        memory: new LinearDmaMemory(primary, RAM_BASE, mirrors),
+        memory: new GuestDmaMemory(this.memory.buffer, this.layout, this.physicalMap, (page) => this.recoverPage(page, "virtio-blk DMA")),
         irq: (level) => this.plic.setIrq(VIRTIO_BLK_IRQ, level),
         onError: config.onDeviceError,
       });
@@ -138,6 +162,8 @@ export class Machine implements MachineControl {
       mmioRead: (addr, width) => this.bus.read(addr, width),
       mmioWrite: (addr, width, value) => this.bus.write(addr, width, value),
       mtime: () => this.clint.mtime(),
+      physicalMap: this.physicalMap,
+      recoverPage: (page, who) => this.recoverPage(page, who),
     };
     this.harts = Array.from({ length: config.harts }, (_, id) => new Hart(id, env));
   }
@@ -209,7 +235,30 @@ export class Machine implements MachineControl {
 
   /** Copy bytes into guest RAM, every copy of it (boot loading); throws RangeError outside RAM. */
   writeRam(gpa: number, bytes: Uint8Array): void {
-    writeAllCopies(this.memory.buffer, this.layout, gpa, bytes);
+    writeAllCopies(this.memory.buffer, this.layout, this.physicalMap, gpa, bytes);
+  }
+
+  /** Recover a poisoned page for a host-side accessor; a failure stops the VM like a guest fault. */
+  private recoverPage(page: number, who: string): void {
+    try {
+      this.recovery.recover(page, who);
+    } catch (e) {
+      if (e instanceof UnrecoverableMemoryError) throw new GuestFault(e.message);
+      throw e;
+    }
+  }
+
+  /**
+   * Inject a DUE: poison the frame holding guest-physical `gpa` in copy `copy` (0 = primary).
+   * Every hart drops its TLB, so the next access to the page, by any hart or device, finds the
+   * poison and raises a machine check.
+   */
+  injectDue(gpa: number, copy = 0): void {
+    const page = this.physicalMap.pageOf(gpa);
+    if (page < 0) throw new RangeError(`--inject: 0x${gpa.toString(16)} is not in guest RAM`);
+    if (copy < 0 || copy >= this.layout.copies) throw new RangeError(`--inject: copy ${copy} does not exist`);
+    this.physicalMap.setPoison(copy, this.physicalMap.frameOf(page), true);
+    for (let h = 0; h < this.harts.length; h++) requestTlbShootdown(this.words, this.layout.hartOffset(h));
   }
 
   // --- running -------------------------------------------------------------------------------

@@ -1,19 +1,28 @@
 /**
  * Whole-copy operations on a VM's mirrored memory: writing host-side data (boot images, HTIF) to
- * every copy, views of every copy (for device DMA), and comparing copies (the basis of the scrubber and of tests that prove mirroring
+ * every copy, and comparing copies (the basis of the scrubber and of tests that prove mirroring
  * is complete).
  */
 import { RAM_BASE, mirrorOffsetsOf, PAGE_SIZE, type MemoryLayout } from "../shared-mem/layout.ts";
+import type { PhysicalMap } from "../shared-mem/p2m.ts";
 
-/** Copy bytes to guest-physical `gpa` in the primary and in every mirror copy. */
-export function writeAllCopies(buffer: ArrayBufferLike, layout: MemoryLayout, gpa: number, bytes: Uint8Array): void {
+/** Copy bytes to guest-physical `gpa` in the primary and in every mirror copy, through the p2m. */
+export function writeAllCopies(buffer: ArrayBufferLike, layout: MemoryLayout, map: PhysicalMap, gpa: number, bytes: Uint8Array): void {
   const offset = gpa - RAM_BASE;
   if (offset < 0 || offset + bytes.length > layout.ramSize) {
     throw new RangeError(`0x${gpa.toString(16)}+${bytes.length} is outside RAM`);
   }
-  const host = layout.ramOffset + offset;
-  new Uint8Array(buffer, host, bytes.length).set(bytes);
-  for (const mirror of mirrorOffsetsOf(layout)) new Uint8Array(buffer, host + mirror, bytes.length).set(bytes);
+  const memory = new Uint8Array(buffer);
+  const mirrors = mirrorOffsetsOf(layout);
+  for (let at = 0; at < bytes.length; ) {
+    const address = gpa + at;
+    const n = Math.min(bytes.length - at, PAGE_SIZE - (address % PAGE_SIZE));
+    const host = map.frameOf(map.pageOf(address)) * PAGE_SIZE + (address % PAGE_SIZE);
+    const piece = bytes.subarray(at, at + n);
+    memory.set(piece, host);
+    for (const mirror of mirrors) memory.set(piece, host + mirror);
+    at += n;
+  }
 }
 
 /** A page of guest RAM where a copy differs from the primary. */
@@ -27,32 +36,24 @@ export interface CopyMismatch {
 }
 
 /** Every page where some mirror copy differs from the primary (empty when unmirrored). */
-export function compareCopies(buffer: ArrayBufferLike, layout: MemoryLayout, limit = 1000): CopyMismatch[] {
+export function compareCopies(buffer: ArrayBufferLike, layout: MemoryLayout, map: PhysicalMap, limit = 1000): CopyMismatch[] {
   const mismatches: CopyMismatch[] = [];
-  const primary = new BigInt64Array(buffer, layout.ramOffset, layout.ramSize / 8);
+  const quads = new BigInt64Array(buffer);
+  const bytes = new Uint8Array(buffer);
+  const wordsPerPage = PAGE_SIZE / 8;
   mirrorOffsetsOf(layout).forEach((mirrorOffset, index) => {
-    const copy = new BigInt64Array(buffer, layout.ramOffset + mirrorOffset, layout.ramSize / 8);
-    const wordsPerPage = PAGE_SIZE / 8;
     for (let page = 0; page < layout.ramSize / PAGE_SIZE && mismatches.length < limit; page++) {
-      for (let w = page * wordsPerPage; w < (page + 1) * wordsPerPage; w++) {
-        if (primary[w] !== copy[w]) {
-          const bytesA = new Uint8Array(buffer, layout.ramOffset + w * 8, 8);
-          const bytesB = new Uint8Array(buffer, layout.ramOffset + mirrorOffset + w * 8, 8);
+      const primary = (map.frameOf(page) * PAGE_SIZE) / 8;
+      const copy = primary + mirrorOffset / 8;
+      for (let w = 0; w < wordsPerPage; w++) {
+        if (quads[primary + w] !== quads[copy + w]) {
           let b = 0;
-          while (bytesA[b] === bytesB[b]) b++;
-          mismatches.push({ page: RAM_BASE + page * PAGE_SIZE, copy: index + 1, firstAddress: RAM_BASE + w * 8 + b });
+          while (bytes[(primary + w) * 8 + b] === bytes[(copy + w) * 8 + b]) b++;
+          mismatches.push({ page: RAM_BASE + page * PAGE_SIZE, copy: index + 1, firstAddress: RAM_BASE + page * PAGE_SIZE + w * 8 + b });
           break;
         }
       }
     }
   });
   return mismatches;
-}
-
-/** Byte views of guest RAM: the primary and each mirror copy. */
-export function ramCopies(buffer: ArrayBufferLike, layout: MemoryLayout): { primary: Uint8Array; mirrors: Uint8Array[] } {
-  return {
-    primary: new Uint8Array(buffer, layout.ramOffset, layout.ramSize),
-    mirrors: mirrorOffsetsOf(layout).map((offset) => new Uint8Array(buffer, layout.ramOffset + offset, layout.ramSize)),
-  };
 }

@@ -1,15 +1,17 @@
 /**
  * The host memory layout of one VM, inside one shared WebAssembly.Memory.
  *
- *   [0, S)                 native frames: guest RAM (guest-physical RAM_BASE.. maps here)
+ *   [0, S)                 copy 0 (the primary): native frames for guest RAM, then spare frames
  *   [k·S, (k+1)·S)         mirror copy k, for k = 1 .. nmr-1  (mirror(a) = a + k·S)
- *   spares                 spare frames that replace failed frames on recovery
  *   p2m                    guest-physical page -> host frame table (u32 per page)
+ *   poison map             one byte per host frame of every copy (DUE injection)
  *   hart areas             one HART_AREA_SIZE block per hart: registers, decode cache, TLB
  *   control block          VM-wide run state (stop flag, exit code, MMIO doorbell) and CLINT state
  *
- * RAM sits at host offset 0 so that the mirror of a host address is exactly a + k·S,
- * as in the kMemvisor paper; every other area follows the copies.
+ * RAM sits at host offset 0 so that the mirror of a host address is exactly a + k·S, as in the
+ * kMemvisor paper; every other area follows the copies. The spare frames lie inside the copy
+ * stride S (S = RAM + spares), so a guest page remapped to a spare still has its mirrors at
+ * + k·S and every engine fast path stays valid after a recovery.
  */
 
 export const RAM_BASE = 0x8000_0000;
@@ -64,6 +66,13 @@ export const ControlSlot = {
   READY: 12,
   /** Set once every hart is ready: they start together, so no hart waits for a late thread. */
   GO: 16,
+  /** Spare frames handed out so far (shared-mem/p2m.ts). */
+  SPARES_USED: 20,
+  /** Lock serialising page recoveries (mirror/recovery.ts). */
+  RECOVERY_LOCK: 24,
+  /** Recoveries done, and their total latency in microseconds. */
+  RECOVERIES: 28,
+  RECOVERY_MICROS: 32,
   /** CLINT registers (hypervisor/devices/clint.ts, clintStateBytes). */
   CLINT: 64,
 } as const;
@@ -95,11 +104,16 @@ export interface LayoutOptions {
 }
 
 export interface MemoryLayout extends LayoutOptions {
-  /** Host offset of guest RAM (always 0: mirror(a) = a + k·ramSize). */
+  /** Host offset of guest RAM (always 0). */
   ramOffset: number;
+  /** Distance between copies: RAM plus spare frames. mirror(a) = a + k·copyStride. */
+  copyStride: number;
   mirrorOffset(k: number): number;
+  /** Host offset of the first spare frame (in copy 0; its mirrors follow at + k·copyStride). */
   spareOffset: number;
   p2mOffset: number;
+  /** One byte per host frame of every copy: non-zero = poisoned. */
+  poisonOffset: number;
   hartOffset(hart: number): number;
   controlOffset: number;
   /** Total bytes, rounded up to whole wasm pages. */
@@ -121,10 +135,13 @@ export function computeLayout(options: LayoutOptions): MemoryLayout {
   if (!Number.isInteger(harts) || harts < 1 || harts > 64) {
     throw new RangeError(`hart count must be 1..64, got ${harts}`);
   }
-  const spareOffset = ramSize * copies;
-  const p2mOffset = spareOffset + spareFrames * PAGE_SIZE;
+  const copyStride = ramSize + spareFrames * PAGE_SIZE;
+  const spareOffset = ramSize;
+  const p2mOffset = copyStride * copies;
   const p2mBytes = alignUp((ramSize / PAGE_SIZE) * 4, PAGE_SIZE);
-  const hartsOffset = p2mOffset + p2mBytes;
+  const poisonOffset = p2mOffset + p2mBytes;
+  const poisonBytes = alignUp((copyStride / PAGE_SIZE) * copies, PAGE_SIZE);
+  const hartsOffset = poisonOffset + poisonBytes;
   const controlOffset = hartsOffset + harts * HART_AREA_SIZE;
   const totalBytes = alignUp(controlOffset + CONTROL_BLOCK_SIZE, WASM_PAGE);
   if (totalBytes > 4 * 1024 * 1024 * 1024 - WASM_PAGE) {
@@ -133,9 +150,11 @@ export function computeLayout(options: LayoutOptions): MemoryLayout {
   return {
     ...options,
     ramOffset: 0,
-    mirrorOffset: (k) => k * ramSize,
+    copyStride,
+    mirrorOffset: (k) => k * copyStride,
     spareOffset,
     p2mOffset,
+    poisonOffset,
     hartOffset: (hart) => hartsOffset + hart * HART_AREA_SIZE,
     controlOffset,
     totalBytes,

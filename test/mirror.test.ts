@@ -58,7 +58,7 @@ for (const [name, options, success] of cases) {
   test(`${name} with ${options.copies} copies on ${options.harts ?? 1} hart(s): every copy equals the primary`, async (t) => {
     const run = await runGuest(name, options);
     t.regex(run.output, success);
-    t.deepEqual(compareCopies(run.machine.memory.buffer, run.machine.layout), []);
+    t.deepEqual(compareCopies(run.machine.memory.buffer, run.machine.layout, run.machine.physicalMap), []);
   });
 }
 
@@ -66,11 +66,11 @@ test("the copy comparison finds a write that bypassed mirroring, and mirrored ho
   const run = await runGuest("hello", { copies: 3 });
   const { buffer } = run.machine.memory;
   const { layout } = run.machine;
-  writeAllCopies(buffer, layout, RAM_BASE + 0x10_0000, Uint8Array.from([1, 2, 3]));
-  t.deepEqual(compareCopies(buffer, layout), []);
+  writeAllCopies(buffer, layout, run.machine.physicalMap, RAM_BASE + 0x10_0000, Uint8Array.from([1, 2, 3]));
+  t.deepEqual(compareCopies(buffer, layout, run.machine.physicalMap), []);
   // A write to the primary alone, as an unmirrored store would make.
   new Uint8Array(buffer, layout.ramOffset + 0x20_0005, 1)[0] ^= 0x40;
-  t.deepEqual(compareCopies(buffer, layout), [
+  t.deepEqual(compareCopies(buffer, layout, run.machine.physicalMap), [
     { page: RAM_BASE + 0x20_0000, copy: 1, firstAddress: RAM_BASE + 0x20_0005 },
     { page: RAM_BASE + 0x20_0000, copy: 2, firstAddress: RAM_BASE + 0x20_0005 },
   ]);
@@ -79,6 +79,7 @@ test("the copy comparison finds a write that bypassed mirroring, and mirrored ho
 test("an unmirrored VM keeps no copies", async (t) => {
   const run = await runGuest("hello", { copies: 1 });
   t.is(run.machine.layout.copies, 1);
-  t.is(run.machine.layout.spareOffset, run.machine.layout.ramSize);
-  t.deepEqual(compareCopies(run.machine.memory.buffer, run.machine.layout), []);
+  t.is(run.machine.layout.spareFrames, 0);
+  t.is(run.machine.layout.p2mOffset, run.machine.layout.ramSize, "nothing but the primary before the p2m table");
+  t.deepEqual(compareCopies(run.machine.memory.buffer, run.machine.layout, run.machine.physicalMap), []);
 });

@@ -3,6 +3,7 @@
  * paths the engine calls (MMIO, CSRs), trap and interrupt entry, system instructions.
  */
 import { HartSlot, mirrorOffsetsOf, type MemoryLayout } from "../shared-mem/layout.ts";
+import { MachineCheck, type PhysicalMap } from "../shared-mem/p2m.ts";
 import { CsrFile, IllegalCsrAccess, Irq, MStatus, Priv, CsrNumber } from "./csr.ts";
 import { decode } from "./decoder.ts";
 import { fillDecodeCache } from "./decode-cache.ts";
@@ -22,6 +23,13 @@ export interface HartEnvironment {
   mmioRead(addr: number, width: AccessWidth): bigint | undefined;
   mmioWrite(addr: number, width: AccessWidth, value: bigint): boolean;
   mtime(): bigint;
+  /** Guest page → host frame map and poison marks, shared by every thread of the VM. */
+  readonly physicalMap: PhysicalMap;
+  /**
+   * An access hit a poisoned frame: recover the page (or throw GuestFault when it cannot be).
+   * `who` names the accessor for the report.
+   */
+  recoverPage(page: number, who: string): void;
 }
 
 /** Raised when the guest cannot make progress: the VM stops and reports it. */
@@ -60,7 +68,7 @@ export class Hart {
     this.view = new DataView(env.memory.buffer);
     this.words = new Int32Array(env.memory.buffer);
     this.mirrorOffsets = mirrorOffsetsOf(env.layout);
-    this.physical = ramPhysicalMemory(env.memory.buffer, env.layout.ramOffset, env.layout.ramSize, this.mirrorOffsets);
+    this.physical = ramPhysicalMemory(env.memory.buffer, env.physicalMap, this.mirrorOffsets);
     this.tlb = new Tlb(this.view, this.words, this.base);
     this.csrs = new CsrFile({
       priv: () => this.priv,
@@ -357,12 +365,21 @@ export class Hart {
    */
   private access(vaddr: bigint, kind: AccessKind): number | bigint | { fault: number } {
     const priv = kind === AccessKind.Fetch ? this.priv : this.dataPriv();
-    const t = translate(vaddr, kind, priv, this.csrs.satp, this.csrs.mstatus, this.physical);
-    if (t.fault !== undefined) return { fault: t.fault };
-    const host = this.physical.hostOffset(t.paddr);
-    if (host < 0) return t.paddr;
-    this.tlb.fill(priv, kind, vaddr, host & ~0xfff);
-    return host;
+    for (;;) {
+      try {
+        const t = translate(vaddr, kind, priv, this.csrs.satp, this.csrs.mstatus, this.physical);
+        if (t.fault !== undefined) return { fault: t.fault };
+        const host = this.physical.hostOffset(t.paddr);
+        if (host < 0) return t.paddr;
+        this.tlb.fill(priv, kind, vaddr, host & ~0xfff);
+        return host;
+      } catch (e) {
+        // A DUE in the page (or in a page table on the way): the hypervisor recovers it from a
+        // mirror, then the access is retried, invisibly to the guest.
+        if (!(e instanceof MachineCheck)) throw e;
+        this.env.recoverPage(e.page, `hart ${this.id} at pc 0x${this.pc.toString(16)}`);
+      }
+    }
   }
 
   /** Read `width` bytes at a virtual address, byte by byte when the access crosses a page. */

@@ -3,7 +3,8 @@
  * A and D bits are set by the walk itself (as QEMU does), with a compare-and-swap so that a
  * concurrent walk or store by another hart is not lost.
  */
-import { RAM_BASE } from "../shared-mem/layout.ts";
+import { PAGE_SIZE, RAM_BASE } from "../shared-mem/layout.ts";
+import { hostOffsetOf, type PhysicalMap } from "../shared-mem/p2m.ts";
 import { Cause } from "./exits.ts";
 import { MStatus, Priv } from "./csr.ts";
 import { AccessKind } from "./tlb.ts";
@@ -108,21 +109,15 @@ function permitted(pte: bigint, kind: AccessKind, priv: Priv, mstatus: number): 
   }
 }
 
-/** Guest-physical RAM as the MMU sees it (identity placement until p2m remapping exists). */
-export function ramPhysicalMemory(
-  buffer: ArrayBufferLike,
-  ramOffset: number,
-  ramSize: number,
-  mirrorOffsets: readonly number[] = [],
-): PhysicalMemory {
-  const base = BigInt(RAM_BASE);
-  const size = BigInt(ramSize);
+/** Guest-physical RAM as the MMU and the slow paths see it: through the p2m, poison checked. */
+export function ramPhysicalMemory(buffer: ArrayBufferLike, map: PhysicalMap, mirrorOffsets: readonly number[] = []): PhysicalMemory {
+  const limit = BigInt(RAM_BASE) + BigInt(map.pages * PAGE_SIZE);
   return {
     quads: new BigInt64Array(buffer),
     mirrorOffsets,
     hostOffset(paddr: bigint): number {
-      const offset = paddr - base;
-      return offset >= 0n && offset < size ? ramOffset + Number(offset) : -1;
+      // MachineCheck propagates to the hart, which has the page recovered and retries.
+      return paddr >= BigInt(RAM_BASE) && paddr < limit ? hostOffsetOf(map, Number(paddr)) : -1;
     },
   };
 }

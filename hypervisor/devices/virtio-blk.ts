@@ -70,21 +70,16 @@ export interface DmaMemory {
 
 /**
  * DmaMemory over one contiguous byte array holding RAM that starts at `base` (for
- * example a view of the shared WebAssembly memory). Writes also go to each array in
- * `mirrors` (the VM's mirror copies of the same RAM), so that data a device wrote
- * survives the loss of its primary frame like data a hart wrote; reads use the primary.
+ * example a test's fake RAM). The machine itself uses mirror/dma.ts, which goes through
+ * the p2m and reaches every mirror copy.
  */
 export class LinearDmaMemory implements DmaMemory {
   private readonly view: DataView;
-  private readonly mirrorViews: DataView[];
   constructor(
     private readonly bytes: Uint8Array,
     private readonly base: number,
-    private readonly mirrors: readonly Uint8Array[] = [],
   ) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    for (const m of mirrors) if (m.length !== bytes.length) throw new RangeError('a mirror copy must be as large as RAM');
-    this.mirrorViews = mirrors.map((m) => new DataView(m.buffer, m.byteOffset, m.byteLength));
   }
   private offset(gpa: number, length: number): number {
     const off = gpa - this.base;
@@ -98,9 +93,7 @@ export class LinearDmaMemory implements DmaMemory {
     return this.bytes.slice(off, off + length);
   }
   write(gpa: number, data: Uint8Array): void {
-    const off = this.offset(gpa, data.length);
-    this.bytes.set(data, off);
-    for (const m of this.mirrors) m.set(data, off);
+    this.bytes.set(data, this.offset(gpa, data.length));
   }
   readU16(gpa: number): number {
     return this.view.getUint16(this.offset(gpa, 2), true);
@@ -112,12 +105,10 @@ export class LinearDmaMemory implements DmaMemory {
     return this.view.getBigUint64(this.offset(gpa, 8), true);
   }
   writeU16(gpa: number, value: number): void {
-    const off = this.offset(gpa, 2);
-    for (const v of [this.view, ...this.mirrorViews]) v.setUint16(off, value, true);
+    this.view.setUint16(this.offset(gpa, 2), value, true);
   }
   writeU32(gpa: number, value: number): void {
-    const off = this.offset(gpa, 4);
-    for (const v of [this.view, ...this.mirrorViews]) v.setUint32(off, value >>> 0, true);
+    this.view.setUint32(this.offset(gpa, 4), value >>> 0, true);
   }
 }
 
