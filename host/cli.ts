@@ -9,6 +9,7 @@ import { Machine, type RunResult } from "../hypervisor/machine.ts";
 import { ElfError } from "../hypervisor/elf.ts";
 import { BootError, checkFirmware, planBoot, resolveBios, type BootImages } from "../hypervisor/boot.ts";
 import { DiskImage, DiskImageError } from "../hypervisor/disk-image.ts";
+import { parseInjection } from "../mirror/inject.ts";
 import { existsSync, writeFileSync } from "node:fs";
 import { parseMemorySize, parsePositiveInteger, parseSeconds } from "./sizes.ts";
 
@@ -32,6 +33,7 @@ interface RunFlags {
   timeout?: string;
   mirror: string;
   nmr: string;
+  inject: string[];
   stats?: boolean;
   json?: boolean;
 }
@@ -113,6 +115,11 @@ export function formatStats(result: RunResult): string {
     );
   }
   lines.push(`total: ${total} instructions, ${(total / result.wallMilliseconds / 1000).toFixed(1)} MIPS aggregate`);
+  const m = result.memory;
+  if (m.copies > 1 || m.injected > 0) {
+    const latency = m.recoveries > 0 ? `, mean recovery latency ${(m.recoveryMicroseconds / m.recoveries).toFixed(0)} µs` : "";
+    lines.push(`memory: ${m.copies} cop${m.copies === 1 ? "y" : "ies"}, ${m.injected} DUE(s) injected, ${m.recoveries} page(s) recovered${latency}, ${m.sparesUsed} spare frame(s) used`);
+  }
   return lines.join("\n");
 }
 
@@ -130,6 +137,7 @@ async function runCommand(file: string | undefined, flags: RunFlags): Promise<nu
   }
   const drive = flags.drive === undefined ? undefined : usage(() => parseDrive(flags.drive!));
   const copies = usage(() => parseMirrorPolicy(flags.mirror, flags.nmr));
+  const injections = usage(() => flags.inject.map(parseInjection));
 
   const images: BootImages = { bios: "none", append: flags.append };
   if (bios !== "none") {
@@ -165,7 +173,7 @@ async function runCommand(file: string | undefined, flags: RunFlags): Promise<nu
   stdin.on("data", feedInput);
   stdin.on("error", () => {});
   try {
-    const result = await machine.run({ timeoutMs });
+    const result = await machine.run({ timeoutMs, injections });
     let status: number;
     if (result.reason === "timeout") {
       process.stderr.write(`kmemvisor: timeout: the guest did not exit within ${flags.timeout} s\n`);
@@ -208,6 +216,11 @@ export function buildProgram(): Command {
     .option("--timeout <S>", "stop the guest after S seconds (exit status 124)")
     .addOption(new Option("--mirror <off|vm>", "memory mirroring: vm mirrors every store of every hart and device").default("off"))
     .addOption(new Option("--nmr <N>", "copies of mirrored memory, 2 to 5 (primary included)").default("2"))
+    .addOption(
+      new Option("--inject <SPEC>", "inject a memory failure: due@SECONDS:ADDRESS[:COPY] (repeatable)")
+        .argParser((value: string, previous: string[]) => [...previous, value])
+        .default([]),
+    )
     .option("--stats", "print instructions retired, MIPS per hart and wall time to stderr")
     .option("--json", "print the run's result and statistics as JSON to stderr")
     .action(async (file: string | undefined, flags: RunFlags) => {

@@ -21,6 +21,7 @@ import { VirtioBlock, VIRTIO_BLK_IRQ } from "./devices/virtio-blk.ts";
 import { writeAllCopies } from "../mirror/copies.ts";
 import { GuestDmaMemory } from "../mirror/dma.ts";
 import { PageRecovery, UnrecoverableMemoryError, type RecoveryStats } from "../mirror/recovery.ts";
+import type { DueInjection } from "../mirror/inject.ts";
 import { PhysicalMap } from "../shared-mem/p2m.ts";
 import { requestTlbShootdown } from "../vcpu/interrupts.ts";
 import type { DiskImage } from "./disk-image.ts";
@@ -61,11 +62,15 @@ export interface RunResult {
   fault?: string;
   wallMilliseconds: number;
   harts: HartStats[];
+  /** Mirroring and recovery: copies kept, DUEs injected, pages recovered, their latency. */
+  memory: RecoveryStats & { copies: number; injected: number };
 }
 
 export interface RunOptions {
   /** Stop after this many wall-clock milliseconds. */
   timeoutMs?: number;
+  /** Memory failures to inject while the guest runs. */
+  injections?: readonly DueInjection[];
 }
 
 /** Spare frames a mirrored VM keeps for recovery unless told otherwise. */
@@ -238,6 +243,22 @@ export class Machine implements MachineControl {
     writeAllCopies(this.memory.buffer, this.layout, this.physicalMap, gpa, bytes);
   }
 
+  private injected = 0;
+
+  private memoryStats(): RunResult["memory"] {
+    return { copies: this.layout.copies, injected: this.injected, ...this.recovery.stats() };
+  }
+
+  /** Inject the failures whose time has come (`elapsedMs` since the harts started); returns those left. */
+  private injectDueInjections(pending: DueInjection[], elapsedMs: number): DueInjection[] {
+    const left: DueInjection[] = [];
+    for (const injection of pending) {
+      if (injection.atMs <= elapsedMs) this.injectDue(injection.gpa, injection.copy);
+      else left.push(injection);
+    }
+    return left;
+  }
+
   /** Recover a poisoned page for a host-side accessor; a failure stops the VM like a guest fault. */
   private recoverPage(page: number, who: string): void {
     try {
@@ -258,6 +279,7 @@ export class Machine implements MachineControl {
     if (page < 0) throw new RangeError(`--inject: 0x${gpa.toString(16)} is not in guest RAM`);
     if (copy < 0 || copy >= this.layout.copies) throw new RangeError(`--inject: copy ${copy} does not exist`);
     this.physicalMap.setPoison(copy, this.physicalMap.frameOf(page), true);
+    this.injected++;
     for (let h = 0; h < this.harts.length; h++) requestTlbShootdown(this.words, this.layout.hartOffset(h));
   }
 
@@ -333,9 +355,18 @@ export class Machine implements MachineControl {
       Atomics.store(this.words, (this.layout.controlOffset + ControlSlot.GO) >> 2, 1);
       Atomics.notify(this.words, (this.layout.controlOffset + ControlSlot.GO) >> 2);
 
+      let pendingInjections = [...(options.injections ?? [])];
       while (running > 0) {
-        server.serve();
+        try {
+          server.serve();
+        } catch (e) {
+          // A device's DMA hit memory that could not be recovered: stop the VM with the report.
+          if (!(e instanceof GuestFault)) throw e;
+          failure ??= e.message;
+          this.stopAllHarts();
+        }
         const now = performance.now();
+        if (pendingInjections.length > 0) pendingInjections = this.injectDueInjections(pendingInjections, now - started);
         if (now - lastTick >= 1) {
           lastTick = now;
           this.bus.tick();
@@ -359,6 +390,7 @@ export class Machine implements MachineControl {
       reason,
       fault: failure,
       wallMilliseconds: performance.now() - started,
+      memory: this.memoryStats(),
       harts: results.map((r, hart) => ({ hart, instructions: r?.instructions ?? 0, wfiMilliseconds: r?.wfiMilliseconds ?? 0 })),
     };
   }
@@ -379,7 +411,9 @@ export class Machine implements MachineControl {
     let reason: RunResult["reason"] = "exit";
     let fault: string | undefined;
     try {
+      let pendingInjections = [...(options.injections ?? [])];
       while (!this.stopped) {
+        if (pendingInjections.length > 0) pendingInjections = this.injectDueInjections(pendingInjections, performance.now() - started);
         let anyRan = false;
         for (const hart of this.harts) {
           if (this.stopped) break;
@@ -417,6 +451,7 @@ export class Machine implements MachineControl {
       reason,
       fault,
       wallMilliseconds: performance.now() - started,
+      memory: this.memoryStats(),
       harts: this.harts.map((h) => ({ hart: h.id, instructions: h.retired, wfiMilliseconds: h.wfiMilliseconds })),
     };
   }

@@ -95,17 +95,21 @@ export class MmioMailboxServer extends MailboxView {
       const v = this.view;
       const width = v.getInt32(box + Field.WIDTH, true) as AccessWidth;
       const addr = v.getUint32(box + Field.ADDR, true);
-      let ok: boolean;
-      if (v.getInt32(box + Field.OP, true) === Operation.Read) {
-        const value = this.handler.read(addr, width);
-        ok = value !== undefined;
-        v.setBigUint64(box + Field.VALUE, value ?? 0n, true);
-      } else {
-        ok = this.handler.write(addr, width, v.getBigUint64(box + Field.VALUE, true));
+      let ok = false;
+      try {
+        if (v.getInt32(box + Field.OP, true) === Operation.Read) {
+          const value = this.handler.read(addr, width);
+          ok = value !== undefined;
+          v.setBigUint64(box + Field.VALUE, value ?? 0n, true);
+        } else {
+          ok = this.handler.write(addr, width, v.getBigUint64(box + Field.VALUE, true));
+        }
+      } finally {
+        // Answer even when the device threw (the VM is stopping): the hart must not wait for ever.
+        v.setInt32(box + Field.OK, ok ? 1 : 0, true);
+        Atomics.store(this.words, state, State.Done);
+        Atomics.notify(this.words, state);
       }
-      v.setInt32(box + Field.OK, ok ? 1 : 0, true);
-      Atomics.store(this.words, state, State.Done);
-      Atomics.notify(this.words, state);
       served++;
     }
     return served;

@@ -377,7 +377,8 @@ export class Hart {
         // A DUE in the page (or in a page table on the way): the hypervisor recovers it from a
         // mirror, then the access is retried, invisibly to the guest.
         if (!(e instanceof MachineCheck)) throw e;
-        this.env.recoverPage(e.page, `hart ${this.id} at pc 0x${this.pc.toString(16)}`);
+        const guestSeconds = (Number(this.env.mtime()) / 10_000_000).toFixed(3);
+        this.env.recoverPage(e.page, `hart ${this.id} at pc 0x${this.pc.toString(16)}, guest time ${guestSeconds} s`);
       }
     }
   }

@@ -1,0 +1,105 @@
+/**
+ * Failure injection and recovery (kMemvisor's recovery of a failed page): a DUE poisons a frame;
+ * the next access by any hart raises a machine check to the hypervisor, which copies the page
+ * from a good copy into a spare frame, remaps it and shoots down every TLB; the guest runs on.
+ * Without a good copy the VM stops with a report of what failed, where and when.
+ */
+import test from "ava";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseElf } from "../hypervisor/elf.ts";
+import { Machine } from "../hypervisor/machine.ts";
+import { compareCopies } from "../mirror/copies.ts";
+import { parseInjection } from "../mirror/inject.ts";
+import { PAGE_SIZE } from "../shared-mem/layout.ts";
+import { EXPECTED, GUESTS, kmemvisor } from "./helpers/cli.ts";
+
+const SEQREAD = join(GUESTS, "seqread-small.elf");
+const heapStart = Number(parseElf(readFileSync(SEQREAD)).symbols.get("__heap_start"));
+
+/**
+ * seqread-small fills a 2 MiB buffer, then sums it twice and checks the sums. We stop it part way
+ * through the sums, poison one of the buffer's pages AND destroy its contents in the primary copy
+ * (what an uncorrectable error means), and let it finish: the sums are right only if the page
+ * was recovered from a mirror.
+ */
+async function seqreadWithLostPage(copies: number, poisonCopies: number[]) {
+  const chunks: Uint8Array[] = [];
+  const machine = new Machine({ ramSize: 64 << 20, harts: 1, copies, output: (b) => chunks.push(b.slice()) });
+  const image = machine.loadElf(readFileSync(SEQREAD), SEQREAD);
+  machine.start(image.entry);
+  machine.harts[0]!.run(3_000_000); // past the fill, inside the summing passes
+  const victim = heapStart + 0x1f_0000; // near the end of the buffer: the last pass still has to read it
+  const page = machine.physicalMap.pageOf(victim);
+  const frame = machine.physicalMap.frameOf(page);
+  for (const copy of poisonCopies) {
+    machine.injectDue(victim, copy);
+    // The poisoned copy's data is gone: scribble over it.
+    new Uint8Array(machine.memory.buffer, frame * PAGE_SIZE + copy * machine.layout.copyStride, PAGE_SIZE).fill(0xa5);
+  }
+  const result = await machine.run({ timeoutMs: 30_000 });
+  return { machine, result, output: Buffer.concat(chunks).toString("latin1"), page, frame };
+}
+
+test("a DUE in a page the guest is reading is recovered from the mirror; the result stays right", async (t) => {
+  const { machine, result, output, page, frame } = await seqreadWithLostPage(2, [0]);
+  t.is(output, readFileSync(join(EXPECTED, "seqread-small.out"), "latin1"));
+  t.is(result.exitCode, 0);
+  t.is(result.memory.recoveries, 1);
+  t.is(result.memory.sparesUsed, 1);
+  t.not(machine.physicalMap.frameOf(page), frame, "the page now lives in a spare frame");
+  t.deepEqual(compareCopies(machine.memory.buffer, machine.layout, machine.physicalMap), [], "and is mirrored again");
+});
+
+test("with NMR 3, a page whose primary and first mirror both failed is recovered from the third copy", async (t) => {
+  const { result, output } = await seqreadWithLostPage(3, [0, 1]);
+  t.regex(output, /seqread: OK/);
+  t.is(result.exitCode, 0);
+  t.is(result.memory.recoveries, 1);
+});
+
+test("a DUE in an unmirrored VM stops it with a report naming the page, the hart, the pc and the time", async (t) => {
+  const { result, output } = await seqreadWithLostPage(1, [0]);
+  t.is(result.reason, "fault");
+  t.regex(result.fault ?? "", /uncorrectable memory error \(DUE\) in guest page 0x[0-9a-f]+ \(host frame \d+\), hit by hart 0 at pc 0x[0-9a-f]+, guest time [\d.]+ s: the VM is not mirrored/);
+  t.notRegex(output, /seqread: OK/);
+});
+
+test("every copy lost: the VM stops and says so", async (t) => {
+  const { result } = await seqreadWithLostPage(2, [0, 1]);
+  t.is(result.reason, "fault");
+  t.regex(result.fault ?? "", /every copy of the page is poisoned/);
+});
+
+// Through the CLI, with harts in worker threads: a DUE in the code page both harts execute.
+const PARALLEL = join(GUESTS, "parallel-sum-small.elf");
+const codePage = "0x80000000";
+
+test("--inject on 2 harts: a mirrored VM recovers and finishes with the right result", async (t) => {
+  const r = await kmemvisor(["run", "--smp", "2", "--mirror", "vm", "--inject", `due@0.02:${codePage}`, "--json", "--timeout", "60", PARALLEL]);
+  t.is(r.stdout, readFileSync(join(EXPECTED, "parallel-sum-small.out"), "latin1"), r.stderr);
+  t.is(r.status, 0);
+  const report = JSON.parse(r.stderr.trim().split("\n").pop()!) as { memory: { injected: number; recoveries: number } };
+  t.is(report.memory.injected, 1);
+  t.is(report.memory.recoveries, 1);
+});
+
+test("--inject on 2 harts: an unmirrored VM stops with the report (status 70)", async (t) => {
+  const r = await kmemvisor(["run", "--smp", "2", "--inject", `due@0.02:${codePage}`, "--timeout", "60", PARALLEL]);
+  t.is(r.status, 70, r.stderr);
+  t.regex(r.stderr, /uncorrectable memory error \(DUE\) in guest page 0x80000000 .*hit by hart \d at pc 0x[0-9a-f]+, guest time [\d.]+ s: the VM is not mirrored/);
+});
+
+test("injection specs are checked", async (t) => {
+  t.deepEqual(parseInjection("due@0.5:0x80200000"), { kind: "due", atMs: 500, gpa: 0x8020_0000, copy: 0 });
+  t.deepEqual(parseInjection("due@2:2147483648:1"), { kind: "due", atMs: 2000, gpa: 0x8000_0000, copy: 1 });
+  for (const bad of ["sdc@1:0x80000000", "due@x:0x80000000", "due@1", "due@1:zz"]) {
+    t.throws(() => parseInjection(bad), { message: /bad --inject/ });
+  }
+  const r = await kmemvisor(["run", "--inject", "due@1:nowhere", PARALLEL]);
+  t.is(r.status, 64);
+  t.regex(r.stderr, /bad --inject "due@1:nowhere"/);
+  const outside = await kmemvisor(["run", "--inject", "due@0:0x10000000", "--timeout", "30", PARALLEL]);
+  t.not(outside.status, 0);
+  t.regex(outside.stderr, /not in guest RAM/);
+});
