@@ -103,3 +103,22 @@ test("injection specs are checked", async (t) => {
   t.not(outside.status, 0);
   t.regex(outside.stderr, /not in guest RAM/);
 });
+
+test("data a device wrote by DMA survives a DUE in its page", async (t) => {
+  const { GuestDmaMemory } = await import("../mirror/dma.ts");
+  const machine = new Machine({ ramSize: 16 << 20, harts: 1, copies: 2 });
+  const dma = new GuestDmaMemory(machine.memory.buffer, machine.layout, machine.physicalMap, (page) =>
+    machine.recovery.recover(page, "test DMA"),
+  );
+  const sector = Uint8Array.from({ length: 512 }, (_, i) => (i * 31 + 7) & 0xff);
+  const gpa = 0x8040_0ff0; // straddles two pages
+  dma.write(gpa, sector);
+  const page = machine.physicalMap.pageOf(gpa);
+  const frame = machine.physicalMap.frameOf(page);
+  machine.injectDue(gpa);
+  new Uint8Array(machine.memory.buffer, frame * PAGE_SIZE, PAGE_SIZE).fill(0); // the primary's data is lost
+  t.deepEqual(dma.read(gpa, 512), sector);
+  t.is(machine.recovery.stats().recoveries, 1);
+  t.not(machine.physicalMap.frameOf(page), frame);
+  t.deepEqual(compareCopies(machine.memory.buffer, machine.layout, machine.physicalMap), []);
+});
