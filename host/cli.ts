@@ -34,6 +34,7 @@ interface RunFlags {
   mirror: string;
   nmr: string;
   inject: string[];
+  scrub?: string;
   stats?: boolean;
   json?: boolean;
 }
@@ -118,7 +119,9 @@ export function formatStats(result: RunResult): string {
   const m = result.memory;
   if (m.copies > 1 || m.injected > 0) {
     const latency = m.recoveries > 0 ? `, mean recovery latency ${(m.recoveryMicroseconds / m.recoveries).toFixed(0)} µs` : "";
-    lines.push(`memory: ${m.copies} cop${m.copies === 1 ? "y" : "ies"}, ${m.injected} DUE(s) injected, ${m.recoveries} page(s) recovered${latency}, ${m.sparesUsed} spare frame(s) used`);
+    lines.push(`memory: ${m.copies} cop${m.copies === 1 ? "y" : "ies"}, ${m.injected} failure(s) injected, ${m.recoveries} page(s) recovered${latency}, ${m.sparesUsed} spare frame(s) used`);
+    const s = m.scrub;
+    if (s.passes > 0) lines.push(`scrubber: ${s.passes} pass(es), ${s.mismatches} mismatch(es), ${s.repaired} repaired by vote, ${s.undecidable} undecidable`);
   }
   return lines.join("\n");
 }
@@ -138,6 +141,7 @@ async function runCommand(file: string | undefined, flags: RunFlags): Promise<nu
   const drive = flags.drive === undefined ? undefined : usage(() => parseDrive(flags.drive!));
   const copies = usage(() => parseMirrorPolicy(flags.mirror, flags.nmr));
   const injections = usage(() => flags.inject.map(parseInjection));
+  const scrubIntervalMs = flags.scrub === undefined ? undefined : usage(() => parseSeconds(flags.scrub!) );
 
   const images: BootImages = { bios: "none", append: flags.append };
   if (bios !== "none") {
@@ -173,7 +177,8 @@ async function runCommand(file: string | undefined, flags: RunFlags): Promise<nu
   stdin.on("data", feedInput);
   stdin.on("error", () => {});
   try {
-    const result = await machine.run({ timeoutMs, injections });
+    const result = await machine.run({ timeoutMs, injections, scrubIntervalMs: scrubIntervalMs === undefined ? undefined : scrubIntervalMs * 1000 });
+    for (const line of result.scrubReports) process.stderr.write(`kmemvisor: ${line}\n`);
     let status: number;
     if (result.reason === "timeout") {
       process.stderr.write(`kmemvisor: timeout: the guest did not exit within ${flags.timeout} s\n`);
@@ -221,6 +226,7 @@ export function buildProgram(): Command {
         .argParser((value: string, previous: string[]) => [...previous, value])
         .default([]),
     )
+    .option("--scrub <S>", "run the memory scrubber in its own thread, pausing S seconds between passes")
     .option("--stats", "print instructions retired, MIPS per hart and wall time to stderr")
     .option("--json", "print the run's result and statistics as JSON to stderr")
     .action(async (file: string | undefined, flags: RunFlags) => {

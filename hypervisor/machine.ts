@@ -2,7 +2,7 @@
  * A virtual machine compatible with QEMU's `virt` board: shared memory laid out per
  * shared-mem/layout.ts, harts, the MMIO bus with its devices, ELF loading and the run loop.
  */
-import { computeLayout, ControlSlot, createSharedMemory, mirrorOffsetsOf, RAM_BASE, type MemoryLayout } from "../shared-mem/layout.ts";
+import { computeLayout, ControlSlot, createSharedMemory, mirrorOffsetsOf, PAGE_SIZE, RAM_BASE, type LayoutOptions, type MemoryLayout } from "../shared-mem/layout.ts";
 import { Piscina } from "piscina";
 import { kickHart } from "../vcpu/interrupts.ts";
 import { MmioMailboxServer } from "../sync/mailbox.ts";
@@ -21,7 +21,9 @@ import { VirtioBlock, VIRTIO_BLK_IRQ } from "./devices/virtio-blk.ts";
 import { writeAllCopies } from "../mirror/copies.ts";
 import { GuestDmaMemory } from "../mirror/dma.ts";
 import { PageRecovery, UnrecoverableMemoryError, type RecoveryStats } from "../mirror/recovery.ts";
-import type { DueInjection } from "../mirror/inject.ts";
+import type { MemoryInjection } from "../mirror/inject.ts";
+import { Scrubber, describeFinding, type ScrubStats } from "../mirror/scrubber.ts";
+import type { ScrubTask, ScrubTaskResult } from "./scrub-worker.ts";
 import { PhysicalMap } from "../shared-mem/p2m.ts";
 import { requestTlbShootdown } from "../vcpu/interrupts.ts";
 import type { DiskImage } from "./disk-image.ts";
@@ -62,15 +64,19 @@ export interface RunResult {
   fault?: string;
   wallMilliseconds: number;
   harts: HartStats[];
-  /** Mirroring and recovery: copies kept, DUEs injected, pages recovered, their latency. */
-  memory: RecoveryStats & { copies: number; injected: number };
+  /** Mirroring and recovery: copies kept, failures injected, pages recovered, their latency, scrubbing. */
+  memory: RecoveryStats & { copies: number; injected: number; scrub: ScrubStats };
+  /** What the scrubber found and did, one line each. */
+  scrubReports: string[];
 }
 
 export interface RunOptions {
   /** Stop after this many wall-clock milliseconds. */
   timeoutMs?: number;
   /** Memory failures to inject while the guest runs. */
-  injections?: readonly DueInjection[];
+  injections?: readonly MemoryInjection[];
+  /** Run the scrubber (in its own thread when harts run in workers), pausing this long between passes. */
+  scrubIntervalMs?: number;
 }
 
 /** Spare frames a mirrored VM keeps for recovery unless told otherwise. */
@@ -93,6 +99,7 @@ export class Machine implements MachineControl {
   readonly harts: Hart[];
   readonly physicalMap: PhysicalMap;
   readonly recovery: PageRecovery;
+  readonly scrubber: Scrubber;
   private readonly view: DataView;
   private htif: Htif | undefined;
   private exitCode: number | undefined;
@@ -129,6 +136,7 @@ export class Machine implements MachineControl {
       this.physicalMap,
       Array.from({ length: config.harts }, (_, h) => this.layout.hartOffset(h)),
     );
+    this.scrubber = new Scrubber(this.memory.buffer, this.layout, this.physicalMap, this.recovery);
     this.workers = config.workers ?? false;
     this.clint = new Clint({
       harts: config.harts,
@@ -244,19 +252,36 @@ export class Machine implements MachineControl {
   }
 
   private injected = 0;
+  private readonly scrubReports: string[] = [];
+
+  private layoutOptions(): LayoutOptions {
+    const { ramSize, copies, spareFrames, harts } = this.layout;
+    return { ramSize, copies, spareFrames, harts };
+  }
 
   private memoryStats(): RunResult["memory"] {
-    return { copies: this.layout.copies, injected: this.injected, ...this.recovery.stats() };
+    return { copies: this.layout.copies, injected: this.injected, ...this.recovery.stats(), scrub: this.scrubber.stats() };
   }
 
   /** Inject the failures whose time has come (`elapsedMs` since the harts started); returns those left. */
-  private injectDueInjections(pending: DueInjection[], elapsedMs: number): DueInjection[] {
-    const left: DueInjection[] = [];
+  private injectMemoryInjections(pending: MemoryInjection[], elapsedMs: number): MemoryInjection[] {
+    const left: MemoryInjection[] = [];
     for (const injection of pending) {
-      if (injection.atMs <= elapsedMs) this.injectDue(injection.gpa, injection.copy);
-      else left.push(injection);
+      if (injection.atMs > elapsedMs) left.push(injection);
+      else if (injection.kind === "due") this.injectDue(injection.gpa, injection.copy);
+      else this.injectSdc(injection.gpa, injection.bit, injection.copy);
     }
     return left;
+  }
+
+  /** Inject an SDC: flip bit `bit` of the byte at guest-physical `gpa` in copy `copy`, silently. */
+  injectSdc(gpa: number, bit: number, copy = 0): void {
+    const page = this.physicalMap.pageOf(gpa);
+    if (page < 0) throw new RangeError(`--inject: 0x${gpa.toString(16)} is not in guest RAM`);
+    if (copy < 0 || copy >= this.layout.copies) throw new RangeError(`--inject: copy ${copy} does not exist`);
+    const host = this.physicalMap.frameOf(page) * PAGE_SIZE + (gpa % PAGE_SIZE) + copy * this.layout.copyStride;
+    Atomics.xor(new Uint8Array(this.memory.buffer), host, 1 << bit);
+    this.injected++;
   }
 
   /** Recover a poisoned page for a host-side accessor; a failure stops the VM like a guest fault. */
@@ -299,8 +324,8 @@ export class Machine implements MachineControl {
     const harts = this.harts.length;
     const pool = new Piscina({
       filename: new URL("./hart-worker-entry.mjs", import.meta.url).href,
-      minThreads: harts,
-      maxThreads: harts,
+      minThreads: harts + (options.scrubIntervalMs !== undefined ? 1 : 0),
+      maxThreads: harts + (options.scrubIntervalMs !== undefined ? 1 : 0),
       concurrentTasksPerWorker: 1,
       idleTimeout: 1000,
     });
@@ -316,7 +341,7 @@ export class Machine implements MachineControl {
     for (let hart = 0; hart < harts; hart++) {
       const task: HartTask = {
         memory: this.memory,
-        layout: { ramSize: this.layout.ramSize, copies: this.layout.copies, spareFrames: this.layout.spareFrames, harts },
+        layout: this.layoutOptions(),
         interpreter: this.interpreter,
         hart,
         ...start,
@@ -337,6 +362,11 @@ export class Machine implements MachineControl {
       ).finally(() => running--);
     }
 
+    let scrubbing: Promise<ScrubTaskResult> | undefined;
+    if (options.scrubIntervalMs !== undefined) {
+      const task: ScrubTask = { memory: this.memory, layout: this.layoutOptions(), intervalMs: options.scrubIntervalMs };
+      scrubbing = pool.run(task, { name: "runScrubber" }) as Promise<ScrubTaskResult>;
+    }
     let reason: RunResult["reason"] = "exit";
     let lastTick = 0;
     // Neither Atomics.waitAsync nor piscina's workers keep Node's event loop alive: this does.
@@ -366,7 +396,7 @@ export class Machine implements MachineControl {
           this.stopAllHarts();
         }
         const now = performance.now();
-        if (pendingInjections.length > 0) pendingInjections = this.injectDueInjections(pendingInjections, now - started);
+        if (pendingInjections.length > 0) pendingInjections = this.injectMemoryInjections(pendingInjections, now - started);
         if (now - lastTick >= 1) {
           lastTick = now;
           this.bus.tick();
@@ -382,6 +412,8 @@ export class Machine implements MachineControl {
     } finally {
       clearInterval(keepAlive);
       this.flushOutput();
+      this.stopAllHarts(); // the scrubber runs until the VM stops
+      if (scrubbing) this.scrubReports.push(...(await scrubbing).reports);
       await pool.destroy();
     }
     if (failure !== undefined) reason = "fault";
@@ -391,6 +423,7 @@ export class Machine implements MachineControl {
       fault: failure,
       wallMilliseconds: performance.now() - started,
       memory: this.memoryStats(),
+      scrubReports: this.scrubReports,
       harts: results.map((r, hart) => ({ hart, instructions: r?.instructions ?? 0, wfiMilliseconds: r?.wfiMilliseconds ?? 0 })),
     };
   }
@@ -412,8 +445,13 @@ export class Machine implements MachineControl {
     let fault: string | undefined;
     try {
       let pendingInjections = [...(options.injections ?? [])];
+      let lastScrub = started;
       while (!this.stopped) {
-        if (pendingInjections.length > 0) pendingInjections = this.injectDueInjections(pendingInjections, performance.now() - started);
+        if (options.scrubIntervalMs !== undefined && performance.now() - lastScrub >= options.scrubIntervalMs) {
+          for (const finding of this.scrubber.pass()) this.scrubReports.push(describeFinding(finding));
+          lastScrub = performance.now();
+        }
+        if (pendingInjections.length > 0) pendingInjections = this.injectMemoryInjections(pendingInjections, performance.now() - started);
         let anyRan = false;
         for (const hart of this.harts) {
           if (this.stopped) break;
@@ -452,6 +490,7 @@ export class Machine implements MachineControl {
       fault,
       wallMilliseconds: performance.now() - started,
       memory: this.memoryStats(),
+      scrubReports: this.scrubReports,
       harts: this.harts.map((h) => ({ hart: h.id, instructions: h.retired, wfiMilliseconds: h.wfiMilliseconds })),
     };
   }

@@ -36,16 +36,23 @@ export class PageRecovery {
     this.lock = new SpinLock(this.words, (layout.controlOffset + ControlSlot.RECOVERY_LOCK) >> 2);
   }
 
-  /** Make guest page `page` readable again; `who` names the accessor for the report. */
+  /**
+   * Move guest page `page`, one of whose copies is poisoned, to a spare frame, copying it from a
+   * good copy into every copy of the spare; `who` names the accessor for the report.
+   */
   recover(page: number, who: string): void {
     const started = performance.now();
     this.lock.acquire();
     try {
       const frame = this.map.frameOf(page);
-      if (!this.map.isPoisoned(0, frame)) return; // another thread recovered it first
+      const copies = this.layout.copies;
+      let poisoned = false;
+      for (let copy = 0; copy < copies; copy++) poisoned ||= this.map.isPoisoned(copy, frame);
+      if (!poisoned) return; // another thread recovered it first
       const address = `0x${(RAM_BASE + page * PAGE_SIZE).toString(16)}`;
+      // The primary if it is good (a DUE in a mirror copy, found by the scrubber), else a mirror.
       let good = -1;
-      for (let copy = 1; copy < this.layout.copies && good < 0; copy++) if (!this.map.isPoisoned(copy, frame)) good = copy;
+      for (let copy = 0; copy < copies && good < 0; copy++) if (!this.map.isPoisoned(copy, frame)) good = copy;
       if (good < 0) {
         throw new UnrecoverableMemoryError(
           `uncorrectable memory error (DUE) in guest page ${address} (host frame ${frame}), hit by ${who}: ` +

@@ -73,6 +73,11 @@ export const ControlSlot = {
   /** Recoveries done, and their total latency in microseconds. */
   RECOVERIES: 28,
   RECOVERY_MICROS: 32,
+  /** Scrubber: passes over all of RAM, words found differing, words repaired by vote, undecidable words. */
+  SCRUB_PASSES: 36,
+  SCRUB_MISMATCHES: 40,
+  SCRUB_REPAIRED: 44,
+  SCRUB_UNDECIDABLE: 48,
   /** CLINT registers (hypervisor/devices/clint.ts, clintStateBytes). */
   CLINT: 64,
 } as const;
