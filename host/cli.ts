@@ -9,7 +9,8 @@ import { Machine, type RunResult } from "../hypervisor/machine.ts";
 import { ElfError } from "../hypervisor/elf.ts";
 import { BootError, checkFirmware, planBoot, resolveBios, type BootImages } from "../hypervisor/boot.ts";
 import { DiskImage, DiskImageError } from "../hypervisor/disk-image.ts";
-import { parseInjection } from "../mirror/inject.ts";
+import { parseInjection, parseRandomInjection, randomInjections } from "../mirror/inject.ts";
+import { RAM_BASE } from "../shared-mem/layout.ts";
 import { existsSync, writeFileSync } from "node:fs";
 import { parseMemorySize, parsePositiveInteger, parseSeconds } from "./sizes.ts";
 
@@ -140,7 +141,14 @@ async function runCommand(file: string | undefined, flags: RunFlags): Promise<nu
   }
   const drive = flags.drive === undefined ? undefined : usage(() => parseDrive(flags.drive!));
   const copies = usage(() => parseMirrorPolicy(flags.mirror, flags.nmr));
-  const injections = usage(() => flags.inject.map(parseInjection));
+  const injections = usage(() =>
+    flags.inject.flatMap((spec) => {
+      const random = parseRandomInjection(spec);
+      if (!random) return [parseInjection(spec)];
+      // Random failures for as long as the run may last (an hour when there is no --timeout).
+      return randomInjections(random, { base: RAM_BASE, size: ramSize, copies }, timeoutMs ?? 3_600_000);
+    }),
+  );
   const scrubIntervalMs = flags.scrub === undefined ? undefined : usage(() => parseSeconds(flags.scrub!) );
 
   const images: BootImages = { bios: "none", append: flags.append };
@@ -222,7 +230,10 @@ export function buildProgram(): Command {
     .addOption(new Option("--mirror <off|vm>", "memory mirroring: vm mirrors every store of every hart and device").default("off"))
     .addOption(new Option("--nmr <N>", "copies of mirrored memory, 2 to 5 (primary included)").default("2"))
     .addOption(
-      new Option("--inject <SPEC>", "inject a memory failure: due@SECONDS:ADDRESS[:COPY] (repeatable)")
+      new Option(
+        "--inject <SPEC>",
+        "inject memory failures: due@SECONDS:ADDRESS[:COPY], sdc@SECONDS:ADDRESS:BIT[:COPY], random@RATE[:SEED] (repeatable)",
+      )
         .argParser((value: string, previous: string[]) => [...previous, value])
         .default([]),
     )

@@ -26,3 +26,52 @@ export function parseInjection(spec: string): MemoryInjection {
     `bad --inject "${spec}": expected due@SECONDS:ADDRESS[:COPY] or sdc@SECONDS:ADDRESS:BIT[:COPY], e.g. due@0.5:0x80200000`,
   );
 }
+
+/**
+ * Random DUEs for soak runs: `random@RATE[:SEED]` injects DUEs at RATE per second on average
+ * (exponential gaps), each into a uniformly chosen guest page and copy. The same seed gives the
+ * same sequence, so a failing run can be repeated.
+ */
+export interface RandomInjection {
+  ratePerSecond: number;
+  seed: number;
+}
+
+export function parseRandomInjection(spec: string): RandomInjection | undefined {
+  const match = /^random@(\d+(?:\.\d+)?)(?::(\d+))?$/i.exec(spec.trim());
+  if (!match) return undefined;
+  const ratePerSecond = Number(match[1]);
+  if (!(ratePerSecond > 0)) throw new RangeError(`bad --inject "${spec}": the rate must be above 0`);
+  return { ratePerSecond, seed: Number(match[2] ?? 1) };
+}
+
+/** A small seeded generator (mulberry32): repeatable, and plenty for choosing pages. */
+function mulberry32(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let z = state;
+    z = Math.imul(z ^ (z >>> 15), z | 1);
+    z ^= z + Math.imul(z ^ (z >>> 7), z | 61);
+    return ((z ^ (z >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+/** The DUEs of a random injection within the first `horizonMs` (at most `limit` of them). */
+export function randomInjections(
+  spec: RandomInjection,
+  ram: { base: number; size: number; copies: number },
+  horizonMs: number,
+  limit = 100_000,
+): MemoryInjection[] {
+  const random = mulberry32(spec.seed);
+  const out: MemoryInjection[] = [];
+  const pages = ram.size / 4096;
+  for (let atMs = 0; out.length < limit; ) {
+    atMs += (-Math.log(1 - random()) / spec.ratePerSecond) * 1000;
+    if (atMs > horizonMs) break;
+    const gpa = ram.base + Math.floor(random() * pages) * 4096;
+    out.push({ kind: "due", atMs, gpa, copy: Math.floor(random() * ram.copies), bit: 0 });
+  }
+  return out;
+}

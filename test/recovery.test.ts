@@ -91,9 +91,10 @@ test("--inject on 2 harts: an unmirrored VM stops with the report (status 70)", 
 });
 
 test("injection specs are checked", async (t) => {
-  t.deepEqual(parseInjection("due@0.5:0x80200000"), { kind: "due", atMs: 500, gpa: 0x8020_0000, copy: 0 });
-  t.deepEqual(parseInjection("due@2:2147483648:1"), { kind: "due", atMs: 2000, gpa: 0x8000_0000, copy: 1 });
-  for (const bad of ["sdc@1:0x80000000", "due@x:0x80000000", "due@1", "due@1:zz"]) {
+  t.deepEqual(parseInjection("due@0.5:0x80200000"), { kind: "due", atMs: 500, gpa: 0x8020_0000, copy: 0, bit: 0 });
+  t.deepEqual(parseInjection("due@2:2147483648:1"), { kind: "due", atMs: 2000, gpa: 0x8000_0000, copy: 1, bit: 0 });
+  t.deepEqual(parseInjection("sdc@0.1:0x80000010:7:2"), { kind: "sdc", atMs: 100, gpa: 0x8000_0010, copy: 2, bit: 7 });
+  for (const bad of ["sdc@1:0x80000000", "sdc@1:0x80000000:8", "due@x:0x80000000", "due@1", "due@1:zz"]) {
     t.throws(() => parseInjection(bad), { message: /bad --inject/ });
   }
   const r = await kmemvisor(["run", "--inject", "due@1:nowhere", PARALLEL]);
@@ -121,4 +122,32 @@ test("data a device wrote by DMA survives a DUE in its page", async (t) => {
   t.is(machine.recovery.stats().recoveries, 1);
   t.not(machine.physicalMap.frameOf(page), frame);
   t.deepEqual(compareCopies(machine.memory.buffer, machine.layout, machine.physicalMap), []);
+});
+
+test("random injection: repeatable for a seed, at about the rate asked, inside RAM", async (t) => {
+  const { parseRandomInjection, randomInjections } = await import("../mirror/inject.ts");
+  const spec = parseRandomInjection("random@50:42")!;
+  t.deepEqual(spec, { ratePerSecond: 50, seed: 42 });
+  const ram = { base: 0x8000_0000, size: 16 << 20, copies: 3 };
+  const a = randomInjections(spec, ram, 10_000);
+  t.deepEqual(randomInjections(spec, ram, 10_000), a, "same seed, same failures");
+  t.notDeepEqual(randomInjections({ ...spec, seed: 43 }, ram, 10_000), a);
+  t.true(a.length > 400 && a.length < 600, `about 500 in 10 s at 50/s, got ${a.length}`);
+  for (const f of a) {
+    t.true(f.gpa >= ram.base && f.gpa < ram.base + ram.size && f.gpa % 4096 === 0 && f.copy >= 0 && f.copy < 3);
+  }
+  t.true(a.every((f, i) => i === 0 || f.atMs >= a[i - 1]!.atMs));
+  t.is(parseRandomInjection("due@1:0x80000000"), undefined);
+  t.throws(() => parseRandomInjection("random@0"), { message: /above 0/ });
+});
+
+test("random injection on a small mirrored VM with the scrubber: the guest runs on", async (t) => {
+  const r = await kmemvisor([
+    "run", "-m", "16M", "--smp", "2", "--mirror", "vm", "--nmr", "3", "--scrub", "0.005", "--inject", "random@40:3", "--json", "--timeout", "60", PARALLEL,
+  ]);
+  t.is(r.status, 0, r.stderr);
+  t.is(r.stdout, readFileSync(join(EXPECTED, "parallel-sum-small.out"), "latin1"));
+  const report = JSON.parse(r.stderr.trim().split("\n").pop()!) as { memory: { injected: number; recoveries: number } };
+  t.true(report.memory.injected >= 1);
+  t.is(report.memory.recoveries, report.memory.injected, "every poisoned page was recovered, by a hart or the scrubber");
 });
