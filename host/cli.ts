@@ -5,7 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, Option } from "commander";
-import { Machine, type RunResult } from "../hypervisor/machine.ts";
+import { Machine, type RunOptions, type RunResult } from "../hypervisor/machine.ts";
 import { ElfError } from "../hypervisor/elf.ts";
 import { BootError, checkFirmware, planBoot, resolveBios, type BootImages } from "../hypervisor/boot.ts";
 import { DiskImage, DiskImageError } from "../hypervisor/disk-image.ts";
@@ -36,6 +36,7 @@ interface RunFlags {
   nmr: string;
   inject: string[];
   scrub?: string;
+  vm?: string[];
   stats?: boolean;
   json?: boolean;
 }
@@ -127,10 +128,20 @@ export function formatStats(result: RunResult): string {
   return lines.join("\n");
 }
 
-async function runCommand(file: string | undefined, flags: RunFlags): Promise<number> {
-  const harts = usage(() => parsePositiveInteger("--smp", flags.smp, 64));
-  const ramSize = usage(() => parseMemorySize(flags.memory));
-  const timeoutMs = flags.timeout === undefined ? undefined : usage(() => parseSeconds(flags.timeout!)) * 1000;
+/** A VM ready to run: its machine, how to run it, and what to release afterwards. */
+interface PreparedVm {
+  label: string;
+  machine: Machine;
+  runOptions: RunOptions;
+  flags: RunFlags;
+  close(): void;
+}
+
+/** Parse one VM's flags, load its firmware, kernel and disk; undefined when it only dumped its DTB. */
+function prepareVm(file: string | undefined, flags: RunFlags, label: string, output?: (bytes: Uint8Array) => void): PreparedVm | undefined {
+  const harts = usage(() => parsePositiveInteger("--smp", String(flags.smp), 64));
+  const ramSize = usage(() => parseMemorySize(String(flags.memory)));
+  const timeoutMs = flags.timeout === undefined ? undefined : usage(() => parseSeconds(String(flags.timeout))) * 1000;
   if (file !== undefined && flags.kernel !== undefined) {
     throw new UsageError(`give the guest either as FILE or with --kernel, not both`);
   }
@@ -140,7 +151,7 @@ async function runCommand(file: string | undefined, flags: RunFlags): Promise<nu
     throw new UsageError(`no guest to run: give an ELF file (kmemvisor run FILE)`);
   }
   const drive = flags.drive === undefined ? undefined : usage(() => parseDrive(flags.drive!));
-  const copies = usage(() => parseMirrorPolicy(flags.mirror, flags.nmr));
+  const copies = usage(() => parseMirrorPolicy(String(flags.mirror), String(flags.nmr)));
   const injections = usage(() =>
     flags.inject.flatMap((spec) => {
       const random = parseRandomInjection(spec);
@@ -149,7 +160,7 @@ async function runCommand(file: string | undefined, flags: RunFlags): Promise<nu
       return randomInjections(random, { base: RAM_BASE, size: ramSize, copies }, timeoutMs ?? 3_600_000);
     }),
   );
-  const scrubIntervalMs = flags.scrub === undefined ? undefined : usage(() => parseSeconds(flags.scrub!) );
+  const scrubIntervalMs = flags.scrub === undefined ? undefined : usage(() => parseSeconds(String(flags.scrub))) * 1000;
 
   const images: BootImages = { bios: "none", append: flags.append };
   if (bios !== "none") {
@@ -168,43 +179,109 @@ async function runCommand(file: string | undefined, flags: RunFlags): Promise<nu
     harts,
     disk,
     copies,
+    output,
     workers: true,
-    onDeviceError: (message) => process.stderr.write(`kmemvisor: virtio-blk: ${message}\n`),
+    onDeviceError: (message) => process.stderr.write(`kmemvisor: ${label}virtio-blk: ${message}\n`),
   });
   const plan = guarded(() => planBoot(machine, images));
   if (flags.dumpdtb !== undefined) {
     writeFileSync(flags.dumpdtb, plan.fdt);
-    return 0;
+    disk?.close();
+    return undefined;
   }
   machine.start(plan.start, BigInt(plan.fdtAddress), BigInt(plan.dynamicInfoAddress));
+  return { label, machine, runOptions: { timeoutMs, injections, scrubIntervalMs }, flags, close: () => disk?.close() };
+}
 
-  const stdin = process.stdin;
-  const feedInput = (chunk: Buffer) => machine.uart.pushInput(chunk);
-  const interactive = stdin.isTTY === true;
-  if (interactive) stdin.setRawMode(true);
-  stdin.on("data", feedInput);
-  stdin.on("error", () => {});
+/** Report one VM's end on stderr; returns its exit status. */
+function reportVm(vm: PreparedVm, result: RunResult): number {
+  const say = (line: string) => process.stderr.write(`kmemvisor: ${vm.label}${line}\n`);
+  for (const line of result.scrubReports) say(line);
+  let status: number;
+  if (result.reason === "timeout") {
+    say(`timeout: the guest did not exit within ${vm.flags.timeout} s`);
+    status = ExitStatus.Timeout;
+  } else if (result.reason === "fault") {
+    say(`guest stopped: ${result.fault}`);
+    status = ExitStatus.GuestFault;
+  } else {
+    status = result.exitCode ?? 0;
+  }
+  if (vm.flags.stats) process.stderr.write(formatStats(result).replace(/^/gm, vm.label) + "\n");
+  if (vm.flags.json) process.stderr.write(JSON.stringify({ ...(vm.label ? { vm: vm.label.slice(1, -2) } : {}), ...result, status }) + "\n");
+  return status;
+}
+
+/** Console output of one of several VMs: whole lines, each prefixed with the VM's name. */
+function prefixedOutput(name: string): (bytes: Uint8Array) => void {
+  let pending = "";
+  return (bytes) => {
+    pending += Buffer.from(bytes).toString("latin1");
+    const lines = pending.split("\n");
+    pending = lines.pop()!;
+    for (const line of lines) process.stdout.write(`[${name}] ${line}\n`);
+  };
+}
+
+const VM_FILE_KEYS = new Set(["name", "kernel", "smp", "memory", "bios", "drive", "append", "timeout", "mirror", "nmr", "inject", "scrub", "stats", "json"]);
+
+/** `--vm FILE`: a JSON object whose keys are run's long flags (e.g. {"kernel": "x.elf", "smp": 2, "mirror": "vm"}). */
+function readVmFile(path: string, defaults: RunFlags): { name: string; flags: RunFlags } {
+  let config: Record<string, unknown>;
   try {
-    const result = await machine.run({ timeoutMs, injections, scrubIntervalMs: scrubIntervalMs === undefined ? undefined : scrubIntervalMs * 1000 });
-    for (const line of result.scrubReports) process.stderr.write(`kmemvisor: ${line}\n`);
-    let status: number;
-    if (result.reason === "timeout") {
-      process.stderr.write(`kmemvisor: timeout: the guest did not exit within ${flags.timeout} s\n`);
-      status = ExitStatus.Timeout;
-    } else if (result.reason === "fault") {
-      process.stderr.write(`kmemvisor: guest stopped: ${result.fault}\n`);
-      status = ExitStatus.GuestFault;
+    config = JSON.parse(Buffer.from(readInput(path, "VM configuration")).toString("utf8")) as Record<string, unknown>;
+  } catch (e) {
+    if (e instanceof InputError) throw e;
+    throw new InputError(`VM configuration "${path}" is not valid JSON: ${(e as Error).message}`, ExitStatus.BadInput);
+  }
+  if (typeof config !== "object" || config === null || Array.isArray(config)) {
+    throw new InputError(`VM configuration "${path}" must be a JSON object`, ExitStatus.BadInput);
+  }
+  for (const key of Object.keys(config)) {
+    if (!VM_FILE_KEYS.has(key)) throw new InputError(`VM configuration "${path}": unknown key "${key}"`, ExitStatus.BadInput);
+  }
+  const inject = config.inject === undefined ? [] : Array.isArray(config.inject) ? config.inject.map(String) : [String(config.inject)];
+  const flags = { ...defaults, ...config, inject } as RunFlags;
+  return { name: typeof config.name === "string" ? config.name : path, flags };
+}
+
+async function runCommand(file: string | undefined, flags: RunFlags): Promise<number> {
+  const vmFiles = flags.vm ?? [];
+  if (vmFiles.length > 0 && file !== undefined) throw new UsageError(`give the guests either in --vm files or as FILE, not both`);
+  const vms: PreparedVm[] = [];
+  try {
+    if (vmFiles.length === 0) {
+      const vm = prepareVm(file, flags, "");
+      if (!vm) return 0;
+      vms.push(vm);
     } else {
-      status = result.exitCode ?? 0;
+      const { vm: _files, ...defaults } = flags;
+      for (const path of vmFiles) {
+        const { name, flags: vmFlags } = readVmFile(path, { ...defaults, vm: [] });
+        const vm = prepareVm(undefined, vmFlags, `[${name}] `, prefixedOutput(name));
+        if (vm) vms.push(vm);
+      }
+      if (vms.length === 0) return 0;
     }
-    if (flags.stats) process.stderr.write(formatStats(result) + "\n");
-    if (flags.json) process.stderr.write(JSON.stringify({ ...result, status }) + "\n");
-    return status;
+    // Console input goes to the first VM.
+    const stdin = process.stdin;
+    const feedInput = (chunk: Buffer) => vms[0]!.machine.uart.pushInput(chunk);
+    const interactive = stdin.isTTY === true;
+    if (interactive) stdin.setRawMode(true);
+    stdin.on("data", feedInput);
+    stdin.on("error", () => {});
+    try {
+      const results = await Promise.all(vms.map((vm) => vm.machine.run(vm.runOptions)));
+      const statuses = vms.map((vm, i) => reportVm(vm, results[i]!));
+      // Several VMs: the first non-zero status, so a failure is never hidden by a success.
+      return statuses.find((s) => s !== 0) ?? 0;
+    } finally {
+      stdin.off("data", feedInput);
+      if (interactive) stdin.setRawMode(false);
+      stdin.pause();
+    }
   } finally {
-    disk?.close();
-    stdin.off("data", feedInput);
-    if (interactive) stdin.setRawMode(false);
-    stdin.pause();
+    for (const vm of vms) vm.close();
   }
 }
 
@@ -238,6 +315,11 @@ export function buildProgram(): Command {
         .default([]),
     )
     .option("--scrub <S>", "run the memory scrubber in its own thread, pausing S seconds between passes")
+    .addOption(
+      new Option("--vm <FILE>", "run several VMs side by side: a JSON file of run's flags per VM (repeatable)")
+        .argParser((value: string, previous: string[]) => [...previous, value])
+        .default([]),
+    )
     .option("--stats", "print instructions retired, MIPS per hart and wall time to stderr")
     .option("--json", "print the run's result and statistics as JSON to stderr")
     .action(async (file: string | undefined, flags: RunFlags) => {
