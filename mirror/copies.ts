@@ -35,7 +35,7 @@ export interface CopyMismatch {
   firstAddress: number;
 }
 
-/** Every page where some mirror copy differs from the primary (empty when unmirrored). */
+/** Every protected page where some mirror copy differs from the primary (empty when unmirrored). */
 export function compareCopies(buffer: ArrayBufferLike, layout: MemoryLayout, map: PhysicalMap, limit = 1000): CopyMismatch[] {
   const mismatches: CopyMismatch[] = [];
   const quads = new BigInt64Array(buffer);
@@ -43,6 +43,7 @@ export function compareCopies(buffer: ArrayBufferLike, layout: MemoryLayout, map
   const wordsPerPage = PAGE_SIZE / 8;
   mirrorOffsetsOf(layout).forEach((mirrorOffset, index) => {
     for (let page = 0; page < layout.ramSize / PAGE_SIZE && mismatches.length < limit; page++) {
+      if (!map.isProtected(page)) continue; // unprotected pages keep no copies
       const primary = (map.frameOf(page) * PAGE_SIZE) / 8;
       const copy = primary + mirrorOffset / 8;
       for (let w = 0; w < wordsPerPage; w++) {

@@ -53,6 +53,12 @@ export class PageRecovery {
       // The primary if it is good (a DUE in a mirror copy, found by the scrubber), else a mirror.
       let good = -1;
       for (let copy = 0; copy < copies && good < 0; copy++) if (!this.map.isPoisoned(copy, frame)) good = copy;
+      if (!this.map.isProtected(page) && this.layout.copies > 1) {
+        throw new UnrecoverableMemoryError(
+          `uncorrectable memory error (DUE) in guest page ${address} (host frame ${frame}), hit by ${who}: ` +
+            "the page is not protected by the VM's mirroring policy, so its copies are not kept",
+        );
+      }
       if (good < 0) {
         throw new UnrecoverableMemoryError(
           `uncorrectable memory error (DUE) in guest page ${address} (host frame ${frame}), hit by ${who}: ` +

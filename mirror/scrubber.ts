@@ -56,6 +56,7 @@ export class Scrubber {
     if (this.mirrors.length === 0) return findings;
     const wordsPerPage = PAGE_SIZE / 8;
     for (let page = 0; page < this.map.pages; page++) {
+      if (!this.map.isProtected(page)) continue; // its copies are not kept
       const frame = this.map.frameOf(page);
       for (let copy = 0; copy < this.layout.copies; copy++) {
         if (this.map.isPoisoned(copy, frame)) {

@@ -5,6 +5,7 @@
  *   [k·S, (k+1)·S)         mirror copy k, for k = 1 .. nmr-1  (mirror(a) = a + k·S)
  *   p2m                    guest-physical page -> host frame table (u32 per page)
  *   poison map             one byte per host frame of every copy (DUE injection)
+ *   protection map         one byte per guest page: mirrored (protected) or not
  *   hart areas             one HART_AREA_SIZE block per hart: registers, decode cache, TLB
  *   control block          VM-wide run state (stop flag, exit code, MMIO doorbell) and CLINT state
  *
@@ -119,6 +120,8 @@ export interface MemoryLayout extends LayoutOptions {
   p2mOffset: number;
   /** One byte per host frame of every copy: non-zero = poisoned. */
   poisonOffset: number;
+  /** One byte per guest page: non-zero = protected (stores mirrored, recoverable, scrubbed). */
+  protectionOffset: number;
   hartOffset(hart: number): number;
   controlOffset: number;
   /** Total bytes, rounded up to whole wasm pages. */
@@ -146,7 +149,8 @@ export function computeLayout(options: LayoutOptions): MemoryLayout {
   const p2mBytes = alignUp((ramSize / PAGE_SIZE) * 4, PAGE_SIZE);
   const poisonOffset = p2mOffset + p2mBytes;
   const poisonBytes = alignUp((copyStride / PAGE_SIZE) * copies, PAGE_SIZE);
-  const hartsOffset = poisonOffset + poisonBytes;
+  const protectionOffset = poisonOffset + poisonBytes;
+  const hartsOffset = protectionOffset + alignUp(ramSize / PAGE_SIZE, PAGE_SIZE);
   const controlOffset = hartsOffset + harts * HART_AREA_SIZE;
   const totalBytes = alignUp(controlOffset + CONTROL_BLOCK_SIZE, WASM_PAGE);
   if (totalBytes > 4 * 1024 * 1024 * 1024 - WASM_PAGE) {
@@ -160,6 +164,7 @@ export function computeLayout(options: LayoutOptions): MemoryLayout {
     spareOffset,
     p2mOffset,
     poisonOffset,
+    protectionOffset,
     hartOffset: (hart) => hartsOffset + hart * HART_AREA_SIZE,
     controlOffset,
     totalBytes,

@@ -12,6 +12,7 @@ import { ControlSlot, PAGE_SIZE, RAM_BASE, type MemoryLayout } from "./layout.ts
 export class PhysicalMap {
   private readonly p2m: Uint32Array;
   private readonly poison: Uint8Array;
+  private readonly protection: Uint8Array;
   private readonly words: Int32Array;
   readonly pages: number;
   readonly framesPerCopy: number;
@@ -21,13 +22,15 @@ export class PhysicalMap {
     this.framesPerCopy = layout.copyStride / PAGE_SIZE;
     this.p2m = new Uint32Array(buffer, layout.p2mOffset, this.pages);
     this.poison = new Uint8Array(buffer, layout.poisonOffset, this.framesPerCopy * layout.copies);
+    this.protection = new Uint8Array(buffer, layout.protectionOffset, this.pages);
     this.words = new Int32Array(buffer);
   }
 
-  /** Identity map, no poison, no spare used (machine creation only). */
+  /** Identity map, no poison, no spare used; every page protected when mirrored (machine creation only). */
   initialize(): void {
     for (let g = 0; g < this.pages; g++) this.p2m[g] = g + this.layout.ramOffset / PAGE_SIZE;
     this.poison.fill(0);
+    this.protection.fill(this.layout.copies > 1 ? 1 : 0);
     Atomics.store(this.words, (this.layout.controlOffset + ControlSlot.SPARES_USED) >> 2, 0);
   }
 
@@ -52,6 +55,17 @@ export class PhysicalMap {
   }
   setPoison(copy: number, frame: number, poisoned: boolean): void {
     Atomics.store(this.poison, copy * this.framesPerCopy + frame, poisoned ? 1 : 0);
+  }
+
+  /**
+   * Whether guest page g is protected by the mirroring policy: its stores reach every copy, a DUE
+   * in it is recovered and the scrubber checks it. Always false in an unmirrored VM.
+   */
+  isProtected(page: number): boolean {
+    return Atomics.load(this.protection, page) !== 0;
+  }
+  setProtected(page: number, on: boolean): void {
+    Atomics.store(this.protection, page, on && this.layout.copies > 1 ? 1 : 0);
   }
 
   /** A fresh spare frame (copy-0 numbering), or undefined when none is left. */

@@ -371,7 +371,7 @@ export class Hart {
         if (t.fault !== undefined) return { fault: t.fault };
         const host = this.physical.hostOffset(t.paddr);
         if (host < 0) return t.paddr;
-        this.tlb.fill(priv, kind, vaddr, host & ~0xfff);
+        this.tlb.fill(priv, kind, vaddr, host & ~0xfff, kind === AccessKind.Store && this.isProtected(t.paddr));
         return host;
       } catch (e) {
         // A DUE in the page (or in a page table on the way): the hypervisor recovers it from a
@@ -381,6 +381,11 @@ export class Hart {
         this.env.recoverPage(e.page, `hart ${this.id} at pc 0x${this.pc.toString(16)}, guest time ${guestSeconds} s`);
       }
     }
+  }
+
+  /** Whether stores to this guest-physical RAM address must reach the mirror copies. */
+  private isProtected(paddr: bigint): boolean {
+    return this.mirrorOffsets.length > 0 && this.env.physicalMap.isProtected(this.env.physicalMap.pageOf(Number(paddr)));
   }
 
   /** Read `width` bytes at a virtual address, byte by byte when the access crosses a page. */
@@ -428,7 +433,7 @@ export class Hart {
     const where = this.access(va, AccessKind.Store);
     if (typeof where === "number") {
       writeLittleEndian(this.view, where, width, value);
-      for (const offset of this.mirrorOffsets) writeLittleEndian(this.view, where + offset, width, value);
+      if (this.storeMirrored(va)) for (const offset of this.mirrorOffsets) writeLittleEndian(this.view, where + offset, width, value);
       return;
     }
     if (typeof where === "object") return this.raise(where.fault, va);
@@ -438,11 +443,23 @@ export class Hart {
     }
   }
 
-  /** Atomics on a TLB miss: the host address, or -1 with the fault raised (MMIO gets none). */
+  /**
+   * Whether the store TLB entry just filled for `va` says "mirror" (access() filled it from the
+   * page's protection), read back rather than recomputed so both paths agree.
+   */
+  private storeMirrored(va: bigint): boolean {
+    if (this.mirrorOffsets.length === 0) return false;
+    return this.tlb.mirrored(this.dataPriv(), va);
+  }
+
+  /**
+   * Atomics on a TLB miss: the host address (bit 0 set when a store must reach the mirrors), or
+   * -1 with the fault raised (MMIO gets none).
+   */
   private translateForAtomic(addr: bigint, kind: AccessKind): number {
     const va = BigInt.asUintN(64, addr);
     const where = this.access(va, kind);
-    if (typeof where === "number") return where;
+    if (typeof where === "number") return kind === AccessKind.Store && this.storeMirrored(va) ? where | 1 : where;
     this.raise(typeof where === "object" ? where.fault : ACCESS_FAULT[kind], va);
     return -1;
   }

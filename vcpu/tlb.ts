@@ -35,12 +35,23 @@ export class Tlb {
     this.flushAll();
   }
 
-  /** Map the page of `vaddr` to the host page at `hostPage` for this privilege and access kind. */
-  fill(priv: Priv, kind: AccessKind, vaddr: bigint, hostPage: number): void {
+  /**
+   * Map the page of `vaddr` to the host page at `hostPage` for this privilege and access kind.
+   * `mirrored` (store sets only) sets bit 0 of the addend: the engine then also writes every copy.
+   */
+  fill(priv: Priv, kind: AccessKind, vaddr: bigint, hostPage: number, mirrored = false): void {
     const vpn = BigInt.asUintN(64, vaddr) >> 12n;
     const entry = this.hartBase + tlbSetOffset(priv, kind) + tlbIndex(vpn) * TLB_ENTRY_SIZE;
-    this.view.setBigInt64(entry + 8, BigInt.asIntN(64, BigInt(hostPage) - (vpn << 12n)), true);
+    const addend = BigInt(hostPage) - (vpn << 12n) + (mirrored ? 1n : 0n);
+    this.view.setBigInt64(entry + 8, BigInt.asIntN(64, addend), true);
     this.view.setBigInt64(entry, BigInt.asIntN(64, vpn), true);
+  }
+
+  /** Whether the store entry for the page of `vaddr` carries the mirror bit (false if absent). */
+  mirrored(priv: Priv, vaddr: bigint): boolean {
+    const vpn = BigInt.asUintN(64, vaddr) >> 12n;
+    const entry = this.hartBase + tlbSetOffset(priv, AccessKind.Store) + tlbIndex(vpn) * TLB_ENTRY_SIZE;
+    return this.view.getBigInt64(entry, true) === BigInt.asIntN(64, vpn) && (this.view.getUint8(entry + 8) & 1) === 1;
   }
 
   /** Drop every translation (tags -1 never match: no virtual page number is all ones). */

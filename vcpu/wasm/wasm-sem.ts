@@ -70,6 +70,8 @@ export abstract class WasmSem implements Sem {
   /** Scratch i32 locals for host addresses and TLB entry addresses. */
   protected readonly hostAddr: number;
   private readonly tlbEntry: number;
+  /** 1 when the page of the current store is protected by the mirroring policy. */
+  private readonly mirrorFlag: number;
 
   constructor(
     protected readonly f: FunctionBody,
@@ -82,6 +84,7 @@ export abstract class WasmSem implements Sem {
   ) {
     this.hostAddr = f.local(ValType.I32);
     this.tlbEntry = f.local(ValType.I32);
+    this.mirrorFlag = f.local(ValType.I32);
   }
 
   // --- what subclasses provide ------------------------------------------------------------
@@ -262,10 +265,32 @@ export abstract class WasmSem implements Sem {
     }
   }
 
-  /** hostAddr := a + addend of the entry tlbHit found. */
+  /**
+   * hostAddr := a + addend of the entry tlbHit found. In a mirrored VM, bit 0 of a store-set
+   * addend says whether the page is protected (its stores go to every copy): it lands in
+   * mirrorFlag and is masked off the address.
+   */
   protected hostAddressFromTlb(a: Expr, extra: number): void {
+    const f = this.f;
+    const flagged = extra === TLB_SET_SIZE && this.memory.mirrorOffsets.length > 0;
+    if (!flagged) {
+      a();
+      f.get(this.tlbEntry).mem(Op.i64_load, extra + 8).op(Op.i64_add).op(Op.i32_wrap_i64).set(this.hostAddr);
+      return;
+    }
+    // Split the flag off the addend before adding: the address itself may be odd.
+    const addend = this.temp();
+    f.get(this.tlbEntry).mem(Op.i64_load, extra + 8).tee(addend).op(Op.i32_wrap_i64).i32(1).op(Op.i32_and).set(this.mirrorFlag);
     a();
-    this.f.get(this.tlbEntry).mem(Op.i64_load, extra + 8).op(Op.i64_add).op(Op.i32_wrap_i64).set(this.hostAddr);
+    f.get(addend).i64(-2).op(Op.i64_and).op(Op.i64_add).op(Op.i32_wrap_i64).set(this.hostAddr);
+  }
+
+  /** Emit the mirror stores (`emit(offset)` per copy) for a protected page only. */
+  private mirrored(emit: (offset: number) => void): void {
+    if (this.memory.mirrorOffsets.length === 0) return;
+    this.f.get(this.mirrorFlag).if();
+    for (const offset of this.memory.mirrorOffsets) emit(offset);
+    this.f.end();
   }
 
   /** Emit: on a TLB hit set hostAddr and run `fast`, else run `slowPath`; both leave `resultType`. */
@@ -303,11 +328,11 @@ export abstract class WasmSem implements Sem {
       v();
       this.f.mem(STORE_OPS[width]);
       // The mirror instrumentation: the same store again at each copy's static offset.
-      for (const offset of this.memory.mirrorOffsets) {
+      this.mirrored((offset) => {
         this.f.get(this.hostAddr);
         v();
         this.f.mem(STORE_OPS[width], offset);
-      }
+      });
     }, () => {
       this.syncForHost();
       this.f.get(this.hart);
@@ -340,6 +365,11 @@ export abstract class WasmSem implements Sem {
     a();
     f.i32(store ? STORE_KIND : LOAD_KIND).call(this.slow.translate).set(this.hostAddr);
     this.checkExitRequest();
+    if (store && this.memory.mirrorOffsets.length > 0) {
+      // The host sets bit 0 of a (4- or 8-aligned) address for a protected page.
+      f.get(this.hostAddr).i32(1).op(Op.i32_and).set(this.mirrorFlag);
+      f.get(this.hostAddr).i32(-2).op(Op.i32_and).set(this.hostAddr);
+    }
     f.end();
     return a;
   }
@@ -362,11 +392,11 @@ export abstract class WasmSem implements Sem {
         // Each copy takes the same read-modify-write. For commutative operations (add, and, or,
         // xor) the copies converge whatever the interleaving of harts; swap needs the sync
         // strategies of sync/ to stay identical under races (see DESIGN.md).
-        for (const offset of this.memory.mirrorOffsets) {
+        this.mirrored((offset) => {
           f.get(this.hostAddr);
           v();
           f.atomic(rmwOpcode(rmw, wide), width, offset).op(Op.drop);
-        }
+        });
       } else {
         // min/max have no wasm instruction: compare-and-swap until no other hart intervened.
         const old = this.temp();
@@ -392,14 +422,14 @@ export abstract class WasmSem implements Sem {
         f.end();
         f.end();
         // Our value is in the primary: copy it to the mirrors.
-        for (const offset of this.memory.mirrorOffsets) {
+        this.mirrored((offset) => {
           f.get(this.hostAddr);
           f.get(old);
           v();
           keepOld();
           f.op(Op.select);
           f.atomic(wide ? AtomicOp.i64_store : AtomicOp.i64_store32, width, offset);
-        }
+        });
         f.get(old);
       }
       if (!wide) f.op(Op.i64_extend32_s);
@@ -442,11 +472,11 @@ export abstract class WasmSem implements Sem {
         // Stored (result 0): the mirrors take the value too.
         const result = this.temp();
         f.tee(result).op(Op.i64_eqz).if();
-        for (const offset of this.memory.mirrorOffsets) {
+        this.mirrored((offset) => {
           f.get(this.hostAddr);
           v();
           f.atomic(width === 8 ? AtomicOp.i64_store : AtomicOp.i64_store32, width, offset);
-        }
+        });
         f.end();
         f.get(result);
       }
