@@ -10,6 +10,7 @@ import { ElfError } from "../hypervisor/elf.ts";
 import { BootError, checkFirmware, planBoot, resolveBios, type BootImages } from "../hypervisor/boot.ts";
 import { DiskImage, DiskImageError } from "../hypervisor/disk-image.ts";
 import { parseInjection, parseRandomInjection, randomInjections } from "../mirror/inject.ts";
+import { parseMirrorPolicy, type MirrorPolicy } from "../mirror/policy.ts";
 import { RAM_BASE } from "../shared-mem/layout.ts";
 import { existsSync, writeFileSync } from "node:fs";
 import { parseMemorySize, parsePositiveInteger, parseSeconds } from "./sizes.ts";
@@ -72,17 +73,12 @@ function guarded<T>(load: () => T): T {
   }
 }
 
-/**
- * Copies of guest memory for `--mirror` and `--nmr`: off → 1; vm → N (default 2: primary and one
- * mirror). Per-range protection (`ranges:`) is not built yet and is refused rather than ignored.
- */
-export function parseMirrorPolicy(mirror: string, nmr: string): number {
+/** Copies of guest memory for `--mirror` and `--nmr`: off → 1; vm or ranges → N (default 2). */
+function parseMirroring(mirror: string, nmr: string): { policy: MirrorPolicy; copies: number } {
   const copies = parsePositiveInteger("--nmr", nmr, 5);
   if (copies < 2) throw new RangeError(`bad --nmr "${nmr}": N-modular redundancy needs 2 to 5 copies`);
-  if (mirror === "off") return 1;
-  if (mirror === "vm") return copies;
-  if (mirror.startsWith("ranges:")) throw new RangeError(`--mirror ranges: is not supported yet; use --mirror vm or off`);
-  throw new RangeError(`bad --mirror "${mirror}": expected off or vm`);
+  const policy = parseMirrorPolicy(mirror);
+  return { policy, copies: policy.kind === "off" ? 1 : copies };
 }
 
 /** `--drive FILE` or QEMU's `--drive file=FILE[,format=raw][,readonly=on]`. */
@@ -151,7 +147,7 @@ function prepareVm(file: string | undefined, flags: RunFlags, label: string, out
     throw new UsageError(`no guest to run: give an ELF file (kmemvisor run FILE)`);
   }
   const drive = flags.drive === undefined ? undefined : usage(() => parseDrive(flags.drive!));
-  const copies = usage(() => parseMirrorPolicy(String(flags.mirror), String(flags.nmr)));
+  const { policy, copies } = usage(() => parseMirroring(String(flags.mirror), String(flags.nmr)));
   const injections = usage(() =>
     flags.inject.flatMap((spec) => {
       const random = parseRandomInjection(spec);
@@ -174,15 +170,16 @@ function prepareVm(file: string | undefined, flags: RunFlags, label: string, out
     throw new InputError(`disk image "${drive.path}" does not exist`, ExitStatus.NoInput);
   }
   const disk = drive === undefined ? undefined : guarded(() => DiskImage.open(drive.path, { readOnly: drive.readOnly }));
-  const machine = new Machine({
+  const machine = usage(() => new Machine({
     ramSize,
     harts,
     disk,
     copies,
+    mirror: policy,
     output,
     workers: true,
     onDeviceError: (message) => process.stderr.write(`kmemvisor: ${label}virtio-blk: ${message}\n`),
-  });
+  }));
   const plan = guarded(() => planBoot(machine, images));
   if (flags.dumpdtb !== undefined) {
     writeFileSync(flags.dumpdtb, plan.fdt);
@@ -304,7 +301,9 @@ export function buildProgram(): Command {
     .option("--append <ARGS>", "kernel command line (FDT /chosen/bootargs)")
     .option("--dumpdtb <FILE>", "write the generated device tree to FILE and exit")
     .option("--timeout <S>", "stop the guest after S seconds (exit status 124)")
-    .addOption(new Option("--mirror <off|vm>", "memory mirroring: vm mirrors every store of every hart and device").default("off"))
+    .addOption(
+      new Option("--mirror <off|vm|ranges:START-END,...>", "memory mirroring: vm protects all guest memory, ranges only the listed ranges").default("off"),
+    )
     .addOption(new Option("--nmr <N>", "copies of mirrored memory, 2 to 5 (primary included)").default("2"))
     .addOption(
       new Option(

@@ -10,6 +10,8 @@ import { setPendingInterrupts } from "../vcpu/interrupts.ts";
 import { MmioMailboxClient } from "../sync/mailbox.ts";
 import { PhysicalMap } from "../shared-mem/p2m.ts";
 import { PageRecovery, UnrecoverableMemoryError } from "../mirror/recovery.ts";
+import { MirrorControl } from "../mirror/policy.ts";
+import { requestTlbShootdown } from "../vcpu/interrupts.ts";
 import { Clint, CLINT_BASE, CLINT_SIZE } from "./devices/clint.ts";
 
 export interface HartTask {
@@ -53,6 +55,14 @@ export function runHart(task: HartTask): HartTaskResult {
   });
   const physicalMap = new PhysicalMap(buffer, layout);
   const recovery = new PageRecovery(buffer, layout, physicalMap, Array.from({ length: task.layout.harts }, (_, h) => layout.hartOffset(h)));
+  const hartBases = Array.from({ length: task.layout.harts }, (_, h) => layout.hartOffset(h));
+  const mirrorControl = new MirrorControl(
+    buffer,
+    layout,
+    physicalMap,
+    () => { for (const base of hartBases) requestTlbShootdown(words, base); },
+    () => recovery.stats().recoveries,
+  );
   const mailbox = new MmioMailboxClient(buffer, layout.hartOffset(task.hart), layout.controlOffset);
   const inClint = (addr: number) => addr >= CLINT_BASE && addr < CLINT_BASE + CLINT_SIZE;
   const hart = new Hart(task.hart, {
@@ -67,6 +77,7 @@ export function runHart(task: HartTask): HartTaskResult {
     },
     mtime: () => clint.mtime(),
     physicalMap,
+    hypercall: (args) => mirrorControl.hypercall(args),
     recoverPage: (page, who) => {
       try {
         recovery.recover(page, who);

@@ -22,6 +22,7 @@ import { writeAllCopies } from "../mirror/copies.ts";
 import { GuestDmaMemory } from "../mirror/dma.ts";
 import { PageRecovery, UnrecoverableMemoryError, type RecoveryStats } from "../mirror/recovery.ts";
 import type { MemoryInjection } from "../mirror/inject.ts";
+import { MirrorControl, type MirrorPolicy } from "../mirror/policy.ts";
 import { Scrubber, describeFinding, type ScrubStats } from "../mirror/scrubber.ts";
 import type { ScrubTask, ScrubTaskResult } from "./scrub-worker.ts";
 import { PhysicalMap } from "../shared-mem/p2m.ts";
@@ -40,6 +41,8 @@ export interface MachineConfig {
   onDeviceError?: (message: string) => void;
   /** Copies of guest RAM: 1 = unmirrored, 2..5 = primary plus N−1 mirrors (`--mirror vm --nmr N`). */
   copies?: number;
+  /** Which pages the copies protect (default: all of them when mirrored). */
+  mirror?: MirrorPolicy;
   /** Spare frames for recovery (default 64 when mirrored, none otherwise). */
   spareFrames?: number;
   /**
@@ -100,6 +103,7 @@ export class Machine implements MachineControl {
   readonly physicalMap: PhysicalMap;
   readonly recovery: PageRecovery;
   readonly scrubber: Scrubber;
+  readonly mirrorControl: MirrorControl;
   private readonly view: DataView;
   private htif: Htif | undefined;
   private exitCode: number | undefined;
@@ -137,6 +141,14 @@ export class Machine implements MachineControl {
       Array.from({ length: config.harts }, (_, h) => this.layout.hartOffset(h)),
     );
     this.scrubber = new Scrubber(this.memory.buffer, this.layout, this.physicalMap, this.recovery);
+    this.mirrorControl = new MirrorControl(
+      this.memory.buffer,
+      this.layout,
+      this.physicalMap,
+      () => { for (let h = 0; h < config.harts; h++) requestTlbShootdown(this.words, this.layout.hartOffset(h)); },
+      () => this.recovery.stats().recoveries,
+    );
+    if (config.mirror) this.mirrorControl.apply(config.mirror);
     this.workers = config.workers ?? false;
     this.clint = new Clint({
       harts: config.harts,
@@ -177,6 +189,7 @@ export class Machine implements MachineControl {
       mtime: () => this.clint.mtime(),
       physicalMap: this.physicalMap,
       recoverPage: (page, who) => this.recoverPage(page, who),
+      hypercall: (args) => this.mirrorControl.hypercall(args),
     };
     this.harts = Array.from({ length: config.harts }, (_, id) => new Hart(id, env));
   }

@@ -30,6 +30,11 @@ export interface HartEnvironment {
    * `who` names the accessor for the report.
    */
   recoverPage(page: number, who: string): void;
+  /**
+   * The hypervisor's own ecall interface (mirror/policy.ts): given a0..a7, the results for
+   * a0.. when the call is the hypervisor's, or undefined for an ordinary ecall.
+   */
+  hypercall?(args: readonly bigint[]): bigint[] | undefined;
 }
 
 /** Raised when the guest cannot make progress: the VM stops and reports it. */
@@ -187,8 +192,14 @@ export class Hart {
     const priv = this.priv;
     const mstatus = this.csrs.mstatus;
     switch (exit) {
-      case Exit.Ecall:
-        return this.trap(BigInt(Cause.EcallFromU + priv), 0n);
+      case Exit.Ecall: {
+        // Calls to the hypervisor are served before the guest's own trap handler sees them.
+        const results = this.env.hypercall?.(Array.from({ length: 8 }, (_, i) => this.x(10 + i)));
+        if (results === undefined) return this.trap(BigInt(Cause.EcallFromU + priv), 0n);
+        results.forEach((value, i) => this.setX(10 + i, value));
+        this.pc = pc + 4n;
+        return this.retireHostInstruction();
+      }
       case Exit.Ebreak:
         return this.trap(BigInt(Cause.Breakpoint), 0n); // tval 0, as QEMU (the spec allows pc or 0)
       case Exit.Mret: {
