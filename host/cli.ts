@@ -117,7 +117,8 @@ export function formatStats(result: RunResult): string {
   const m = result.memory;
   if (m.copies > 1 || m.injected > 0) {
     const latency = m.recoveries > 0 ? `, mean recovery latency ${(m.recoveryMicroseconds / m.recoveries).toFixed(0)} µs` : "";
-    lines.push(`memory: ${m.copies} cop${m.copies === 1 ? "y" : "ies"}, ${m.injected} failure(s) injected, ${m.recoveries} page(s) recovered${latency}, ${m.sparesUsed} spare frame(s) used`);
+    const mirrored = result.harts.reduce((sum, h) => sum + h.mirroredStores, 0);
+    lines.push(`memory: ${m.copies} cop${m.copies === 1 ? "y" : "ies"}, ${mirrored} mirrored stores, ${m.injected} failure(s) injected, ${m.recoveries} page(s) recovered${latency}, ${m.sparesUsed} spare frame(s) used`);
     const s = m.scrub;
     if (s.passes > 0) lines.push(`scrubber: ${s.passes} pass(es), ${s.mismatches} mismatch(es), ${s.repaired} repaired by vote, ${s.undecidable} undecidable`);
   }

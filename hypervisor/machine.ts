@@ -56,6 +56,8 @@ export interface HartStats {
   hart: number;
   instructions: number;
   wfiMilliseconds: number;
+  /** Stores the engine also wrote to the mirror copies. */
+  mirroredStores: number;
 }
 
 export interface RunResult {
@@ -437,7 +439,12 @@ export class Machine implements MachineControl {
       wallMilliseconds: performance.now() - started,
       memory: this.memoryStats(),
       scrubReports: this.scrubReports,
-      harts: results.map((r, hart) => ({ hart, instructions: r?.instructions ?? 0, wfiMilliseconds: r?.wfiMilliseconds ?? 0 })),
+      harts: results.map((r, hart) => ({
+        hart,
+        instructions: r?.instructions ?? 0,
+        wfiMilliseconds: r?.wfiMilliseconds ?? 0,
+        mirroredStores: r?.mirroredStores ?? 0,
+      })),
     };
   }
 
@@ -504,7 +511,7 @@ export class Machine implements MachineControl {
       wallMilliseconds: performance.now() - started,
       memory: this.memoryStats(),
       scrubReports: this.scrubReports,
-      harts: this.harts.map((h) => ({ hart: h.id, instructions: h.retired, wfiMilliseconds: h.wfiMilliseconds })),
+      harts: this.harts.map((h) => ({ hart: h.id, instructions: h.retired, wfiMilliseconds: h.wfiMilliseconds, mirroredStores: h.mirroredStores })),
     };
   }
 

@@ -52,6 +52,8 @@ export const HartSlot = {
    * remapping a guest page): the hart flushes its TLB before it next runs guest code.
    */
   TLB_SHOOTDOWN: 352,
+  /** Stores that also went to the mirror copies, counted by the engine (statistics). */
+  MIRRORED_STORES: 360,
   /** MMIO mailbox of a hart running in a worker thread (see sync/mailbox.ts). */
   MAILBOX: 384,
 } as const;

@@ -24,7 +24,9 @@ test("ranges: stores reach the copies only in protected pages", async (t) => {
   const p = new Program();
   p.li(R.a1, 0x1234_5678_9abc_def0n).li(R.a0, PROTECTED).emit(sd(R.a1, 8, R.a0)).li(R.a0, UNPROTECTED).emit(sd(R.a1, 8, R.a0)).exit(0);
   machine.start(machine.loadElf(p.elf(), "ranges.elf").entry);
-  t.is((await machine.run({ timeoutMs: 10_000 })).exitCode, 0);
+  const result = await machine.run({ timeoutMs: 10_000 });
+  t.is(result.exitCode, 0);
+  t.is(result.harts[0]!.mirroredStores, 1, "one store was mirrored: the one to the protected page");
   t.is(mirrorWord(machine, PROTECTED + 8), 0x1234_5678_9abc_def0n);
   t.is(mirrorWord(machine, UNPROTECTED + 8), 0n, "no mirror store for an unprotected page");
   t.is(machine.mirrorControl.protectedPages(), 1);

@@ -61,6 +61,10 @@ export class Hart {
   private readonly mirrorOffsets: readonly number[];
   /** Instructions retired, as a JS number (exact below 2^53) for speed; minstret derives from it. */
   retired = 0;
+  /** Store instructions that also wrote the mirror copies (protected pages only). */
+  get mirroredStores(): number {
+    return Number(this.view.getBigUint64(this.base + HartSlot.MIRRORED_STORES, true));
+  }
   /** Host milliseconds spent waiting in WFI. */
   wfiMilliseconds = 0;
   /** Set when WFI found nothing pending: the machine should wait for an interrupt. */
@@ -394,6 +398,11 @@ export class Hart {
     }
   }
 
+  private countMirroredStore(): void {
+    const slot = this.base + HartSlot.MIRRORED_STORES;
+    this.view.setBigUint64(slot, this.view.getBigUint64(slot, true) + 1n, true);
+  }
+
   /** Whether stores to this guest-physical RAM address must reach the mirror copies. */
   private isProtected(paddr: bigint): boolean {
     return this.mirrorOffsets.length > 0 && this.env.physicalMap.isProtected(this.env.physicalMap.pageOf(Number(paddr)));
@@ -429,7 +438,7 @@ export class Hart {
     return widthAndSign & LOAD_SIGNED_FLAG ? BigInt.asIntN(width * 8, value) : value;
   }
 
-  private slowStore(addr: bigint, width: number, value: bigint): void {
+  private slowStore(addr: bigint, width: number, value: bigint, counted = true): void {
     const va = BigInt.asUintN(64, addr);
     if ((Number(va & 0xfffn) + width) > 4096) {
       // Translate every byte first, so that a fault on the second page leaves memory untouched.
@@ -438,13 +447,17 @@ export class Hart {
         if (typeof where === "object") return this.raise(where.fault, va + BigInt(i));
         if (typeof where === "bigint") return this.raise(Cause.StoreAccessFault, va + BigInt(i));
       }
-      for (let i = 0; i < width; i++) this.slowStore(va + BigInt(i), 1, value >> BigInt(8 * i));
+      for (let i = 0; i < width; i++) this.slowStore(va + BigInt(i), 1, value >> BigInt(8 * i), false);
+      if (this.storeMirrored(va)) this.countMirroredStore();
       return;
     }
     const where = this.access(va, AccessKind.Store);
     if (typeof where === "number") {
       writeLittleEndian(this.view, where, width, value);
-      if (this.storeMirrored(va)) for (const offset of this.mirrorOffsets) writeLittleEndian(this.view, where + offset, width, value);
+      if (this.storeMirrored(va)) {
+        for (const offset of this.mirrorOffsets) writeLittleEndian(this.view, where + offset, width, value);
+        if (counted) this.countMirroredStore();
+      }
       return;
     }
     if (typeof where === "object") return this.raise(where.fault, va);

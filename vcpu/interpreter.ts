@@ -71,8 +71,14 @@ class InterpreterSem extends WasmSem {
   }
 
   syncForHost(): void {
-    this.f.get(this.hart).get(this.l.pc).mem(Op.i64_store, HartSlot.PC);
-    this.f.get(this.hart).get(this.l.retired).op(Op.i64_extend_i32_u).mem(Op.i64_store, HartSlot.RETIRED);
+    const f = this.f;
+    f.get(this.hart).get(this.l.pc).mem(Op.i64_store, HartSlot.PC);
+    f.get(this.hart).get(this.l.retired).op(Op.i64_extend_i32_u).mem(Op.i64_store, HartSlot.RETIRED);
+    if (this.memory.mirrorOffsets.length > 0) {
+      f.get(this.hart).get(this.hart).mem(Op.i64_load, HartSlot.MIRRORED_STORES).get(this.mirroredStores).op(Op.i64_add);
+      f.mem(Op.i64_store, HartSlot.MIRRORED_STORES);
+      f.i64(0).set(this.mirroredStores);
+    }
   }
 
   override tlbHit(a: Expr, width: number, setBase: number, extra: number): void {

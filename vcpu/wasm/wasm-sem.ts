@@ -72,6 +72,8 @@ export abstract class WasmSem implements Sem {
   private readonly tlbEntry: number;
   /** 1 when the page of the current store is protected by the mirroring policy. */
   private readonly mirrorFlag: number;
+  /** Mirrored stores since the last syncForHost (added to the hart's MIRRORED_STORES slot there). */
+  protected readonly mirroredStores: number;
 
   constructor(
     protected readonly f: FunctionBody,
@@ -85,6 +87,7 @@ export abstract class WasmSem implements Sem {
     this.hostAddr = f.local(ValType.I32);
     this.tlbEntry = f.local(ValType.I32);
     this.mirrorFlag = f.local(ValType.I32);
+    this.mirroredStores = f.local(ValType.I64);
   }
 
   // --- what subclasses provide ------------------------------------------------------------
@@ -285,11 +288,12 @@ export abstract class WasmSem implements Sem {
     f.get(addend).i64(-2).op(Op.i64_and).op(Op.i64_add).op(Op.i32_wrap_i64).set(this.hostAddr);
   }
 
-  /** Emit the mirror stores (`emit(offset)` per copy) for a protected page only. */
+  /** Emit the mirror stores (`emit(offset)` per copy) for a protected page only, and count them. */
   private mirrored(emit: (offset: number) => void): void {
     if (this.memory.mirrorOffsets.length === 0) return;
     this.f.get(this.mirrorFlag).if();
     for (const offset of this.memory.mirrorOffsets) emit(offset);
+    this.f.get(this.mirroredStores).i64(1).op(Op.i64_add).set(this.mirroredStores);
     this.f.end();
   }
 
