@@ -18,6 +18,8 @@ export interface HartTask {
   memory: WebAssembly.Memory;
   layout: LayoutOptions;
   interpreter: WebAssembly.Module;
+  /** Whether the engine was built to test a per-page mirror bit (Machine.perPageProtection). */
+  perPageProtection: boolean;
   hart: number;
   pc: bigint;
   a1: bigint;
@@ -79,6 +81,7 @@ export function runHart(task: HartTask): HartTaskResult {
     mtime: () => clint.mtime(),
     physicalMap,
     hypercall: (args) => mirrorControl.hypercall(args),
+    perPageProtection: task.perPageProtection,
     recoverPage: (page, who) => {
       try {
         recovery.recover(page, who);

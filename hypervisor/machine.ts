@@ -106,6 +106,8 @@ export class Machine implements MachineControl {
   readonly recovery: PageRecovery;
   readonly scrubber: Scrubber;
   readonly mirrorControl: MirrorControl;
+  /** `--mirror ranges:`: the engine tests a per-page mirror bit (under `vm` it mirrors every store). */
+  readonly perPageProtection: boolean;
   private readonly view: DataView;
   private htif: Htif | undefined;
   private exitCode: number | undefined;
@@ -134,6 +136,7 @@ export class Machine implements MachineControl {
     this.output = config.output ?? ((bytes) => process.stdout.write(bytes));
 
     this.words = new Int32Array(this.memory.buffer);
+    this.perPageProtection = config.mirror?.kind === "ranges";
     this.physicalMap = new PhysicalMap(this.memory.buffer, this.layout);
     this.physicalMap.initialize();
     this.recovery = new PageRecovery(
@@ -178,7 +181,12 @@ export class Machine implements MachineControl {
     const pages = this.layout.totalBytes / 65536;
     const interpreter = (this.interpreter = new WebAssembly.Module(
       buildInterpreterModule(
-        { ramSize: this.layout.ramSize, ramOffset: this.layout.ramOffset, mirrorOffsets: mirrorOffsetsOf(this.layout) },
+        {
+          ramSize: this.layout.ramSize,
+          ramOffset: this.layout.ramOffset,
+          mirrorOffsets: mirrorOffsetsOf(this.layout),
+          perPageProtection: this.perPageProtection,
+        },
         pages,
       ),
     ));
@@ -192,6 +200,7 @@ export class Machine implements MachineControl {
       physicalMap: this.physicalMap,
       recoverPage: (page, who) => this.recoverPage(page, who),
       hypercall: (args) => this.mirrorControl.hypercall(args),
+      perPageProtection: this.perPageProtection,
     };
     this.harts = Array.from({ length: config.harts }, (_, id) => new Hart(id, env));
   }
@@ -358,6 +367,7 @@ export class Machine implements MachineControl {
         memory: this.memory,
         layout: this.layoutOptions(),
         interpreter: this.interpreter,
+        perPageProtection: this.perPageProtection,
         hart,
         ...start,
         slice: SLICE,

@@ -35,6 +35,8 @@ export interface HartEnvironment {
    * a0.. when the call is the hypervisor's, or undefined for an ordinary ecall.
    */
   hypercall?(args: readonly bigint[]): bigint[] | undefined;
+  /** The engine tests a per-page mirror bit in store TLB entries (see EngineMemory). */
+  readonly perPageProtection: boolean;
 }
 
 /** Raised when the guest cannot make progress: the VM stops and reports it. */
@@ -63,8 +65,12 @@ export class Hart {
   retired = 0;
   /** Store instructions that also wrote the mirror copies (protected pages only). */
   get mirroredStores(): number {
-    return Number(this.view.getBigUint64(this.base + HartSlot.MIRRORED_STORES, true));
+    return Number(this.view.getBigUint64(this.base + HartSlot.MIRRORED_STORES, true)) + this.slowMirroredStores;
   }
+  /** Mirrored stores made by the host slow paths (the engine counts its own in shared memory). */
+  private slowMirroredStores = 0;
+  /** Set by access() for stores: whether the page is protected (its stores reach the mirrors). */
+  private lastStoreMirrored = false;
   /** Host milliseconds spent waiting in WFI. */
   wfiMilliseconds = 0;
   /** Set when WFI found nothing pending: the machine should wait for an interrupt. */
@@ -386,7 +392,10 @@ export class Hart {
         if (t.fault !== undefined) return { fault: t.fault };
         const host = this.physical.hostOffset(t.paddr);
         if (host < 0) return t.paddr;
-        this.tlb.fill(priv, kind, vaddr, host & ~0xfff, kind === AccessKind.Store && this.isProtected(t.paddr));
+        const mirrored = kind === AccessKind.Store && this.isProtected(t.paddr);
+        this.tlb.fill(priv, kind, vaddr, host & ~0xfff, mirrored && this.env.perPageProtection);
+        // Without per-page protection the engine mirrors every page it stores to, and so do we.
+        this.lastStoreMirrored = kind === AccessKind.Store && (mirrored || (this.mirrorOffsets.length > 0 && !this.env.perPageProtection));
         return host;
       } catch (e) {
         // A DUE in the page (or in a page table on the way): the hypervisor recovers it from a
@@ -399,8 +408,7 @@ export class Hart {
   }
 
   private countMirroredStore(): void {
-    const slot = this.base + HartSlot.MIRRORED_STORES;
-    this.view.setBigUint64(slot, this.view.getBigUint64(slot, true) + 1n, true);
+    this.slowMirroredStores++;
   }
 
   /** Whether stores to this guest-physical RAM address must reach the mirror copies. */
@@ -448,13 +456,13 @@ export class Hart {
         if (typeof where === "bigint") return this.raise(Cause.StoreAccessFault, va + BigInt(i));
       }
       for (let i = 0; i < width; i++) this.slowStore(va + BigInt(i), 1, value >> BigInt(8 * i), false);
-      if (this.storeMirrored(va)) this.countMirroredStore();
+      if (this.storeMirrored()) this.countMirroredStore();
       return;
     }
     const where = this.access(va, AccessKind.Store);
     if (typeof where === "number") {
       writeLittleEndian(this.view, where, width, value);
-      if (this.storeMirrored(va)) {
+      if (this.storeMirrored()) {
         for (const offset of this.mirrorOffsets) writeLittleEndian(this.view, where + offset, width, value);
         if (counted) this.countMirroredStore();
       }
@@ -467,13 +475,9 @@ export class Hart {
     }
   }
 
-  /**
-   * Whether the store TLB entry just filled for `va` says "mirror" (access() filled it from the
-   * page's protection), read back rather than recomputed so both paths agree.
-   */
-  private storeMirrored(va: bigint): boolean {
-    if (this.mirrorOffsets.length === 0) return false;
-    return this.tlb.mirrored(this.dataPriv(), va);
+  /** Whether the store access() just translated must reach the mirrors (its page is protected). */
+  private storeMirrored(): boolean {
+    return this.lastStoreMirrored;
   }
 
   /**
@@ -483,7 +487,9 @@ export class Hart {
   private translateForAtomic(addr: bigint, kind: AccessKind): number {
     const va = BigInt.asUintN(64, addr);
     const where = this.access(va, kind);
-    if (typeof where === "number") return kind === AccessKind.Store && this.storeMirrored(va) ? where | 1 : where;
+    if (typeof where === "number") {
+      return kind === AccessKind.Store && this.env.perPageProtection && this.storeMirrored() ? where | 1 : where;
+    }
     this.raise(typeof where === "object" ? where.fault : ACCESS_FAULT[kind], va);
     return -1;
   }

@@ -47,13 +47,6 @@ export class Tlb {
     this.view.setBigInt64(entry, BigInt.asIntN(64, vpn), true);
   }
 
-  /** Whether the store entry for the page of `vaddr` carries the mirror bit (false if absent). */
-  mirrored(priv: Priv, vaddr: bigint): boolean {
-    const vpn = BigInt.asUintN(64, vaddr) >> 12n;
-    const entry = this.hartBase + tlbSetOffset(priv, AccessKind.Store) + tlbIndex(vpn) * TLB_ENTRY_SIZE;
-    return this.view.getBigInt64(entry, true) === BigInt.asIntN(64, vpn) && (this.view.getUint8(entry + 8) & 1) === 1;
-  }
-
   /** Drop every translation (tags -1 never match: no virtual page number is all ones). */
   flushAll(): void {
     const start = (this.hartBase + TLB_OFFSET) >> 2;

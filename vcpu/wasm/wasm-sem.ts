@@ -21,6 +21,12 @@ export interface EngineMemory {
    * fast-path store mirror(a) = a + k·S holds — the kMemvisor paper's static mirror offset.
    */
   mirrorOffsets: readonly number[];
+  /**
+   * Whether protection is decided page by page (`--mirror ranges:`): then store TLB entries carry
+   * a mirror bit and the engine tests it. Under `--mirror vm` every page is mirrored and the
+   * stores are emitted unconditionally, with no test at all.
+   */
+  perPageProtection: boolean;
 }
 
 /** Indices of the host functions an engine module imports (see engine-imports.ts). */
@@ -275,7 +281,7 @@ export abstract class WasmSem implements Sem {
    */
   protected hostAddressFromTlb(a: Expr, extra: number): void {
     const f = this.f;
-    const flagged = extra === TLB_SET_SIZE && this.memory.mirrorOffsets.length > 0;
+    const flagged = extra === TLB_SET_SIZE && this.memory.mirrorOffsets.length > 0 && this.memory.perPageProtection;
     if (!flagged) {
       a();
       f.get(this.tlbEntry).mem(Op.i64_load, extra + 8).op(Op.i64_add).op(Op.i32_wrap_i64).set(this.hostAddr);
@@ -291,10 +297,10 @@ export abstract class WasmSem implements Sem {
   /** Emit the mirror stores (`emit(offset)` per copy) for a protected page only, and count them. */
   private mirrored(emit: (offset: number) => void): void {
     if (this.memory.mirrorOffsets.length === 0) return;
-    this.f.get(this.mirrorFlag).if();
+    if (this.memory.perPageProtection) this.f.get(this.mirrorFlag).if();
     for (const offset of this.memory.mirrorOffsets) emit(offset);
     this.f.get(this.mirroredStores).i64(1).op(Op.i64_add).set(this.mirroredStores);
-    this.f.end();
+    if (this.memory.perPageProtection) this.f.end();
   }
 
   /** Emit: on a TLB hit set hostAddr and run `fast`, else run `slowPath`; both leave `resultType`. */
@@ -369,7 +375,7 @@ export abstract class WasmSem implements Sem {
     a();
     f.i32(store ? STORE_KIND : LOAD_KIND).call(this.slow.translate).set(this.hostAddr);
     this.checkExitRequest();
-    if (store && this.memory.mirrorOffsets.length > 0) {
+    if (store && this.memory.mirrorOffsets.length > 0 && this.memory.perPageProtection) {
       // The host sets bit 0 of a (4- or 8-aligned) address for a protected page.
       f.get(this.hostAddr).i32(1).op(Op.i32_and).set(this.mirrorFlag);
       f.get(this.hostAddr).i32(-2).op(Op.i32_and).set(this.hostAddr);
