@@ -153,3 +153,18 @@ test("random injection on a small mirrored VM with the scrubber: the guest runs 
   // the guest stopped); two failures in copies of one page share a recovery.
   t.true(report.memory.recoveries >= 1 && report.memory.recoveries <= report.memory.injected, JSON.stringify(report.memory));
 });
+
+test("--inject on 2 harts into the working set both harts update with AMOs: recovered, result right", async (t) => {
+  // The page holding parallel-sum's per-hart buffers' tail, its AMO totals and barrier words.
+  const image = parseElf(readFileSync(PARALLEL));
+  const totals = Number(image.symbols.get("lcg_total"));
+  t.is(Math.floor(totals / PAGE_SIZE), Math.floor(Number(image.symbols.get("arrived")) / PAGE_SIZE), "one page, shared by all harts");
+  const page = `0x${(totals - (totals % PAGE_SIZE)).toString(16)}`;
+  for (const at of ["0", "0.005"]) { // early: the page is touched again at the end in any case
+    const r = await kmemvisor(["run", "--smp", "2", "--mirror", "vm", "--inject", `due@${at}:${page}`, "--json", "--timeout", "60", PARALLEL]);
+    t.is(r.stdout, readFileSync(join(EXPECTED, "parallel-sum-small.out"), "latin1"), r.stderr);
+    t.is(r.status, 0);
+    const report = JSON.parse(r.stderr.trim().split("\n").pop()!) as { memory: { recoveries: number } };
+    t.is(report.memory.recoveries, 1, `DUE at ${at} s`);
+  }
+});
