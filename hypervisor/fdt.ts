@@ -269,24 +269,9 @@ export function serializeFdt(root: FdtNode, options: FdtSerializeOptions = {}): 
 
 // ---- The virt machine ----
 
-// Addresses, sizes and interrupt numbers come from the devices themselves, so the tree cannot
-// disagree with the machine it describes.
-export const VIRT_RAM_BASE = RAM_BASE;
-export const VIRT_CLINT_BASE = CLINT_BASE;
-export const VIRT_CLINT_SIZE = CLINT_SIZE;
-export const VIRT_PLIC_BASE = PLIC_BASE;
-export const VIRT_PLIC_SIZE = PLIC_SIZE;
-export const VIRT_PLIC_NDEV = PLIC_NUM_SOURCES;
-export const VIRT_UART_BASE = UART_BASE;
-export const VIRT_UART_SIZE = UART_SIZE;
-export const VIRT_UART_IRQ = UART_IRQ;
+// Addresses, sizes and interrupt numbers come from the device files themselves, so the tree
+// cannot disagree with the machine it describes.
 export const VIRT_UART_CLOCK_HZ = 0x38_4000; // 3.6864 MHz, as QEMU advertises
-export const VIRT_VIRTIO_BASE = VIRTIO_BLK_BASE;
-export const VIRT_VIRTIO_SIZE = VIRTIO_BLK_SIZE;
-export const VIRT_VIRTIO_IRQ = VIRTIO_BLK_IRQ;
-export const VIRT_TEST_BASE = SIFIVE_TEST_BASE;
-export const VIRT_TEST_SIZE = SIFIVE_TEST_SIZE;
-export const VIRT_TIMEBASE_HZ = CLINT_TIMEBASE_HZ;
 export const VIRT_ISA = 'rv64imac_zicsr_zifencei_sstc';
 export const VIRT_ISA_EXTENSIONS: readonly string[] = ['i', 'm', 'a', 'c', 'zicsr', 'zifencei', 'zicntr', 'sstc'];
 
@@ -328,7 +313,7 @@ export function buildVirtFdtTree(config: VirtFdtConfig): FdtTree {
   root.setString('model', 'riscv-virtio,qemu');
 
   const chosen = root.addNode('chosen');
-  chosen.setString('stdout-path', `/soc/serial@${hex(VIRT_UART_BASE)}`);
+  chosen.setString('stdout-path', `/soc/serial@${hex(UART_BASE)}`);
   if (config.bootargs !== undefined) chosen.setString('bootargs', config.bootargs);
   if (config.initrd) {
     const { start, end } = config.initrd;
@@ -346,7 +331,7 @@ export function buildVirtFdtTree(config: VirtFdtConfig): FdtTree {
   const cpus = root.addNode('cpus');
   cpus.setU32('#address-cells', 1);
   cpus.setU32('#size-cells', 0);
-  cpus.setU32('timebase-frequency', VIRT_TIMEBASE_HZ);
+  cpus.setU32('timebase-frequency', CLINT_TIMEBASE_HZ);
   const cpuPhandles: number[] = [];
   const intcPhandles: number[] = [];
   for (let h = 0; h < harts; h++) {
@@ -375,40 +360,40 @@ export function buildVirtFdtTree(config: VirtFdtConfig): FdtTree {
   soc.setString('compatible', 'simple-bus');
   soc.setEmpty('ranges');
 
-  const clint = soc.addNode(`clint@${hex(VIRT_CLINT_BASE)}`);
+  const clint = soc.addNode(`clint@${hex(CLINT_BASE)}`);
   clint.setStrings('compatible', ['sifive,clint0', 'riscv,clint0']);
-  clint.setU64('reg', VIRT_CLINT_BASE, VIRT_CLINT_SIZE);
+  clint.setU64('reg', CLINT_BASE, CLINT_SIZE);
   clint.setU32('interrupts-extended', ...intcPhandles.flatMap((p) => [p, IRQ_M_SOFT, p, IRQ_M_TIMER]));
 
-  const plic = soc.addNode(`plic@${hex(VIRT_PLIC_BASE)}`);
+  const plic = soc.addNode(`plic@${hex(PLIC_BASE)}`);
   const plicPhandle = tree.phandle(plic);
   plic.setStrings('compatible', ['sifive,plic-1.0.0', 'riscv,plic0']);
-  plic.setU64('reg', VIRT_PLIC_BASE, VIRT_PLIC_SIZE);
+  plic.setU64('reg', PLIC_BASE, PLIC_SIZE);
   plic.setU32('#address-cells', 0);
   plic.setU32('#interrupt-cells', 1);
   plic.setEmpty('interrupt-controller');
-  plic.setU32('riscv,ndev', VIRT_PLIC_NDEV);
+  plic.setU32('riscv,ndev', PLIC_NUM_SOURCES);
   plic.setU32('interrupts-extended', ...intcPhandles.flatMap((p) => [p, IRQ_M_EXT, p, IRQ_S_EXT]));
 
-  const serial = soc.addNode(`serial@${hex(VIRT_UART_BASE)}`);
+  const serial = soc.addNode(`serial@${hex(UART_BASE)}`);
   serial.setString('compatible', 'ns16550a');
-  serial.setU64('reg', VIRT_UART_BASE, VIRT_UART_SIZE);
+  serial.setU64('reg', UART_BASE, UART_SIZE);
   serial.setU32('clock-frequency', VIRT_UART_CLOCK_HZ);
   serial.setU32('interrupt-parent', plicPhandle);
-  serial.setU32('interrupts', VIRT_UART_IRQ);
+  serial.setU32('interrupts', UART_IRQ);
 
   if (config.hasVirtioBlock) {
-    const virtio = soc.addNode(`virtio_mmio@${hex(VIRT_VIRTIO_BASE)}`);
+    const virtio = soc.addNode(`virtio_mmio@${hex(VIRTIO_BLK_BASE)}`);
     virtio.setString('compatible', 'virtio,mmio');
-    virtio.setU64('reg', VIRT_VIRTIO_BASE, VIRT_VIRTIO_SIZE);
+    virtio.setU64('reg', VIRTIO_BLK_BASE, VIRTIO_BLK_SIZE);
     virtio.setU32('interrupt-parent', plicPhandle);
-    virtio.setU32('interrupts', VIRT_VIRTIO_IRQ);
+    virtio.setU32('interrupts', VIRTIO_BLK_IRQ);
   }
 
-  const test = soc.addNode(`test@${hex(VIRT_TEST_BASE)}`);
+  const test = soc.addNode(`test@${hex(SIFIVE_TEST_BASE)}`);
   const testPhandle = tree.phandle(test);
   test.setStrings('compatible', ['sifive,test1', 'sifive,test0', 'syscon']);
-  test.setU64('reg', VIRT_TEST_BASE, VIRT_TEST_SIZE);
+  test.setU64('reg', SIFIVE_TEST_BASE, SIFIVE_TEST_SIZE);
 
   const poweroff = root.addNode('poweroff');
   poweroff.setString('compatible', 'syscon-poweroff');
