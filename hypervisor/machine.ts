@@ -18,7 +18,6 @@ import { Uart16550, UART_IRQ } from "./devices/uart.ts";
 import { Plic } from "./devices/plic.ts";
 import { Rom, MROM_BASE, MROM_SIZE } from "./devices/rom.ts";
 import { VirtioBlock, VIRTIO_BLK_IRQ } from "./devices/virtio-blk.ts";
-import { writeAllCopies } from "../mirror/copies.ts";
 import { GuestDmaMemory } from "../mirror/dma.ts";
 import { PageRecovery, UnrecoverableMemoryError, type RecoveryStats } from "../mirror/recovery.ts";
 import type { MemoryInjection } from "../mirror/inject.ts";
@@ -28,7 +27,7 @@ import type { ScrubTask, ScrubTaskResult } from "./scrub-worker.ts";
 import { PhysicalMap } from "../shared-mem/p2m.ts";
 import { requestTlbShootdown } from "../vcpu/interrupts.ts";
 import type { DiskImage } from "./disk-image.ts";
-import { checkSegmentsFit, parseElf, type ElfImage } from "./elf.ts";
+import { checkSegmentsFit, ElfError, parseElf, type ElfImage } from "./elf.ts";
 
 export interface MachineConfig {
   ramSize: number;
@@ -108,7 +107,6 @@ export class Machine implements MachineControl {
   readonly mirrorControl: MirrorControl;
   /** `--mirror ranges:`: the engine tests a per-page mirror bit (under `vm` it mirrors every store). */
   readonly perPageProtection: boolean;
-  private readonly view: DataView;
   private htif: Htif | undefined;
   private exitCode: number | undefined;
   private stopped = false;
@@ -132,7 +130,6 @@ export class Machine implements MachineControl {
       harts: config.harts,
     });
     this.memory = createSharedMemory(this.layout);
-    this.view = new DataView(this.memory.buffer);
     this.output = config.output ?? ((bytes) => process.stdout.write(bytes));
 
     this.words = new Int32Array(this.memory.buffer);
@@ -171,7 +168,7 @@ export class Machine implements MachineControl {
     if (config.disk) {
       this.virtio = new VirtioBlock({
         disk: config.disk,
-        memory: new GuestDmaMemory(this.memory.buffer, this.layout, this.physicalMap, (page) => this.recoverPage(page, "virtio-blk DMA")),
+        memory: this.guestMemory("virtio-blk DMA"),
         irq: (level) => this.plic.setIrq(VIRTIO_BLK_IRQ, level),
         onError: config.onDeviceError,
       });
@@ -237,14 +234,21 @@ export class Machine implements MachineControl {
     const tohost = image.symbols.get("tohost");
     const fromhost = image.symbols.get("fromhost");
     if (tohost !== undefined && fromhost !== undefined) {
+      for (const [name, address] of [["tohost", tohost], ["fromhost", fromhost]] as const) {
+        if (address < BigInt(RAM_BASE) || address + 8n > BigInt(RAM_BASE + this.layout.ramSize)) {
+          throw new ElfError(`${fileName}: HTIF symbol ${name} at 0x${address.toString(16)} is outside RAM`);
+        }
+      }
+      // Through the p2m, like every host access: a recovered page lives in a spare frame.
+      const memory = this.guestMemory("HTIF");
       this.htif = new Htif({
         tohost: Number(tohost),
         fromhost: Number(fromhost),
-        read64: (gpa) => this.view.getBigUint64(this.ramOffsetOf(gpa), true),
+        read64: (gpa) => memory.readU64(gpa),
         write64: (gpa, value) => {
           const bytes = new Uint8Array(8);
           new DataView(bytes.buffer).setBigUint64(0, value, true);
-          this.writeRam(gpa, bytes); // every copy: host writes are mirrored like the guest's
+          memory.write(gpa, bytes); // every copy: host writes are mirrored like the guest's
         },
         output: this.consoleByte,
         control: this,
@@ -253,12 +257,9 @@ export class Machine implements MachineControl {
     return image;
   }
 
-  private ramOffsetOf(gpa: number): number {
-    const offset = gpa - RAM_BASE;
-    if (offset < 0 || offset + 8 > this.layout.ramSize) {
-      throw new GuestFault(`HTIF symbol at 0x${gpa.toString(16)} is outside RAM`);
-    }
-    return this.layout.ramOffset + offset;
+  /** Host-side access to guest RAM for `who`: through the p2m, poisoned pages recovered, writes to every copy. */
+  private guestMemory(who: string): GuestDmaMemory {
+    return new GuestDmaMemory(this.memory.buffer, this.layout, this.physicalMap, (page) => this.recoverPage(page, who));
   }
 
   /** Every hart starts at `entry` in M-mode with a0 = hartid, a1 = FDT, a2 = fw_dynamic_info (as QEMU). */
@@ -270,9 +271,9 @@ export class Machine implements MachineControl {
     }
   }
 
-  /** Copy bytes into guest RAM, every copy of it (boot loading); throws RangeError outside RAM. */
+  /** Copy bytes into guest RAM, every copy of it, through the p2m (boot loading, tests); throws DmaError outside RAM. */
   writeRam(gpa: number, bytes: Uint8Array): void {
-    writeAllCopies(this.memory.buffer, this.layout, this.physicalMap, gpa, bytes);
+    this.guestMemory("a host write").write(gpa, bytes);
   }
 
   private injected = 0;
@@ -547,9 +548,8 @@ export class Machine implements MachineControl {
     this.outputBuffer = [];
   }
 
-  /** Guest-visible address of RAM for tests and tools. */
+  /** A copy of guest RAM as the guest sees it (through the p2m), for tests and tools. */
   readRam(gpa: number, length: number): Uint8Array {
-    const offset = this.ramOffsetOf(gpa);
-    return new Uint8Array(this.memory.buffer, offset, length).slice();
+    return this.guestMemory("a host read").read(gpa, length);
   }
 }

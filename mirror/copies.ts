@@ -1,29 +1,9 @@
 /**
- * Whole-copy operations on a VM's mirrored memory: writing host-side data (boot images, HTIF) to
- * every copy, and comparing copies (the basis of the scrubber and of tests that prove mirroring
- * is complete).
+ * Comparing the copies of a VM's mirrored memory: what tests use to prove mirroring complete.
+ * (Host writes to every copy go through mirror/dma.ts.)
  */
 import { RAM_BASE, mirrorOffsetsOf, PAGE_SIZE, type MemoryLayout } from "../shared-mem/layout.ts";
 import type { PhysicalMap } from "../shared-mem/p2m.ts";
-
-/** Copy bytes to guest-physical `gpa` in the primary and in every mirror copy, through the p2m. */
-export function writeAllCopies(buffer: ArrayBufferLike, layout: MemoryLayout, map: PhysicalMap, gpa: number, bytes: Uint8Array): void {
-  const offset = gpa - RAM_BASE;
-  if (offset < 0 || offset + bytes.length > layout.ramSize) {
-    throw new RangeError(`0x${gpa.toString(16)}+${bytes.length} is outside RAM`);
-  }
-  const memory = new Uint8Array(buffer);
-  const mirrors = mirrorOffsetsOf(layout);
-  for (let at = 0; at < bytes.length; ) {
-    const address = gpa + at;
-    const n = Math.min(bytes.length - at, PAGE_SIZE - (address % PAGE_SIZE));
-    const host = map.frameOf(map.pageOf(address)) * PAGE_SIZE + (address % PAGE_SIZE);
-    const piece = bytes.subarray(at, at + n);
-    memory.set(piece, host);
-    for (const mirror of mirrors) memory.set(piece, host + mirror);
-    at += n;
-  }
-}
 
 /** A page of guest RAM where a copy differs from the primary. */
 export interface CopyMismatch {

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { planBoot } from "../hypervisor/boot.ts";
 import { DiskImage } from "../hypervisor/disk-image.ts";
 import { Machine } from "../hypervisor/machine.ts";
-import { compareCopies, writeAllCopies } from "../mirror/copies.ts";
+import { compareCopies } from "../mirror/copies.ts";
 import { RAM_BASE } from "../shared-mem/layout.ts";
 import { GUESTS, ROOT } from "./helpers/cli.ts";
 
@@ -66,7 +66,7 @@ test("the copy comparison finds a write that bypassed mirroring, and mirrored ho
   const run = await runGuest("hello", { copies: 3 });
   const { buffer } = run.machine.memory;
   const { layout } = run.machine;
-  writeAllCopies(buffer, layout, run.machine.physicalMap, RAM_BASE + 0x10_0000, Uint8Array.from([1, 2, 3]));
+  run.machine.writeRam(RAM_BASE + 0x10_0000, Uint8Array.from([1, 2, 3]));
   t.deepEqual(compareCopies(buffer, layout, run.machine.physicalMap), []);
   // A write to the primary alone, as an unmirrored store would make.
   new Uint8Array(buffer, layout.ramOffset + 0x20_0005, 1)[0] ^= 0x40;

@@ -11,7 +11,7 @@ import { parseElf } from "../hypervisor/elf.ts";
 import { Machine } from "../hypervisor/machine.ts";
 import { compareCopies } from "../mirror/copies.ts";
 import { parseInjection } from "../mirror/inject.ts";
-import { PAGE_SIZE } from "../shared-mem/layout.ts";
+import { PAGE_SIZE, RAM_BASE } from "../shared-mem/layout.ts";
 import { EXPECTED, GUESTS, kmemvisor } from "./helpers/cli.ts";
 
 const SEQREAD = join(GUESTS, "seqread-small.elf");
@@ -48,6 +48,8 @@ test("a DUE in a page the guest is reading is recovered from the mirror; the res
   t.is(result.memory.recoveries, 1);
   t.is(result.memory.sparesUsed, 1);
   t.not(machine.physicalMap.frameOf(page), frame, "the page now lives in a spare frame");
+  const seen = machine.readRam(RAM_BASE + page * PAGE_SIZE, PAGE_SIZE);
+  t.false(seen.every((b) => b === 0xa5), "host reads go through the p2m too, not to the lost frame");
   t.deepEqual(compareCopies(machine.memory.buffer, machine.layout, machine.physicalMap), [], "and is mirrored again");
 });
 
