@@ -456,13 +456,13 @@ export class Hart {
         if (typeof where === "bigint") return this.raise(Cause.StoreAccessFault, va + BigInt(i));
       }
       for (let i = 0; i < width; i++) this.slowStore(va + BigInt(i), 1, value >> BigInt(8 * i), false);
-      if (this.storeMirrored()) this.countMirroredStore();
+      if (this.lastStoreMirrored) this.countMirroredStore();
       return;
     }
     const where = this.access(va, AccessKind.Store);
     if (typeof where === "number") {
       writeLittleEndian(this.view, where, width, value);
-      if (this.storeMirrored()) {
+      if (this.lastStoreMirrored) {
         for (const offset of this.mirrorOffsets) writeLittleEndian(this.view, where + offset, width, value);
         if (counted) this.countMirroredStore();
       }
@@ -475,11 +475,6 @@ export class Hart {
     }
   }
 
-  /** Whether the store access() just translated must reach the mirrors (its page is protected). */
-  private storeMirrored(): boolean {
-    return this.lastStoreMirrored;
-  }
-
   /**
    * Atomics on a TLB miss: the host address (bit 0 set when a store must reach the mirrors), or
    * -1 with the fault raised (MMIO gets none).
@@ -488,7 +483,7 @@ export class Hart {
     const va = BigInt.asUintN(64, addr);
     const where = this.access(va, kind);
     if (typeof where === "number") {
-      return kind === AccessKind.Store && this.env.perPageProtection && this.storeMirrored() ? where | 1 : where;
+      return kind === AccessKind.Store && this.env.perPageProtection && this.lastStoreMirrored ? where | 1 : where;
     }
     this.raise(typeof where === "object" ? where.fault : ACCESS_FAULT[kind], va);
     return -1;
