@@ -59,8 +59,11 @@ export class GuestDmaMemory implements DmaMemory {
   write(gpa: number, data: Uint8Array): void {
     this.pieces(gpa, data.length, (host, at, n) => {
       const piece = data.subarray(at, at + n);
-      this.bytes.set(piece, host);
+      // Copies first, primary last: guests read only the primary, so a guest that sees the new
+      // data (an HTIF reply, a used-ring index) and at once overwrites it cannot be overtaken by
+      // our late write to a mirror, which would leave the copies different.
       for (const mirror of this.mirrors) this.bytes.set(piece, host + mirror);
+      this.bytes.set(piece, host);
     });
   }
 
