@@ -14,6 +14,10 @@ import { parseMirrorPolicy, type MirrorPolicy } from "../mirror/policy.ts";
 import { RAM_BASE } from "../shared-mem/layout.ts";
 import { existsSync, writeFileSync } from "node:fs";
 import { parseMemorySize, parsePositiveInteger, parseSeconds } from "./sizes.ts";
+import { parseSyncStrategy, SYNC_GUARANTEES, SYNC_STRATEGIES } from "../sync/strategy.ts";
+import { DEFAULT_STRESS_GUEST, formatStressReport, runStress, type StressProgress } from "./stress.ts";
+import { SingleBar } from "cli-progress";
+import { randomBytes } from "node:crypto";
 
 export const ExitStatus = { Timeout: 124, GuestFault: 70, Usage: 64, BadInput: 65, NoInput: 66 } as const;
 
@@ -35,6 +39,7 @@ interface RunFlags {
   timeout?: string;
   mirror: string;
   nmr: string;
+  sync: string;
   inject: string[];
   scrub?: string;
   vm?: string[];
@@ -149,6 +154,7 @@ function prepareVm(file: string | undefined, flags: RunFlags, label: string, out
   }
   const drive = flags.drive === undefined ? undefined : usage(() => parseDrive(flags.drive!));
   const { policy, copies } = usage(() => parseMirroring(String(flags.mirror), String(flags.nmr)));
+  const sync = usage(() => parseSyncStrategy(String(flags.sync)));
   const injections = usage(() =>
     flags.inject.flatMap((spec) => {
       const random = parseRandomInjection(spec);
@@ -177,6 +183,7 @@ function prepareVm(file: string | undefined, flags: RunFlags, label: string, out
     disk,
     copies,
     mirror: policy,
+    sync,
     output,
     workers: true,
     onDeviceError: (message) => process.stderr.write(`kmemvisor: ${label}virtio-blk: ${message}\n`),
@@ -221,7 +228,7 @@ function prefixedOutput(name: string): (bytes: Uint8Array) => void {
   };
 }
 
-const VM_FILE_KEYS = new Set(["name", "kernel", "smp", "memory", "bios", "drive", "append", "timeout", "mirror", "nmr", "inject", "scrub", "stats", "json"]);
+const VM_FILE_KEYS = new Set(["name", "kernel", "smp", "memory", "bios", "drive", "append", "timeout", "mirror", "nmr", "sync", "inject", "scrub", "stats", "json"]);
 
 /** `--vm FILE`: a JSON object whose keys are run's long flags (e.g. {"kernel": "x.elf", "smp": 2, "mirror": "vm"}). */
 function readVmFile(path: string, defaults: RunFlags): { name: string; flags: RunFlags } {
@@ -306,6 +313,7 @@ export function buildProgram(): Command {
       new Option("--mirror <off|vm|ranges:START-END,...>", "memory mirroring: vm protects all guest memory, ranges only the listed ranges").default("off"),
     )
     .addOption(new Option("--nmr <N>", "copies of mirrored memory, 2 to 5 (primary included)").default("2"))
+    .addOption(syncOption())
     .addOption(
       new Option(
         "--inject <SPEC>",
@@ -325,7 +333,105 @@ export function buildProgram(): Command {
     .action(async (file: string | undefined, flags: RunFlags) => {
       process.exitCode = await runCommand(file, flags);
     });
+  program
+    .command("stress")
+    .description(
+      "race stress tester: run a racy SMP guest on a mirrored VM, pause the harts at intervals, compare every copy " +
+        "and report divergent words (exit status 1 when any is found, 0 when none)",
+    )
+    .argument("[FILE]", "racy guest ELF (default: guests/bin/race.elf; guests/bin/race-drf.elf has no data race)")
+    .addOption(syncOption())
+    .addOption(new Option("--smp <N>", "number of harts").default("2"))
+    .addOption(new Option("--nmr <N>", "copies of memory, 2 to 5").default("2"))
+    .addOption(new Option("-m, --memory <SIZE>", "guest RAM").default("16M"))
+    .addOption(new Option("--duration <S>", "stop after S seconds").default("10"))
+    .option("--rounds <N>", "stop after N pause-and-compare rounds (whichever comes first)")
+    .addOption(new Option("--interval <MS>", "milliseconds between pauses").default("200"))
+    .option("--seed <N>", "seed of the guest's operation streams (default: random, printed)")
+    .option("--iterations <N>", "iterations per hart, after which the guest checks its counters and exits (default: until stopped)")
+    .option("--json", "print the report as JSON to stdout")
+    .action(async (file: string | undefined, flags: StressFlags) => {
+      process.exitCode = await stressCommand(file ?? DEFAULT_STRESS_GUEST, flags);
+    });
   return program;
+}
+
+function syncOption(): Option {
+  return new Option(
+    "--sync <STRATEGY>",
+    "how mirror copies stay identical when harts race: " + SYNC_STRATEGIES.map((s) => `${s} = ${SYNC_GUARANTEES[s]}`).join("; "),
+  )
+    .choices(SYNC_STRATEGIES)
+    .default("striped");
+}
+
+interface StressFlags {
+  sync: string;
+  smp: string;
+  nmr: string;
+  memory: string;
+  duration: string;
+  rounds?: string;
+  interval: string;
+  seed?: string;
+  iterations?: string;
+  json?: boolean;
+}
+
+async function stressCommand(guest: string, flags: StressFlags): Promise<number> {
+  const harts = usage(() => parsePositiveInteger("--smp", flags.smp, 64));
+  const copies = usage(() => parsePositiveInteger("--nmr", flags.nmr, 5));
+  if (copies < 2) throw new UsageError(`bad --nmr "${flags.nmr}": the stress tester compares copies, so it needs 2 to 5`);
+  const ramSize = usage(() => parseMemorySize(flags.memory));
+  const durationMs = usage(() => parseSeconds(flags.duration)) * 1000;
+  const rounds = flags.rounds === undefined ? undefined : usage(() => parsePositiveInteger("--rounds", flags.rounds!, 1e9));
+  const intervalMs = usage(() => parseSeconds(flags.interval));
+  const parseCount = (name: string, text: string) =>
+    usage(() => {
+      if (!/^\d+$/.test(text.trim())) throw new RangeError(`bad ${name} "${text}": expected a whole number`);
+      return BigInt(text.trim());
+    });
+  const seed = flags.seed === undefined ? BigInt(randomBytes(4).readUInt32LE()) : parseCount("--seed", flags.seed);
+  const iterations = flags.iterations === undefined ? undefined : parseCount("--iterations", flags.iterations);
+  readInput(guest, "guest");
+  const bar = new SingleBar({
+    format: "stress --sync {sync} [{bar}] {value}/{total} {unit} | round {round} | {divergent} divergent word(s)",
+    stream: process.stderr,
+    noTTYOutput: true,
+    notTTYSchedule: 2000,
+    hideCursor: true,
+  });
+  const byRounds = rounds !== undefined;
+  bar.start(byRounds ? rounds : Math.round(durationMs / 1000), 0, {
+    sync: flags.sync, unit: byRounds ? "rounds" : "s", round: 0, divergent: 0,
+  });
+  const progress = (p: StressProgress) =>
+    bar.update(byRounds ? p.round : Math.min(Math.floor(p.elapsedMs / 1000), Math.round(durationMs / 1000)), {
+      round: p.round,
+      divergent: p.divergentWords,
+    });
+  let report;
+  try {
+    report = await runStress({
+      guest, harts, copies, ramSize, durationMs, rounds, intervalMs, seed, iterations,
+      sync: parseSyncStrategy(flags.sync),
+      progress,
+      output: (bytes) => process.stdout.write(bytes),
+    });
+  } catch (e) {
+    // A bad ELF or one that does not fit: the same exit status as `run` gives.
+    guarded(() => { throw e; });
+    throw e;
+  } finally {
+    bar.stop();
+  }
+  if (flags.json) {
+    process.stdout.write(JSON.stringify(report, (_key, value: unknown) => (typeof value === "bigint" ? `0x${value.toString(16)}` : value)) + "\n");
+  } else {
+    for (const line of formatStressReport(report)) process.stderr.write(line + "\n");
+  }
+  if (report.run.reason === "fault" || (report.run.exitCode ?? 0) !== 0) return ExitStatus.GuestFault;
+  return report.divergentWords > 0 ? 1 : 0;
 }
 
 export async function main(argv: string[]): Promise<number> {

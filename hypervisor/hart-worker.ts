@@ -8,6 +8,7 @@ import { computeLayout, ControlSlot, type LayoutOptions } from "../shared-mem/la
 import { Hart, GuestFault } from "../vcpu/hart.ts";
 import { setPendingInterrupts } from "../vcpu/interrupts.ts";
 import { MmioMailboxClient } from "../sync/mailbox.ts";
+import { PauseGate } from "../sync/pause.ts";
 import { PhysicalMap } from "../shared-mem/p2m.ts";
 import { PageRecovery, UnrecoverableMemoryError } from "../mirror/recovery.ts";
 import { MirrorControl } from "../mirror/policy.ts";
@@ -101,8 +102,10 @@ export function runHart(task: HartTask): HartTaskResult {
   while (Atomics.load(words, go) === 0 && Atomics.load(words, stopIndex) === 0) Atomics.wait(words, go, 0, 100);
 
   const result: HartTaskResult = { hart: task.hart, instructions: 0, wfiMilliseconds: 0, mirroredStores: 0 };
+  const pauseGate = new PauseGate(words, layout);
   try {
     while (Atomics.load(words, stopIndex) === 0) {
+      pauseGate.holdIfRequested();
       hart.run(task.slice);
       clint.checkTimer(task.hart);
       if (hart.waitingForInterrupt && !hart.interruptPending()) sleepInWfi(hart, clint, words, task.hart);

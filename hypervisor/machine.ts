@@ -2,10 +2,11 @@
  * A virtual machine compatible with QEMU's `virt` board: shared memory laid out per
  * shared-mem/layout.ts, harts, the MMIO bus with its devices, ELF loading and the run loop.
  */
-import { computeLayout, ControlSlot, createSharedMemory, mirrorOffsetsOf, PAGE_SIZE, RAM_BASE, type LayoutOptions, type MemoryLayout } from "../shared-mem/layout.ts";
+import { computeLayout, ControlSlot, createSharedMemory, mirrorOffsetsOf, PAGE_SIZE, RAM_BASE, type LayoutOptions, type MemoryLayout, type SyncStrategy } from "../shared-mem/layout.ts";
 import { Piscina } from "piscina";
 import { kickHart } from "../vcpu/interrupts.ts";
 import { MmioMailboxServer } from "../sync/mailbox.ts";
+import { PauseGate } from "../sync/pause.ts";
 import type { HartTask, HartTaskResult } from "./hart-worker.ts";
 import { Hart, GuestFault, type HartEnvironment } from "../vcpu/hart.ts";
 import { buildInterpreterModule } from "../vcpu/interpreter.ts";
@@ -44,6 +45,8 @@ export interface MachineConfig {
   mirror?: MirrorPolicy;
   /** Spare frames for recovery (default 64 when mirrored, none otherwise). */
   spareFrames?: number;
+  /** How the copies stay identical when harts race (sync/strategy.ts; default `none`). */
+  sync?: SyncStrategy;
   /**
    * Run each hart in its own worker thread (the default for `kmemvisor run`). Otherwise all harts
    * take turns on the calling thread, which tests use to inspect harts directly.
@@ -81,6 +84,12 @@ export interface RunOptions {
   injections?: readonly MemoryInjection[];
   /** Run the scrubber (in its own thread when harts run in workers), pausing this long between passes. */
   scrubIntervalMs?: number;
+  /**
+   * Every `everyMs`, hold every hart still at an instruction boundary and call `atPause` with the
+   * milliseconds since the start (the stress tester compares the copies there). It returns "stop"
+   * to end the run (reason "exit", no exit code) or "continue".
+   */
+  pauses?: { everyMs: number; atPause(elapsedMs: number): "continue" | "stop" };
 }
 
 /** Spare frames a mirrored VM keeps for recovery unless told otherwise. */
@@ -128,6 +137,7 @@ export class Machine implements MachineControl {
       copies,
       spareFrames: config.spareFrames ?? (copies > 1 ? DEFAULT_SPARE_FRAMES : 0),
       harts: config.harts,
+      sync: config.sync,
     });
     this.memory = createSharedMemory(this.layout);
     this.output = config.output ?? ((bytes) => process.stdout.write(bytes));
@@ -183,6 +193,8 @@ export class Machine implements MachineControl {
           ramOffset: this.layout.ramOffset,
           mirrorOffsets: mirrorOffsetsOf(this.layout),
           perPageProtection: this.perPageProtection,
+          sync: this.layout.sync,
+          lockOffset: this.layout.lockOffset,
         },
         pages,
       ),
@@ -280,8 +292,8 @@ export class Machine implements MachineControl {
   private readonly scrubReports: string[] = [];
 
   private layoutOptions(): LayoutOptions {
-    const { ramSize, copies, spareFrames, harts } = this.layout;
-    return { ramSize, copies, spareFrames, harts };
+    const { ramSize, copies, spareFrames, harts, sync } = this.layout;
+    return { ramSize, copies, spareFrames, harts, sync };
   }
 
   private memoryStats(): RunResult["memory"] {
@@ -412,7 +424,20 @@ export class Machine implements MachineControl {
       Atomics.notify(this.words, (this.layout.controlOffset + ControlSlot.GO) >> 2);
 
       let pendingInjections = [...(options.injections ?? [])];
+      const gate = new PauseGate(this.words, this.layout);
+      let lastPause = started;
       while (running > 0) {
+        if (options.pauses && !this.stopped) {
+          // Harts that hold cannot finish a task, so "all running harts hold" is reachable; a hart
+          // waiting for an MMIO reply holds once served below.
+          if (!gate.requested && performance.now() - lastPause >= options.pauses.everyMs) gate.request();
+          if (gate.requested && gate.held() >= running) {
+            const verdict = options.pauses.atPause(performance.now() - started);
+            gate.resume();
+            lastPause = performance.now();
+            if (verdict === "stop") this.stopAllHarts();
+          }
+        }
         try {
           server.serve();
         } catch (e) {
@@ -477,12 +502,19 @@ export class Machine implements MachineControl {
     try {
       let pendingInjections = [...(options.injections ?? [])];
       let lastScrub = started;
+      let lastPause = started;
       while (!this.stopped) {
         if (options.scrubIntervalMs !== undefined && performance.now() - lastScrub >= options.scrubIntervalMs) {
           for (const finding of this.scrubber.pass()) this.scrubReports.push(describeFinding(finding));
           lastScrub = performance.now();
         }
         if (pendingInjections.length > 0) pendingInjections = this.injectMemoryInjections(pendingInjections, performance.now() - started);
+        // Between rounds every hart is at an instruction boundary: a pause needs no gate here.
+        if (options.pauses && performance.now() - lastPause >= options.pauses.everyMs) {
+          if (options.pauses.atPause(performance.now() - started) === "stop") this.stopAllHarts();
+          lastPause = performance.now();
+          if (this.stopped) break;
+        }
         let anyRan = false;
         for (const hart of this.harts) {
           if (this.stopped) break;

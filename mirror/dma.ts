@@ -7,11 +7,14 @@
 import { mirrorOffsetsOf, PAGE_SIZE, type MemoryLayout } from "../shared-mem/layout.ts";
 import { MachineCheck, hostOffsetOf, type PhysicalMap } from "../shared-mem/p2m.ts";
 import { DmaError, type DmaMemory } from "../hypervisor/devices/virtio-blk.ts";
+import { MirrorLocks } from "../sync/stripes.ts";
 
 export class GuestDmaMemory implements DmaMemory {
   private readonly bytes: Uint8Array;
   private readonly view: DataView;
   private readonly mirrors: readonly number[];
+  /** Device writes take the mirror locks as hart stores do, so a racing hart cannot split copies. */
+  private readonly locks: MirrorLocks;
 
   constructor(
     buffer: ArrayBufferLike,
@@ -22,6 +25,7 @@ export class GuestDmaMemory implements DmaMemory {
     this.bytes = new Uint8Array(buffer);
     this.view = new DataView(buffer);
     this.mirrors = mirrorOffsetsOf(layout);
+    this.locks = new MirrorLocks(buffer, layout);
   }
 
   /** Host offset of one guest-physical byte run that stays inside a page. */
@@ -62,8 +66,10 @@ export class GuestDmaMemory implements DmaMemory {
       // Copies first, primary last: guests read only the primary, so a guest that sees the new
       // data (an HTIF reply, a used-ring index) and at once overwrites it cannot be overtaken by
       // our late write to a mirror, which would leave the copies different.
-      for (const mirror of this.mirrors) this.bytes.set(piece, host + mirror);
-      this.bytes.set(piece, host);
+      this.locks.forStore(host, n, () => {
+        for (const mirror of this.mirrors) this.bytes.set(piece, host + mirror);
+        this.bytes.set(piece, host);
+      });
     });
   }
 

@@ -9,7 +9,7 @@
 import { ControlSlot, PAGE_SIZE, RAM_BASE, type MemoryLayout } from "../shared-mem/layout.ts";
 import type { PhysicalMap } from "../shared-mem/p2m.ts";
 import { requestTlbShootdown } from "../vcpu/interrupts.ts";
-import { SpinLock } from "../sync/spinlock.ts";
+import { Mutex } from "../sync/mutex.ts";
 
 /** The page cannot be recovered: the VM must stop; the message says what failed, where, when. */
 export class UnrecoverableMemoryError extends Error {}
@@ -23,7 +23,7 @@ export interface RecoveryStats {
 export class PageRecovery {
   private readonly bytes: Uint8Array;
   private readonly words: Int32Array;
-  private readonly lock: SpinLock;
+  private readonly lock: Mutex;
 
   constructor(
     buffer: ArrayBufferLike,
@@ -33,7 +33,7 @@ export class PageRecovery {
   ) {
     this.bytes = new Uint8Array(buffer);
     this.words = new Int32Array(buffer);
-    this.lock = new SpinLock(this.words, (layout.controlOffset + ControlSlot.RECOVERY_LOCK) >> 2);
+    this.lock = new Mutex(this.words, (layout.controlOffset + ControlSlot.RECOVERY_LOCK) >> 2);
   }
 
   /**

@@ -6,12 +6,16 @@
  *    majority vote decides and the minority copies are rewritten; with two, nothing can decide
  *    which copy is right, and the word is reported.
  * A guest store reaches the copies one after the other, so a word can differ for an instant while
- * a hart is storing to it; the scrubber looks again before it believes a mismatch. (Racy guests
- * under the `none` sync strategy can diverge for real: that is the stress tester's subject.)
+ * a hart is storing to it. Under the `striped` and `global` sync strategies every writer holds the
+ * word's mirror lock, so the scrubber takes it too and a difference it sees then is real; under
+ * `none` and `atomic` plain stores take no lock, and it looks again a few times before it believes
+ * a mismatch. (Racy guests under `none` can diverge for real: the stress tester's subject.)
  */
 import { ControlSlot, PAGE_SIZE, RAM_BASE, mirrorOffsetsOf, type MemoryLayout } from "../shared-mem/layout.ts";
 import type { PhysicalMap } from "../shared-mem/p2m.ts";
 import type { PageRecovery } from "./recovery.ts";
+import { MirrorLocks } from "../sync/stripes.ts";
+import { locksStores } from "../sync/strategy.ts";
 
 /** Looks at a differing word before believing it. */
 const RECHECKS = 3;
@@ -38,6 +42,7 @@ export class Scrubber {
   private readonly mirrors: readonly number[];
   /** Undecidable words already reported, with the values seen: reported again only if they change. */
   private readonly undecided = new Map<number, string>();
+  private readonly locks: MirrorLocks;
 
   constructor(
     buffer: ArrayBufferLike,
@@ -48,6 +53,7 @@ export class Scrubber {
     this.quads = new BigInt64Array(buffer);
     this.words = new Int32Array(buffer);
     this.mirrors = mirrorOffsetsOf(layout);
+    this.locks = new MirrorLocks(buffer, layout);
   }
 
   /** One pass over all of guest RAM; returns what it found. */
@@ -82,10 +88,15 @@ export class Scrubber {
     return findings;
   }
 
-  /** A word differs: look again, then vote or report. */
+  /** A word differs: look again (holding its lock when writers hold it), then vote or report. */
   private settle(index: number, address: number): ScrubFinding | undefined {
+    if (locksStores(this.layout.sync)) return this.locks.holding(index * 8, 8, () => this.decide(index, address, 1));
+    return this.decide(index, address, RECHECKS);
+  }
+
+  private decide(index: number, address: number, looks: number): ScrubFinding | undefined {
     let values: bigint[] = [];
-    for (let look = 0; look < RECHECKS; look++) {
+    for (let look = 0; look < looks; look++) {
       values = [Atomics.load(this.quads, index), ...this.mirrors.map((m) => Atomics.load(this.quads, index + m / 8))];
       if (values.every((v) => v === values[0])) return undefined; // a store in flight, now complete
     }

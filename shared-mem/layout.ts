@@ -6,6 +6,7 @@
  *   p2m                    guest-physical page -> host frame table (u32 per page)
  *   poison map             one byte per host frame of every copy (DUE injection)
  *   protection map         one byte per guest page: mirrored (protected) or not
+ *   mirror locks           STRIPE_COUNT padded mutex words (sync/stripes.ts), mirrored VMs only
  *   hart areas             one HART_AREA_SIZE block per hart: registers, decode cache, TLB
  *   control block          VM-wide run state (stop flag, exit code, MMIO doorbell) and CLINT state
  *
@@ -81,6 +82,9 @@ export const ControlSlot = {
   SCRUB_MISMATCHES: 40,
   SCRUB_REPAIRED: 44,
   SCRUB_UNDECIDABLE: 48,
+  /** Pause gate (sync/pause.ts): non-zero while harts must hold still; how many do. */
+  PAUSE: 52,
+  PAUSED: 56,
   /** CLINT registers (hypervisor/devices/clint.ts, clintStateBytes). */
   CLINT: 64,
 } as const;
@@ -101,6 +105,23 @@ export const TLB_SET_SIZE = TLB_ENTRIES * TLB_ENTRY_SIZE;
 export const TLB_SETS = 9;
 export const HART_AREA_SIZE = alignUp(TLB_OFFSET + TLB_SETS * TLB_SET_SIZE, PAGE_SIZE);
 
+/**
+ * How the copies stay identical when harts race (see sync/strategy.ts): `none`, `atomic` (AMOs and
+ * SC atomic across every copy), `striped` (a mutex per address stripe around every mirrored store),
+ * `global` (one mutex).
+ */
+export type SyncStrategy = "none" | "atomic" | "striped" | "global";
+
+/**
+ * Mirror locks: one i32 mutex word per stripe, each alone in a 64-byte host cache line so that
+ * harts working on different memory never share a lock line. A stripe is a 64-byte line of host
+ * memory, numbered (page number · 64 + line in page) mod STRIPE_COUNT: neighbouring lines get
+ * neighbouring locks, and a hart that works in a few pages touches only their locks.
+ */
+export const STRIPE_COUNT = 4096;
+export const STRIPE_LINE_SHIFT = 6;
+export const LOCK_STRIDE = 64;
+
 export interface LayoutOptions {
   /** Guest RAM size in bytes (multiple of 4 KiB). */
   ramSize: number;
@@ -109,6 +130,8 @@ export interface LayoutOptions {
   /** Spare frames reserved for recovery. */
   spareFrames: number;
   harts: number;
+  /** Multi-core consistency of the copies (default `none`; irrelevant with one copy). */
+  sync?: SyncStrategy;
 }
 
 export interface MemoryLayout extends LayoutOptions {
@@ -124,6 +147,10 @@ export interface MemoryLayout extends LayoutOptions {
   poisonOffset: number;
   /** One byte per guest page: non-zero = protected (stores mirrored, recoverable, scrubbed). */
   protectionOffset: number;
+  /** First mirror-lock word (STRIPE_COUNT of them, LOCK_STRIDE apart; none when unmirrored). */
+  lockOffset: number;
+  /** The strategy, defaulted. */
+  sync: SyncStrategy;
   hartOffset(hart: number): number;
   controlOffset: number;
   /** Total bytes, rounded up to whole wasm pages. */
@@ -152,7 +179,8 @@ export function computeLayout(options: LayoutOptions): MemoryLayout {
   const poisonOffset = p2mOffset + p2mBytes;
   const poisonBytes = alignUp((copyStride / PAGE_SIZE) * copies, PAGE_SIZE);
   const protectionOffset = poisonOffset + poisonBytes;
-  const hartsOffset = protectionOffset + alignUp(ramSize / PAGE_SIZE, PAGE_SIZE);
+  const lockOffset = protectionOffset + alignUp(ramSize / PAGE_SIZE, PAGE_SIZE);
+  const hartsOffset = lockOffset + (copies > 1 ? STRIPE_COUNT * LOCK_STRIDE : 0);
   const controlOffset = hartsOffset + harts * HART_AREA_SIZE;
   const totalBytes = alignUp(controlOffset + CONTROL_BLOCK_SIZE, WASM_PAGE);
   if (totalBytes > 4 * 1024 * 1024 * 1024 - WASM_PAGE) {
@@ -167,6 +195,8 @@ export function computeLayout(options: LayoutOptions): MemoryLayout {
     p2mOffset,
     poisonOffset,
     protectionOffset,
+    lockOffset,
+    sync: options.sync ?? "none",
     hartOffset: (hart) => hartsOffset + hart * HART_AREA_SIZE,
     controlOffset,
     totalBytes,

@@ -13,6 +13,8 @@ import { ACCESS_FAULT, ramPhysicalMemory, translate, type PhysicalMemory } from 
 import { AccessKind, Tlb } from "./tlb.ts";
 import { setPendingInterrupts } from "./interrupts.ts";
 import type { AccessWidth } from "../hypervisor/devices/device.ts";
+import { lockWordContended } from "../sync/mutex.ts";
+import { MirrorLocks } from "../sync/stripes.ts";
 
 /** What a hart needs from the machine around it. */
 export interface HartEnvironment {
@@ -61,6 +63,8 @@ export class Hart {
   private readonly physical: PhysicalMemory;
   /** Host distance to each mirror copy (empty when unmirrored). */
   private readonly mirrorOffsets: readonly number[];
+  /** The VM's mirror locks, which the slow paths hold as the engine's fast paths do. */
+  private readonly mirrorLocks: MirrorLocks;
   /** Instructions retired, as a JS number (exact below 2^53) for speed; minstret derives from it. */
   retired = 0;
   /** Store instructions that also wrote the mirror copies (protected pages only). */
@@ -83,7 +87,8 @@ export class Hart {
     this.view = new DataView(env.memory.buffer);
     this.words = new Int32Array(env.memory.buffer);
     this.mirrorOffsets = mirrorOffsetsOf(env.layout);
-    this.physical = ramPhysicalMemory(env.memory.buffer, env.physicalMap, this.mirrorOffsets);
+    this.mirrorLocks = new MirrorLocks(env.memory.buffer, env.layout);
+    this.physical = ramPhysicalMemory(env.memory.buffer, env.physicalMap, this.mirrorOffsets, this.mirrorLocks);
     this.tlb = new Tlb(this.view, this.words, this.base);
     this.csrs = new CsrFile({
       priv: () => this.priv,
@@ -105,6 +110,8 @@ export class Hart {
         csr: (_hart: number, csr: number, kind: number, value: bigint) => this.csrAccess(csr, kind, value),
         translate: (_hart: number, addr: bigint, kind: number) => this.translateForAtomic(addr, kind as AccessKind),
         fetch: (_hart: number, pc: bigint) => this.slowFetch(pc),
+        lockContended: (lockAddress: number) => lockWordContended(this.words, lockAddress >> 2),
+        wakeSleeper: (lockAddress: number) => void Atomics.notify(this.words, lockAddress >> 2, 1),
       },
     });
     this.engine = instance.exports as unknown as EngineExports;
@@ -461,11 +468,12 @@ export class Hart {
     }
     const where = this.access(va, AccessKind.Store);
     if (typeof where === "number") {
-      writeLittleEndian(this.view, where, width, value);
-      if (this.lastStoreMirrored) {
+      if (!this.lastStoreMirrored) return writeLittleEndian(this.view, where, width, value);
+      this.mirrorLocks.forStore(where, width, () => {
+        writeLittleEndian(this.view, where, width, value);
         for (const offset of this.mirrorOffsets) writeLittleEndian(this.view, where + offset, width, value);
-        if (counted) this.countMirroredStore();
-      }
+      });
+      if (counted) this.countMirroredStore();
       return;
     }
     if (typeof where === "object") return this.raise(where.fault, va);

@@ -14,7 +14,7 @@ import { INSTRUCTIONS, ILLEGAL_OP } from "./isa.ts";
 import { SEMANTICS } from "./semantics.ts";
 import type { Expr } from "./sem.ts";
 import { FunctionBody, ModuleBuilder, Op, ValType } from "./wasm/encoder.ts";
-import { WasmSem, type EngineMemory, type SlowPathFunctions } from "./wasm/wasm-sem.ts";
+import { importSlowPaths, WasmSem, type EngineMemory, type SlowPathFunctions } from "./wasm/wasm-sem.ts";
 
 const X = HartSlot.X;
 
@@ -108,13 +108,8 @@ class InterpreterSem extends WasmSem {
 export function buildInterpreterModule(memory: EngineMemory, memoryPages: number): Uint8Array<ArrayBuffer> {
   const m = new ModuleBuilder();
   m.importSharedMemory("env", "memory", memoryPages);
-  const slow: SlowPathFunctions = {
-    load: m.importFunction("host", "load", { params: [ValType.I32, ValType.I64, ValType.I32], results: [ValType.I64] }),
-    store: m.importFunction("host", "store", { params: [ValType.I32, ValType.I64, ValType.I32, ValType.I64], results: [] }),
-    csr: m.importFunction("host", "csr", { params: [ValType.I32, ValType.I32, ValType.I32, ValType.I64], results: [ValType.I64] }),
-    translate: m.importFunction("host", "translate", { params: [ValType.I32, ValType.I64, ValType.I32], results: [ValType.I32] }),
-    fetch: m.importFunction("host", "fetch", { params: [ValType.I32, ValType.I64], results: [ValType.I64] }),
-  };
+  const slow = importSlowPaths(m);
+
 
   const f = new FunctionBody(2);
   const hart = 0;

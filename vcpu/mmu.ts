@@ -8,6 +8,7 @@ import { hostOffsetOf, type PhysicalMap } from "../shared-mem/p2m.ts";
 import { Cause } from "./exits.ts";
 import { MStatus, Priv } from "./csr.ts";
 import { AccessKind } from "./tlb.ts";
+import type { MirrorLocks } from "../sync/stripes.ts";
 
 const PTE_V = 1n, PTE_R = 2n, PTE_W = 4n, PTE_X = 8n, PTE_U = 16n, PTE_A = 64n, PTE_D = 128n;
 const PPN_MASK = (1n << 44n) - 1n;
@@ -32,6 +33,8 @@ export interface PhysicalMemory {
   readonly quads: BigInt64Array;
   /** Host distances to the mirror copies, which A/D updates must reach too. */
   readonly mirrorOffsets: readonly number[];
+  /** The VM's mirror locks: an A/D update is an atomic read-modify-write of every copy. */
+  readonly locks?: MirrorLocks;
 }
 
 export type Translation = { paddr: bigint; fault?: undefined } | { fault: number; paddr?: undefined };
@@ -77,10 +80,17 @@ export function translate(
     // Set A, and D for stores, atomically with respect to other harts' walks and stores.
     const flags = PTE_A | (kind === AccessKind.Store ? PTE_D : 0n);
     while ((pte & flags) !== flags) {
-      const seen = BigInt.asUintN(64, Atomics.compareExchange(memory.quads, index, BigInt.asIntN(64, pte), BigInt.asIntN(64, pte | flags)));
+      const expected = pte;
+      const setFlags = (): bigint => {
+        const seen = BigInt.asUintN(64, Atomics.compareExchange(memory.quads, index, BigInt.asIntN(64, expected), BigInt.asIntN(64, expected | flags)));
+        if (seen === expected) {
+          for (const offset of memory.mirrorOffsets) Atomics.store(memory.quads, index + offset / 8, BigInt.asIntN(64, expected | flags));
+        }
+        return seen;
+      };
+      const seen = memory.locks ? memory.locks.forAtomic(host, 8, setFlags) : setFlags();
       if (seen === pte) {
         pte |= flags;
-        for (const offset of memory.mirrorOffsets) Atomics.store(memory.quads, index + offset / 8, BigInt.asIntN(64, pte));
         break;
       }
       pte = seen; // another hart changed the PTE under us: check it again
@@ -110,11 +120,17 @@ function permitted(pte: bigint, kind: AccessKind, priv: Priv, mstatus: number): 
 }
 
 /** Guest-physical RAM as the MMU and the slow paths see it: through the p2m, poison checked. */
-export function ramPhysicalMemory(buffer: ArrayBufferLike, map: PhysicalMap, mirrorOffsets: readonly number[] = []): PhysicalMemory {
+export function ramPhysicalMemory(
+  buffer: ArrayBufferLike,
+  map: PhysicalMap,
+  mirrorOffsets: readonly number[] = [],
+  locks?: MirrorLocks,
+): PhysicalMemory {
   const limit = BigInt(RAM_BASE) + BigInt(map.pages * PAGE_SIZE);
   return {
     quads: new BigInt64Array(buffer),
     mirrorOffsets,
+    locks,
     hostOffset(paddr: bigint): number {
       // MachineCheck propagates to the hart, which has the page recovered and retries.
       return paddr >= BigInt(RAM_BASE) && paddr < limit ? hostOffsetOf(map, Number(paddr)) : -1;

@@ -111,6 +111,9 @@ export const AtomicOp = {
   i32_store: 0x17,
   i64_store: 0x18,
   i64_store32: 0x1d,
+  /** i32 read-modify-writes, for mutex words (sync/mutex.ts). */
+  i32_xchg: 0x41,
+  i32_cmpxchg: 0x48,
 } as const;
 // The threads proposal numbers rmw ops in groups of seven (i32, i64, i32_8u, i32_16u, i64_8u, i64_16u, i64_32u),
 // starting at 0x1e for add; and/or/xor/xchg/cmpxchg follow at strides of 7.

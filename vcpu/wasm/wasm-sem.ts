@@ -3,10 +3,12 @@
  * where operands live and how the engine leaves; everything an instruction *does* (arithmetic,
  * memory fast paths, atomics) is emitted here, once.
  */
-import { HartSlot, TLB_ENTRIES, TLB_SET_SIZE } from "../../shared-mem/layout.ts";
+import { HartSlot, LOCK_STRIDE, STRIPE_COUNT, STRIPE_LINE_SHIFT, TLB_ENTRIES, TLB_SET_SIZE, type SyncStrategy } from "../../shared-mem/layout.ts";
+import { CONTENDED, FREE, HELD } from "../../sync/mutex.ts";
+import { locksAtomics, locksStores } from "../../sync/strategy.ts";
 import { Cause, Exit, ExitRequest } from "../exits.ts";
 import type { AmoKind, Cond, CsrKind, Expr, HostOp, Sem, Width } from "../sem.ts";
-import { AtomicOp, FunctionBody, Op, ValType, rmwOpcode } from "./encoder.ts";
+import { AtomicOp, FunctionBody, ModuleBuilder, Op, ValType, rmwOpcode } from "./encoder.ts";
 
 /** What an engine knows of the memory layout. */
 export interface EngineMemory {
@@ -27,6 +29,13 @@ export interface EngineMemory {
    * stores are emitted unconditionally, with no test at all.
    */
   perPageProtection: boolean;
+  /**
+   * Multi-core consistency (sync/strategy.ts): which mirrored stores and atomics hold a mirror
+   * lock while they write the copies. Irrelevant, and no lock emitted, without mirrors.
+   */
+  sync: SyncStrategy;
+  /** Host offset of the mirror lock table (MemoryLayout.lockOffset). */
+  lockOffset: number;
 }
 
 /** Indices of the host functions an engine module imports (see engine-imports.ts). */
@@ -41,6 +50,23 @@ export interface SlowPathFunctions {
   translate: number;
   /** (hart i32, pc i64) -> i64 raw instruction bits, on a fetch TLB miss */
   fetch: number;
+  /** (lock address i32) -> (), when the inline attempt to take a mirror lock failed: spin, sleep */
+  lockContended: number;
+  /** (lock address i32) -> (), after releasing a mirror lock that has sleepers */
+  wakeSleeper: number;
+}
+
+/** Declare the host functions every engine module imports, in the order above. */
+export function importSlowPaths(m: ModuleBuilder): SlowPathFunctions {
+  return {
+    load: m.importFunction("host", "load", { params: [ValType.I32, ValType.I64, ValType.I32], results: [ValType.I64] }),
+    store: m.importFunction("host", "store", { params: [ValType.I32, ValType.I64, ValType.I32, ValType.I64], results: [] }),
+    csr: m.importFunction("host", "csr", { params: [ValType.I32, ValType.I32, ValType.I32, ValType.I64], results: [ValType.I64] }),
+    translate: m.importFunction("host", "translate", { params: [ValType.I32, ValType.I64, ValType.I32], results: [ValType.I32] }),
+    fetch: m.importFunction("host", "fetch", { params: [ValType.I32, ValType.I64], results: [ValType.I64] }),
+    lockContended: m.importFunction("host", "lockContended", { params: [ValType.I32], results: [] }),
+    wakeSleeper: m.importFunction("host", "wakeSleeper", { params: [ValType.I32], results: [] }),
+  };
 }
 
 /** Access kinds as passed to the translate import (same numbering as vcpu/tlb.ts AccessKind). */
@@ -80,6 +106,11 @@ export abstract class WasmSem implements Sem {
   private readonly mirrorFlag: number;
   /** Mirrored stores since the last syncForHost (added to the hart's MIRRORED_STORES slot there). */
   protected readonly mirroredStores: number;
+  /** Address of the mirror lock the current store or atomic holds. */
+  private readonly lockAddress: number;
+  /** Whether plain mirrored stores, and atomics, hold a mirror lock (see sync/strategy.ts). */
+  private readonly storesLock: boolean;
+  private readonly atomicsLock: boolean;
 
   constructor(
     protected readonly f: FunctionBody,
@@ -94,6 +125,10 @@ export abstract class WasmSem implements Sem {
     this.tlbEntry = f.local(ValType.I32);
     this.mirrorFlag = f.local(ValType.I32);
     this.mirroredStores = f.local(ValType.I64);
+    this.lockAddress = f.local(ValType.I32);
+    const mirrored = memory.mirrorOffsets.length > 0;
+    this.storesLock = mirrored && locksStores(memory.sync);
+    this.atomicsLock = mirrored && locksAtomics(memory.sync);
   }
 
   // --- what subclasses provide ------------------------------------------------------------
@@ -257,10 +292,10 @@ export abstract class WasmSem implements Sem {
   // --- memory ------------------------------------------------------------------------------
   /**
    * Emit the software-TLB fast path (see vcpu/tlb.ts): leaves a Cond that is true when the page
-   * of `a` is in the TLB set at `setBase + extra` and the access does not cross the page; tlbEntry
-   * then addresses the entry.
+   * of `a` is in the TLB set at `setBase + extra` and the access does not cross the page (or the
+   * smaller power-of-two `boundary`); tlbEntry then addresses the entry.
    */
-  protected tlbHit(a: Expr, width: number, setBase: number, extra: number): void {
+  protected tlbHit(a: Expr, width: number, setBase: number, extra: number, boundary = 4096): void {
     const f = this.f;
     a();
     f.i64(12).op(Op.i64_shr_u).op(Op.i32_wrap_i64).i32(TLB_ENTRIES - 1).op(Op.i32_and).i32(4).op(Op.i32_shl);
@@ -270,7 +305,7 @@ export abstract class WasmSem implements Sem {
     f.i64(12).op(Op.i64_shr_u).op(Op.i64_eq);
     if (width > 1) {
       a();
-      f.op(Op.i32_wrap_i64).i32(0xfff).op(Op.i32_and).i32(4096 - width).op(Op.i32_le_u).op(Op.i32_and);
+      f.op(Op.i32_wrap_i64).i32(boundary - 1).op(Op.i32_and).i32(boundary - width).op(Op.i32_le_u).op(Op.i32_and);
     }
   }
 
@@ -303,10 +338,46 @@ export abstract class WasmSem implements Sem {
     if (this.memory.perPageProtection) this.f.end();
   }
 
+  /**
+   * Emit `body` (which writes every copy at hostAddr) holding the mirror lock of hostAddr's stripe,
+   * when `locking` and the page is protected. The inline fast path is the mutex protocol of
+   * sync/mutex.ts: cmpxchg 0→1 to take, xchg →0 to release; only contention calls the host.
+   * `body` must not leave the engine: a lock is never held across an exit.
+   */
+  private holdingMirrorLock(locking: boolean, body: () => void): void {
+    if (!locking) return body();
+    const f = this.f;
+    const whenProtected = (emit: () => void) => {
+      if (this.memory.perPageProtection) f.get(this.mirrorFlag).if();
+      emit();
+      if (this.memory.perPageProtection) f.end();
+    };
+    whenProtected(() => {
+      if (this.memory.sync === "global") f.i32(this.memory.lockOffset);
+      else {
+        f.get(this.hostAddr).i32(STRIPE_LINE_SHIFT).op(Op.i32_shr_u).i32(STRIPE_COUNT - 1).op(Op.i32_and);
+        f.i32(LOCK_STRIDE).op(Op.i32_mul).i32(this.memory.lockOffset).op(Op.i32_add);
+      }
+      f.tee(this.lockAddress).i32(FREE).i32(HELD).atomic(AtomicOp.i32_cmpxchg, 4).if();
+      f.get(this.lockAddress).call(this.slow.lockContended);
+      f.end();
+    });
+    body();
+    whenProtected(() => {
+      f.get(this.lockAddress).i32(FREE).atomic(AtomicOp.i32_xchg, 4).i32(CONTENDED).op(Op.i32_eq).if();
+      f.get(this.lockAddress).call(this.slow.wakeSleeper);
+      f.end();
+    });
+  }
+
   /** Emit: on a TLB hit set hostAddr and run `fast`, else run `slowPath`; both leave `resultType`. */
   private tlbAccess(addr: Expr, width: Width, extra: number, resultType: number, fast: () => void, slowPath: () => void): void {
     const a = this.tmp(addr);
-    this.tlbHit(a, width, this.dataTlb, extra);
+    // Under `striped` a store's copies are written under one stripe's lock, so the fast path takes
+    // only stores within one stripe line; the rare line-crossing one goes to the host, which
+    // takes both locks in order.
+    const boundary = extra === TLB_SET_SIZE && this.storesLock && this.memory.sync === "striped" ? 1 << STRIPE_LINE_SHIFT : 4096;
+    this.tlbHit(a, width, this.dataTlb, extra, boundary);
     this.f.if(resultType);
     this.hostAddressFromTlb(a, extra);
     fast();
@@ -333,7 +404,7 @@ export abstract class WasmSem implements Sem {
   store(width: Width, addr: Expr, value: Expr): void {
     const a = this.tmp(addr);
     const v = this.tmp(value);
-    this.tlbAccess(a, width, TLB_SET_SIZE, 0x40, () => {
+    this.tlbAccess(a, width, TLB_SET_SIZE, 0x40, () => this.holdingMirrorLock(this.storesLock, () => {
       this.f.get(this.hostAddr);
       v();
       this.f.mem(STORE_OPS[width]);
@@ -343,7 +414,7 @@ export abstract class WasmSem implements Sem {
         v();
         this.f.mem(STORE_OPS[width], offset);
       });
-    }, () => {
+    }), () => {
       this.syncForHost();
       this.f.get(this.hart);
       a();
@@ -394,54 +465,57 @@ export abstract class WasmSem implements Sem {
       const direct: Partial<Record<AmoKind, Parameters<typeof rmwOpcode>[0]>> = {
         add: "add", swap: "xchg", xor: "xor", and: "and", or: "or",
       };
-      const rmw = direct[kind];
-      if (rmw) {
-        f.get(this.hostAddr);
-        v();
-        f.atomic(rmwOpcode(rmw, wide), width, off);
-        // Each copy takes the same read-modify-write. For commutative operations (add, and, or,
-        // xor) the copies converge whatever the interleaving of harts; swap needs the sync
-        // strategies of sync/ to stay identical under races (see DESIGN.md).
-        this.mirrored((offset) => {
+      // Under every strategy but `none` the whole read-modify-write of every copy holds the
+      // stripe's lock (see locksAtomics for why the commutative ones too).
+      this.holdingMirrorLock(this.atomicsLock, () => {
+        const rmw = direct[kind];
+        if (rmw) {
           f.get(this.hostAddr);
           v();
-          f.atomic(rmwOpcode(rmw, wide), width, offset).op(Op.drop);
-        });
-      } else {
-        // min/max have no wasm instruction: compare-and-swap until no other hart intervened.
-        const old = this.temp();
-        const seen = this.temp();
-        const operand = (e: Expr) => (wide ? e : kind.endsWith("u") ? this.zext32(e) : this.sext32(e));
-        const keepOld: Cond = {
-          min: this.ltS(operand(() => f.get(old)), operand(v)),
-          max: this.geS(operand(() => f.get(old)), operand(v)),
-          minu: this.ltU(operand(() => f.get(old)), operand(v)),
-          maxu: this.geU(operand(() => f.get(old)), operand(v)),
-        }[kind as "min" | "max" | "minu" | "maxu"];
-        f.get(this.hostAddr).atomic(wide ? AtomicOp.i64_load : AtomicOp.i64_load32_u, width, off).set(old);
-        f.loop();
-        f.get(this.hostAddr).get(old);
-        f.get(old);
-        v();
-        keepOld();
-        f.op(Op.select);
-        f.atomic(rmwOpcode("cmpxchg", wide), width, off);
-        // cmpxchg returns what memory held; equal to `old` means our value went in.
-        f.tee(seen).get(old).op(Op.i64_ne).if();
-        f.get(seen).set(old).br(1);
-        f.end();
-        f.end();
-        // Our value is in the primary: copy it to the mirrors.
-        this.mirrored((offset) => {
-          f.get(this.hostAddr);
+          f.atomic(rmwOpcode(rmw, wide), width, off);
+          // Each copy takes the same read-modify-write. Without a lock (`none`) commutative ones
+          // (add, and, or, xor) still converge among themselves; a racing swap does not.
+          this.mirrored((offset) => {
+            f.get(this.hostAddr);
+            v();
+            f.atomic(rmwOpcode(rmw, wide), width, offset).op(Op.drop);
+          });
+        } else {
+          // min/max have no wasm instruction: compare-and-swap until no other hart intervened.
+          const old = this.temp();
+          const seen = this.temp();
+          const operand = (e: Expr) => (wide ? e : kind.endsWith("u") ? this.zext32(e) : this.sext32(e));
+          const keepOld: Cond = {
+            min: this.ltS(operand(() => f.get(old)), operand(v)),
+            max: this.geS(operand(() => f.get(old)), operand(v)),
+            minu: this.ltU(operand(() => f.get(old)), operand(v)),
+            maxu: this.geU(operand(() => f.get(old)), operand(v)),
+          }[kind as "min" | "max" | "minu" | "maxu"];
+          f.get(this.hostAddr).atomic(wide ? AtomicOp.i64_load : AtomicOp.i64_load32_u, width, off).set(old);
+          f.loop();
+          f.get(this.hostAddr).get(old);
           f.get(old);
           v();
           keepOld();
           f.op(Op.select);
-          f.atomic(wide ? AtomicOp.i64_store : AtomicOp.i64_store32, width, offset);
-        });
-        f.get(old);
-      }
+          f.atomic(rmwOpcode("cmpxchg", wide), width, off);
+          // cmpxchg returns what memory held; equal to `old` means our value went in.
+          f.tee(seen).get(old).op(Op.i64_ne).if();
+          f.get(seen).set(old).br(1);
+          f.end();
+          f.end();
+          // Our value is in the primary: copy it to the mirrors.
+          this.mirrored((offset) => {
+            f.get(this.hostAddr);
+            f.get(old);
+            v();
+            keepOld();
+            f.op(Op.select);
+            f.atomic(wide ? AtomicOp.i64_store : AtomicOp.i64_store32, width, offset);
+          });
+          f.get(old);
+        }
+      });
       if (!wide) f.op(Op.i64_extend32_s);
     };
   }
@@ -473,23 +547,25 @@ export abstract class WasmSem implements Sem {
       f.get(this.hart).mem(Op.i64_load, HartSlot.RES_ADDR);
       a();
       f.op(Op.i64_eq).if(ValType.I64);
-      f.get(this.hart).mem(Op.i64_load, HartSlot.RES_VALUE).set(expected);
-      f.get(this.hostAddr).get(expected);
-      v();
-      f.atomic(rmwOpcode("cmpxchg", width === 8), width);
-      f.get(expected).op(Op.i64_ne).op(Op.i64_extend_i32_u);
-      if (this.memory.mirrorOffsets.length > 0) {
-        // Stored (result 0): the mirrors take the value too.
-        const result = this.temp();
-        f.tee(result).op(Op.i64_eqz).if();
-        this.mirrored((offset) => {
-          f.get(this.hostAddr);
-          v();
-          f.atomic(width === 8 ? AtomicOp.i64_store : AtomicOp.i64_store32, width, offset);
-        });
-        f.end();
-        f.get(result);
-      }
+      this.holdingMirrorLock(this.atomicsLock, () => {
+        f.get(this.hart).mem(Op.i64_load, HartSlot.RES_VALUE).set(expected);
+        f.get(this.hostAddr).get(expected);
+        v();
+        f.atomic(rmwOpcode("cmpxchg", width === 8), width);
+        f.get(expected).op(Op.i64_ne).op(Op.i64_extend_i32_u);
+        if (this.memory.mirrorOffsets.length > 0) {
+          // Stored (result 0): the mirrors take the value too.
+          const result = this.temp();
+          f.tee(result).op(Op.i64_eqz).if();
+          this.mirrored((offset) => {
+            f.get(this.hostAddr);
+            v();
+            f.atomic(width === 8 ? AtomicOp.i64_store : AtomicOp.i64_store32, width, offset);
+          });
+          f.end();
+          f.get(result);
+        }
+      });
       f.else().i64(1).end();
       f.get(this.hart).i64(-1).mem(Op.i64_store, HartSlot.RES_ADDR);
     };
