@@ -1,0 +1,242 @@
+/**
+ * Multi-core mirror consistency (sync/): the mutex, the stripe table, the pause gate, the engine's
+ * locked stores and atomics under every strategy, and each strategy's guarantee measured with the
+ * race stress tester (`kmemvisor stress`) on the racy and the data-race-free guest.
+ */
+import test from "ava";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { Worker } from "node:worker_threads";
+import { Machine } from "../hypervisor/machine.ts";
+import { planBoot } from "../hypervisor/boot.ts";
+import { parseElf } from "../hypervisor/elf.ts";
+import { compareCopies } from "../mirror/copies.ts";
+import { computeLayout, LOCK_STRIDE, STRIPE_COUNT, type SyncStrategy } from "../shared-mem/layout.ts";
+import { CONTENDED, FREE, HELD, Mutex, unlockWord } from "../sync/mutex.ts";
+import { lockAddressOf, MirrorLocks, stripeOf } from "../sync/stripes.ts";
+import { locksAtomics, locksStores, parseSyncStrategy, SYNC_STRATEGIES } from "../sync/strategy.ts";
+import { GUESTS, kmemvisor } from "./helpers/cli.ts";
+
+const STRATEGIES: SyncStrategy[] = ["none", "atomic", "striped", "global"];
+
+// --- the mutex -----------------------------------------------------------------------------------
+test("mutex: free → held → free; a second acquirer waits; release of a contended word notifies", (t) => {
+  const words = new Int32Array(new SharedArrayBuffer(16));
+  const m = new Mutex(words, 1);
+  t.true(m.tryAcquire());
+  t.is(words[1], HELD);
+  t.false(m.tryAcquire(), "not re-entrant: a held mutex cannot be taken again");
+  m.release();
+  t.is(words[1], FREE);
+  t.is(m.with(() => words[1]), HELD, "held while the body runs");
+  t.is(words[1], FREE, "released after it");
+  t.throws(() => m.with(() => { throw new Error("boom"); }), { message: "boom" });
+  t.is(words[1], FREE, "released when the body throws");
+  // A word left CONTENDED by a sleeper is released to FREE (and the sleeper notified).
+  words[1] = CONTENDED;
+  unlockWord(words, 1);
+  t.is(words[1], FREE);
+});
+
+async function countWithWorkers(useLock: boolean, workers: number, rounds: number): Promise<number> {
+  const buffer = new SharedArrayBuffer(64);
+  const started = Array.from({ length: workers }, () =>
+    new Promise<void>((resolve, reject) => {
+      const w = new Worker(new URL("./helpers/mutex-worker.mjs", import.meta.url), {
+        workerData: { buffer, lockIndex: 0, counterIndex: 4, rounds, useLock },
+      });
+      w.on("message", () => resolve());
+      w.on("error", reject);
+    }),
+  );
+  await Promise.all(started);
+  return new Float64Array(buffer)[4]!;
+}
+
+test("mutex: three threads incrementing a plain counter under it lose no update", async (t) => {
+  const rounds = 20_000;
+  t.is(await countWithWorkers(true, 3, rounds), 3 * rounds);
+});
+
+// --- the stripe table ----------------------------------------------------------------------------
+const mirroredLayout = (sync: SyncStrategy) => computeLayout({ ramSize: 1 << 20, copies: 2, spareFrames: 4, harts: 2, sync });
+
+test("stripes: padded lock words, neighbouring lines get neighbouring locks, pages their own set", (t) => {
+  const layout = mirroredLayout("striped");
+  t.is(LOCK_STRIDE, 64, "each lock word alone in a 64-byte host cache line");
+  t.is(lockAddressOf(layout, 0) , layout.lockOffset);
+  t.is(lockAddressOf(layout, 64) - lockAddressOf(layout, 0), LOCK_STRIDE, "the next line, the next lock");
+  t.is(stripeOf(63), stripeOf(0), "one line, one stripe");
+  // The 64 lines of a page take 64 distinct locks, and the next 63 pages take 64·63 others.
+  const seen = new Set<number>();
+  for (let line = 0; line < STRIPE_COUNT; line++) seen.add(stripeOf(line * 64));
+  t.is(seen.size, STRIPE_COUNT, "64 consecutive pages cover the table without collisions");
+  t.is(lockAddressOf(mirroredLayout("global"), 0x12345), mirroredLayout("global").lockOffset, "global: one lock");
+  t.true(layout.hartOffset(0) >= layout.lockOffset + STRIPE_COUNT * LOCK_STRIDE, "the table lies before the hart areas");
+  const unmirrored = computeLayout({ ramSize: 1 << 20, copies: 1, spareFrames: 0, harts: 1 });
+  t.is(unmirrored.hartOffset(0), unmirrored.lockOffset, "an unmirrored VM has no lock table");
+});
+
+test("stripes: which writes lock under which strategy, and the locks they hold", (t) => {
+  for (const sync of STRATEGIES) {
+    const layout = mirroredLayout(sync);
+    const memory = new WebAssembly.Memory({ initial: layout.totalBytes / 65536, maximum: layout.totalBytes / 65536, shared: true });
+    const words = new Int32Array(memory.buffer);
+    const locks = new MirrorLocks(memory.buffer, layout);
+    const heldWords = () => {
+      const held: number[] = [];
+      for (let s = 0; s < STRIPE_COUNT; s++) if (words[(layout.lockOffset + s * LOCK_STRIDE) >> 2] !== FREE) held.push(s);
+      return held;
+    };
+    // A store of 8 bytes at 0x1003c crosses from line 0x400 into line 0x401: both stripes.
+    const duringStore = locks.forStore(0x1003c, 8, heldWords);
+    const duringAtomic = locks.forAtomic(0x10040, 8, heldWords);
+    const expectedStore = locksStores(sync) ? (sync === "global" ? [0] : [0x400, 0x401]) : [];
+    const expectedAtomic = locksAtomics(sync) ? (sync === "global" ? [0] : [0x401]) : [];
+    t.deepEqual(duringStore, expectedStore, `${sync}: locks held by a line-crossing store`);
+    t.deepEqual(duringAtomic, expectedAtomic, `${sync}: locks held by an atomic`);
+    t.deepEqual(heldWords(), [], `${sync}: all released`);
+  }
+  // A range over the last line of the table and the first: both stripes (taken in ascending order).
+  const layout = mirroredLayout("striped");
+  const memory = new WebAssembly.Memory({ initial: layout.totalBytes / 65536, maximum: layout.totalBytes / 65536, shared: true });
+  const locks = new MirrorLocks(memory.buffer, layout);
+  const words = new Int32Array(memory.buffer);
+  const order: number[] = [];
+  locks.holding((STRIPE_COUNT - 1) * 64 + 60, 8, () => {
+    for (let s = 0; s < STRIPE_COUNT; s++) if (words[(layout.lockOffset + s * LOCK_STRIDE) >> 2] !== FREE) order.push(s);
+  });
+  t.deepEqual(order, [0, STRIPE_COUNT - 1], "the range over the last and first stripes holds both");
+});
+
+test("sync strategies: parsing and what each locks", (t) => {
+  t.deepEqual([...SYNC_STRATEGIES], STRATEGIES);
+  t.is(parseSyncStrategy("striped"), "striped");
+  t.throws(() => parseSyncStrategy("fast"), { message: /--sync must be one of none, atomic, striped, global/ });
+  t.deepEqual(STRATEGIES.map(locksStores), [false, false, true, true]);
+  t.deepEqual(STRATEGIES.map(locksAtomics), [false, true, true, true]);
+});
+
+// --- the engine under each strategy ----------------------------------------------------------------
+const isaTest = readFileSync(join(GUESTS, "isa-test.elf"));
+
+for (const sync of STRATEGIES) {
+  for (const mirror of ["vm", "ranges"] as const) {
+    test(`engine under --sync ${sync}, --mirror ${mirror}: isa-test passes, copies agree, every lock is released`, async (t) => {
+      const machine = new Machine({
+        ramSize: 4 << 20,
+        harts: 1,
+        copies: 2,
+        mirror: mirror === "vm" ? { kind: "vm" } : { kind: "ranges", ranges: [[0x8000_0000, 0x8020_0000]] },
+        sync,
+        output: () => {},
+      });
+      const image = machine.loadElf(isaTest, "isa-test.elf");
+      machine.start(image.entry);
+      const result = await machine.run({ timeoutMs: 60_000 });
+      t.is(result.reason, "exit");
+      t.is(result.exitCode, 0, "isa-test's 11 499 checks (AMOs, LR/SC, stores of every width) pass");
+      t.deepEqual(compareCopies(machine.memory.buffer, machine.layout, machine.physicalMap), []);
+      const words = new Int32Array(machine.memory.buffer);
+      let held = 0;
+      for (let s = 0; s < STRIPE_COUNT; s++) held += words[(machine.layout.lockOffset + s * LOCK_STRIDE) >> 2] === FREE ? 0 : 1;
+      t.is(held, 0, "no lock word left held");
+      t.true(result.harts[0]!.mirroredStores > 1000, "stores were mirrored");
+    });
+  }
+}
+
+// --- the pause gate --------------------------------------------------------------------------------
+test("pauses: every hart holds still while atPause runs (2 harts in workers), then runs on", async (t) => {
+  const machine = new Machine({ ramSize: 16 << 20, harts: 2, copies: 2, mirror: { kind: "vm" }, sync: "striped", workers: true, output: () => {} });
+  const elf = readFileSync(join(GUESTS, "race.elf"));
+  const plan = planBoot(machine, { bios: "none", kernel: { name: "race.elf", bytes: elf } });
+  const iterations = parseElf(elf, "race.elf").symbols.get("race_iterations")!;
+  machine.writeRam(Number(iterations), new Uint8Array(8)); // 0: run until stopped
+  machine.start(plan.start, BigInt(plan.fdtAddress));
+  const words = new Int32Array(new SharedArrayBuffer(4));
+  const snapshots: boolean[] = [];
+  let pauses = 0;
+  const result = await machine.run({
+    timeoutMs: 60_000,
+    pauses: {
+      everyMs: 50,
+      atPause: () => {
+        pauses++;
+        const before = Buffer.from(machine.readRam(0x8000_0000, 1 << 20));
+        Atomics.wait(words, 0, 0, 20); // the harts would have run ~a million instructions meanwhile
+        const after = Buffer.from(machine.readRam(0x8000_0000, 1 << 20));
+        snapshots.push(before.equals(after));
+        return pauses >= 5 ? "stop" : "continue";
+      },
+    },
+  });
+  t.is(pauses, 5);
+  t.deepEqual(snapshots, [true, true, true, true, true], "guest RAM did not change during any pause");
+  t.is(result.reason, "exit");
+  t.true(result.harts.every((h) => h.instructions > 100_000), "both harts ran between pauses");
+});
+
+// --- each strategy's guarantee, measured by the stress tester --------------------------------------
+interface StressJson {
+  rounds: number;
+  divergentWords: number;
+  findings: { words: { address: number; values: string[] }[] }[];
+  run: { reason: string };
+}
+
+async function stress(guest: string, sync: SyncStrategy, seconds: number): Promise<{ status: number | null; report: StressJson; stderr: string }> {
+  const r = await kmemvisor(
+    ["stress", join(GUESTS, guest), "--sync", sync, "--smp", "2", "--duration", String(seconds), "--interval", "100", "--seed", "7", "--json"],
+    { killAfterMs: (seconds + 60) * 1000 },
+  );
+  return { status: r.status, report: JSON.parse(r.stdout.trim().split("\n").pop()!) as StressJson, stderr: r.stderr };
+}
+
+test("stress --sync none finds divergent words on the racy guest (the detector works), exit 1", async (t) => {
+  const { status, report, stderr } = await stress("race.elf", "none", 4);
+  t.true(report.divergentWords > 0, `no divergence found in ${report.rounds} rounds: ${stderr}`);
+  t.is(status, 1);
+  const word = report.findings[0]!.words[0]!;
+  t.true(word.address >= 0x8000_0000, "reported with its guest-physical address");
+  t.not(word.values[0], word.values[1], "and the differing values of its copies");
+});
+
+test("stress --sync atomic finds divergent words on the racy guest: plain-store races are not its promise", async (t) => {
+  const { report } = await stress("race.elf", "atomic", 4);
+  t.true(report.divergentWords > 0, `rounds ${report.rounds}`);
+});
+
+test("stress --sync none finds divergent words even on the data-race-free guest (racing swaps and SCs)", async (t) => {
+  const { report } = await stress("race-drf.elf", "none", 4);
+  t.true(report.divergentWords > 0, `rounds ${report.rounds}`);
+});
+
+for (const [guest, sync] of [["race.elf", "striped"], ["race.elf", "global"], ["race-drf.elf", "atomic"]] as const) {
+  test(`stress --sync ${sync} finds no divergence on ${guest}, exit 0`, async (t) => {
+    const { status, report, stderr } = await stress(guest, sync, 6);
+    t.is(report.divergentWords, 0, stderr);
+    t.true(report.rounds >= 10, `only ${report.rounds} rounds`);
+    t.is(status, 0);
+  });
+}
+
+test("stress with --iterations: the guest finishes, its counters agree under every strategy", async (t) => {
+  for (const guest of ["race.elf", "race-drf.elf"]) {
+    for (const sync of STRATEGIES) {
+      const r = await kmemvisor(["stress", join(GUESTS, guest), "--sync", sync, "--iterations", "300", "--seed", "3"], { killAfterMs: 60_000 });
+      t.regex(r.stdout, /counters agree/, `${guest} --sync ${sync}: ${r.stderr}`);
+      t.true(r.status === 0 || (r.status === 1 && sync !== "striped" && sync !== "global"), `${guest} --sync ${sync}: status ${r.status}`);
+    }
+  }
+});
+
+test("stress: bad flags and bad guests are usage and input errors", async (t) => {
+  t.is((await kmemvisor(["stress", "--sync", "fast"])).status, 64);
+  t.is((await kmemvisor(["stress", "--nmr", "1"])).status, 64);
+  t.is((await kmemvisor(["stress", "--duration", "-1"])).status, 64);
+  t.is((await kmemvisor(["stress", "no-such.elf"])).status, 66);
+  const notElf = await kmemvisor(["stress", join(GUESTS, "..", "Makefile")]);
+  t.is(notElf.status, 65, notElf.stderr);
+  t.is((await kmemvisor(["run", "--sync", "sometimes", join(GUESTS, "hello.elf")])).status, 64);
+});
