@@ -6,6 +6,7 @@
  *   npm run bench -- qemu cpubound 5       # one guest, 5 rounds
  *   npm run bench -- mirror                # mirror overhead: --mirror vm vs off, side by side
  *   npm run bench -- smp parallel-sum      # aggregate MIPS on 1 and 2 harts
+ *   npm run bench -- sync                  # cost of each --sync strategy against none, 1 and 2 harts
  *
  * Both emulators are timed as whole processes (start-up included, so neither is favoured);
  * kmemvisor's in-VM MIPS (from --json, start-up excluded) is printed too. Guest instruction
@@ -135,13 +136,41 @@ function smpScaling(guests: string[], rounds: number): void {
   }
 }
 
+/**
+ * The mirror sync strategies' cost: each guest on 1 and 2 harts, mirrored (NMR 2), under every
+ * strategy, interleaved round by round; in-VM time, ratios against `none` of the same hart count.
+ */
+function syncCost(guests: string[], rounds: number): void {
+  const strategies = ["none", "atomic", "striped", "global"];
+  console.log(`rounds: ${rounds} (median of in-VM wall time); --mirror vm --nmr 2; time relative to --sync none`);
+  console.log("guest                harts" + strategies.map((s) => s.padStart(16)).join(""));
+  for (const guest of guests) {
+    const elf = guestElf(guest);
+    for (const harts of [1, 2]) {
+      const times = new Map<string, number[]>(strategies.map((s) => [s, []]));
+      for (let round = 0; round < rounds; round++) {
+        for (const sync of strategies) {
+          times.get(sync)!.push(kmemvisor(elf, ["--smp", String(harts), "--mirror", "vm", "--sync", sync]).vmMs!);
+        }
+      }
+      const base = median(times.get("none")!);
+      const cells = strategies.map((s) => {
+        const ms = median(times.get(s)!);
+        return (s === "none" ? `${ms.toFixed(0)} ms` : `${ms.toFixed(0)} ms ${(ms / base).toFixed(2)}x`).padStart(16);
+      });
+      console.log(guest.padEnd(21) + String(harts).padStart(5) + cells.join(""));
+    }
+  }
+}
+
 function main(): void {
   const [suite = "qemu", only, roundsText] = process.argv.slice(2);
   const rounds = Number(roundsText ?? 3);
   if (suite === "qemu") compareWithQemu(only ? [only] : GUESTS, rounds);
   else if (suite === "mirror") mirrorOverhead(only ? [only] : GUESTS, rounds);
   else if (suite === "smp") smpScaling(only ? [only] : ["parallel-sum"], rounds);
-  else throw new Error(`unknown benchmark suite "${suite}": qemu, mirror or smp`);
+  else if (suite === "sync") syncCost(only ? [only] : ["parallel-fill", "race-drf", "parallel-sum"], rounds);
+  else throw new Error(`unknown benchmark suite "${suite}": qemu, mirror, smp or sync`);
 }
 
 main();

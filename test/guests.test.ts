@@ -34,7 +34,7 @@ test("the guest list is what the README describes", (t) => {
       `${name}.elf has no guests/expected/${name}.out: record its QEMU output, or list it in ELSEWHERE`,
     );
   }
-  t.deepEqual(all.filter(isFullSize), ["cpubound", "memstress", "parallel-sum", "seqread", "seqwrite"]);
+  t.deepEqual(all.filter(isFullSize), ["cpubound", "memstress", "parallel-fill", "parallel-sum", "seqread", "seqwrite"]);
 });
 
 for (const name of guests.filter((n) => n in OUTPUT || existsSync(join(EXPECTED, `${n}.out`)))) {

@@ -146,6 +146,17 @@ for (const sync of STRATEGIES) {
   }
 }
 
+test("parallel-fill-small (every hart storing) on 2 harts under every strategy: QEMU's output", async (t) => {
+  const expected = readFileSync(join(GUESTS, "..", "expected", "parallel-fill-small.out"), "latin1");
+  for (const sync of STRATEGIES) {
+    const r = await kmemvisor(["run", join(GUESTS, "parallel-fill-small.elf"), "--smp", "2", "--mirror", "vm", "--sync", sync, "--timeout", "60"], {
+      killAfterMs: 90_000,
+    });
+    t.is(r.stdout, expected, `--sync ${sync}: ${r.stderr}`);
+    t.is(r.status, 0);
+  }
+});
+
 // --- the pause gate --------------------------------------------------------------------------------
 test("pauses: every hart holds still while atPause runs (2 harts in workers), then runs on", async (t) => {
   const machine = new Machine({ ramSize: 16 << 20, harts: 2, copies: 2, mirror: { kind: "vm" }, sync: "striped", workers: true, output: () => {} });
