@@ -169,7 +169,7 @@ function main(): void {
   if (suite === "qemu") compareWithQemu(only ? [only] : GUESTS, rounds);
   else if (suite === "mirror") mirrorOverhead(only ? [only] : GUESTS, rounds);
   else if (suite === "smp") smpScaling(only ? [only] : ["parallel-sum"], rounds);
-  else if (suite === "sync") syncCost(only ? [only] : ["parallel-fill", "race-drf", "parallel-sum"], rounds);
+  else if (suite === "sync") syncCost(only ? [only] : ["parallel-fill", "parallel-sum"], rounds);
   else throw new Error(`unknown benchmark suite "${suite}": qemu, mirror, smp or sync`);
 }
 

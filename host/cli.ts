@@ -14,7 +14,7 @@ import { parseMirrorPolicy, type MirrorPolicy } from "../mirror/policy.ts";
 import { RAM_BASE } from "../shared-mem/layout.ts";
 import { existsSync, writeFileSync } from "node:fs";
 import { parseMemorySize, parsePositiveInteger, parseSeconds } from "./sizes.ts";
-import { parseSyncStrategy, SYNC_GUARANTEES, SYNC_STRATEGIES } from "../sync/strategy.ts";
+import { DEFAULT_SYNC, parseSyncStrategy, SYNC_GUARANTEES, SYNC_STRATEGIES } from "../sync/strategy.ts";
 import { DEFAULT_STRESS_GUEST, formatStressReport, runStress, type StressProgress } from "./stress.ts";
 import { SingleBar } from "cli-progress";
 import { randomBytes } from "node:crypto";
@@ -362,7 +362,7 @@ function syncOption(): Option {
     "how mirror copies stay identical when harts race: " + SYNC_STRATEGIES.map((s) => `${s} = ${SYNC_GUARANTEES[s]}`).join("; "),
   )
     .choices(SYNC_STRATEGIES)
-    .default("striped");
+    .default(DEFAULT_SYNC);
 }
 
 interface StressFlags {

@@ -45,7 +45,7 @@ export interface MachineConfig {
   mirror?: MirrorPolicy;
   /** Spare frames for recovery (default 64 when mirrored, none otherwise). */
   spareFrames?: number;
-  /** How the copies stay identical when harts race (sync/strategy.ts; default `none`). */
+  /** How the copies stay identical when harts race (sync/strategy.ts; default `striped`). */
   sync?: SyncStrategy;
   /**
    * Run each hart in its own worker thread (the default for `kmemvisor run`). Otherwise all harts

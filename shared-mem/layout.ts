@@ -111,6 +111,8 @@ export const HART_AREA_SIZE = alignUp(TLB_OFFSET + TLB_SETS * TLB_SET_SIZE, PAGE
  * `global` (one mutex).
  */
 export type SyncStrategy = "none" | "atomic" | "striped" | "global";
+/** The default: correct for every guest, racy or not (see sync/strategy.ts for what it costs). */
+export const DEFAULT_SYNC: SyncStrategy = "striped";
 
 /**
  * Mirror locks: one i32 mutex word per stripe, each alone in a 64-byte host cache line so that
@@ -130,7 +132,7 @@ export interface LayoutOptions {
   /** Spare frames reserved for recovery. */
   spareFrames: number;
   harts: number;
-  /** Multi-core consistency of the copies (default `none`; irrelevant with one copy). */
+  /** Multi-core consistency of the copies (default DEFAULT_SYNC; irrelevant with one copy). */
   sync?: SyncStrategy;
 }
 
@@ -196,7 +198,7 @@ export function computeLayout(options: LayoutOptions): MemoryLayout {
     poisonOffset,
     protectionOffset,
     lockOffset,
-    sync: options.sync ?? "none",
+    sync: options.sync ?? DEFAULT_SYNC,
     hartOffset: (hart) => hartsOffset + hart * HART_AREA_SIZE,
     controlOffset,
     totalBytes,

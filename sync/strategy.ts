@@ -5,9 +5,9 @@
  * Engines and host code ask the two questions below; the lock words and their numbering are in
  * sync/stripes.ts, the protocol in sync/mutex.ts.
  */
-import type { SyncStrategy } from "../shared-mem/layout.ts";
+import { DEFAULT_SYNC, type SyncStrategy } from "../shared-mem/layout.ts";
 
-export type { SyncStrategy };
+export { DEFAULT_SYNC, type SyncStrategy };
 
 export const SYNC_STRATEGIES: readonly SyncStrategy[] = ["none", "atomic", "striped", "global"];
 
