@@ -349,6 +349,7 @@ export function buildProgram(): Command {
     .addOption(new Option("--interval <MS>", "milliseconds between pauses").default("200"))
     .option("--seed <N>", "seed of the guest's operation streams (default: random, printed)")
     .option("--iterations <N>", "iterations per hart, after which the guest checks its counters and exits (default: until stopped)")
+    .option("--stop-on-divergence", "end the run at the first pause that finds a divergent word")
     .option("--json", "print the report as JSON to stdout")
     .action(async (file: string | undefined, flags: StressFlags) => {
       process.exitCode = await stressCommand(file ?? DEFAULT_STRESS_GUEST, flags);
@@ -375,6 +376,7 @@ interface StressFlags {
   interval: string;
   seed?: string;
   iterations?: string;
+  stopOnDivergence?: boolean;
   json?: boolean;
 }
 
@@ -414,6 +416,7 @@ async function stressCommand(guest: string, flags: StressFlags): Promise<number>
   try {
     report = await runStress({
       guest, harts, copies, ramSize, durationMs, rounds, intervalMs, seed, iterations,
+      stopOnDivergence: flags.stopOnDivergence === true,
       sync: parseSyncStrategy(flags.sync),
       progress,
       output: (bytes) => process.stdout.write(bytes),

@@ -33,6 +33,8 @@ export interface StressOptions {
   rounds?: number;
   /** Time between pauses. */
   intervalMs: number;
+  /** End the run at the first round that finds a divergent word. */
+  stopOnDivergence?: boolean;
   /** Written to the guest's race_seed (when it has one). */
   seed: bigint;
   /** Written to the guest's race_iterations: iterations per hart; 0 (the default) = until stopped. */
@@ -118,6 +120,7 @@ export async function runStress(options: StressOptions): Promise<StressReport> {
       everyMs: options.intervalMs,
       atPause: (elapsedMs) => {
         look(elapsedMs);
+        if (options.stopOnDivergence && divergentWords > 0) return "stop";
         return options.rounds !== undefined && round >= options.rounds ? "stop" : "continue";
       },
     },

@@ -11,7 +11,7 @@ import { Cause, Exit, ExitRequest } from "./exits.ts";
 import { CSR_WRITE_FLAG, LOAD_SIGNED_FLAG } from "./wasm/wasm-sem.ts";
 import { ACCESS_FAULT, ramPhysicalMemory, translate, type PhysicalMemory } from "./mmu.ts";
 import { AccessKind, Tlb } from "./tlb.ts";
-import { setPendingInterrupts } from "./interrupts.ts";
+import { requestEngineReturn, setPendingInterrupts } from "./interrupts.ts";
 import type { AccessWidth } from "../hypervisor/devices/device.ts";
 import { lockWordContended } from "../sync/mutex.ts";
 import { MirrorLocks } from "../sync/stripes.ts";
@@ -158,7 +158,7 @@ export class Hart {
 
   /** Ask the engine to return at the next instruction boundary (stop, interrupt). */
   requestReturn(): void {
-    Atomics.store(this.words, (this.base + HartSlot.EXIT_REQUEST) >> 2, ExitRequest.Return);
+    requestEngineReturn(this.words, this.base);
   }
 
   reset(entry: bigint, a0: bigint, a1: bigint): void {

@@ -15,14 +15,24 @@ export function setPendingInterrupts(words: Int32Array, hartBase: number, mask: 
     if (next === old) return false;
     if (Atomics.compareExchange(words, index, old, next) === old) break;
   }
-  Atomics.store(words, (hartBase + HartSlot.EXIT_REQUEST) >> 2, ExitRequest.Return);
+  requestEngineReturn(words, hartBase);
   Atomics.notify(words, index);
   return true;
 }
 
+/**
+ * Ask the hart's engine to return after the current instruction. Only over None: a Trap request
+ * the hart's own slow path has just made must not be turned into "finish the instruction" by
+ * another thread (the faulting access would then complete as if it had succeeded). A trap makes
+ * the engine return anyway, and the hart looks at interrupts and the stop and pause flags then.
+ */
+export function requestEngineReturn(words: Int32Array, hartBase: number): void {
+  Atomics.compareExchange(words, (hartBase + HartSlot.EXIT_REQUEST) >> 2, ExitRequest.None, ExitRequest.Return);
+}
+
 /** Make a hart's engine return soon and wake it from WFI (used to stop the VM). */
 export function kickHart(words: Int32Array, hartBase: number): void {
-  Atomics.store(words, (hartBase + HartSlot.EXIT_REQUEST) >> 2, ExitRequest.Return);
+  requestEngineReturn(words, hartBase);
   Atomics.notify(words, (hartBase + HartSlot.MIP) >> 2);
 }
 
