@@ -15,7 +15,7 @@ import { RAM_BASE } from "../shared-mem/layout.ts";
 import { existsSync, writeFileSync } from "node:fs";
 import { parseMemorySize, parsePositiveInteger, parseSeconds } from "./sizes.ts";
 import { DEFAULT_SYNC, parseSyncStrategy, SYNC_GUARANTEES, SYNC_STRATEGIES } from "../sync/strategy.ts";
-import { DEFAULT_STRESS_GUEST, formatStressReport, runStress, type StressProgress } from "./stress.ts";
+import { DEFAULT_STRESS_GUEST, formatStressReport, runStress, type StressProgress } from "../sync/race-stress.ts";
 import { SingleBar } from "cli-progress";
 import { randomBytes } from "node:crypto";
 

@@ -4,7 +4,7 @@
  *
  * A hart holds only between engine calls, never inside an instruction, so no mirror lock is held
  * and every store it made has reached every copy: what the copies show then is what they keep.
- * (The stress tester compares them there; sync/ holds the mechanism, host/stress.ts the use.)
+ * (The race stress tester, sync/race-stress.ts, compares them there.)
  */
 import { ControlSlot, type MemoryLayout } from "../shared-mem/layout.ts";
 import { kickHart } from "../vcpu/interrupts.ts";
