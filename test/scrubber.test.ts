@@ -8,21 +8,23 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Machine } from "../hypervisor/machine.ts";
 import { compareCopies } from "../mirror/copies.ts";
-import { RAM_BASE } from "../shared-mem/layout.ts";
+import { RAM_BASE, type SyncStrategy } from "../shared-mem/layout.ts";
 import { EXPECTED, GUESTS, kmemvisor } from "./helpers/cli.ts";
 
 const DATA = RAM_BASE + 0x30_0000;
 
-function machineWithData(copies: number): Machine {
-  const machine = new Machine({ ramSize: 8 << 20, harts: 1, copies });
+function machineWithData(copies: number, sync: SyncStrategy = "striped"): Machine {
+  const machine = new Machine({ ramSize: 8 << 20, harts: 1, copies, sync });
   machine.writeRam(DATA, Uint8Array.from({ length: 4096 }, (_, i) => (i * 13) & 0xff));
   return machine;
 }
 
 const clean = (m: Machine) => compareCopies(m.memory.buffer, m.layout, m.physicalMap);
 
-test("NMR 3: a flipped bit in the primary is voted down and repaired", (t) => {
-  const machine = machineWithData(3);
+// Under striped and global the scrubber looks under the word's mirror lock, otherwise it looks again.
+for (const sync of ["none", "atomic", "striped", "global"] as const) {
+test(`NMR 3: a flipped bit in the primary is voted down and repaired (--sync ${sync})`, (t) => {
+  const machine = machineWithData(3, sync);
   machine.injectSdc(DATA + 0x123, 5, 0);
   t.is(clean(machine).length, 2, "both mirrors now differ from the primary");
   const findings = machine.scrubber.pass();
@@ -33,6 +35,7 @@ test("NMR 3: a flipped bit in the primary is voted down and repaired", (t) => {
   t.is(machine.readRam(DATA + 0x123, 1)[0], (0x123 * 13) & 0xff, "the primary holds the original byte again");
   t.deepEqual(machine.scrubber.stats(), { passes: 1, mismatches: 1, repaired: 1, undecidable: 0 });
 });
+}
 
 test("NMR 3: a flipped bit in a mirror copy is repaired too", (t) => {
   const machine = machineWithData(3);
