@@ -23,18 +23,18 @@ const clean = (m: Machine) => compareCopies(m.memory.buffer, m.layout, m.physica
 
 // Under striped and global the scrubber looks under the word's mirror lock, otherwise it looks again.
 for (const sync of ["none", "atomic", "striped", "global"] as const) {
-test(`NMR 3: a flipped bit in the primary is voted down and repaired (--sync ${sync})`, (t) => {
-  const machine = machineWithData(3, sync);
-  machine.injectSdc(DATA + 0x123, 5, 0);
-  t.is(clean(machine).length, 2, "both mirrors now differ from the primary");
-  const findings = machine.scrubber.pass();
-  t.is(findings.length, 1);
-  t.is(findings[0]!.address, DATA + 0x120);
-  t.true(findings[0]!.repaired);
-  t.deepEqual(clean(machine), []);
-  t.is(machine.readRam(DATA + 0x123, 1)[0], (0x123 * 13) & 0xff, "the primary holds the original byte again");
-  t.deepEqual(machine.scrubber.stats(), { passes: 1, mismatches: 1, repaired: 1, undecidable: 0 });
-});
+  test(`NMR 3: a flipped bit in the primary is voted down and repaired (--sync ${sync})`, (t) => {
+    const machine = machineWithData(3, sync);
+    machine.injectSdc(DATA + 0x123, 5, 0);
+    t.is(clean(machine).length, 2, "both mirrors now differ from the primary");
+    const findings = machine.scrubber.pass();
+    t.is(findings.length, 1);
+    t.is(findings[0]!.address, DATA + 0x120);
+    t.true(findings[0]!.repaired);
+    t.deepEqual(clean(machine), []);
+    t.is(machine.readRam(DATA + 0x123, 1)[0], (0x123 * 13) & 0xff, "the primary holds the original byte again");
+    t.deepEqual(machine.scrubber.stats(), { passes: 1, mismatches: 1, repaired: 1, undecidable: 0 });
+  });
 }
 
 test("NMR 3: a flipped bit in a mirror copy is repaired too", (t) => {
