@@ -123,6 +123,8 @@ export function formatStats(result: RunResult): string {
   if (m.copies > 1 || m.injected > 0) {
     const latency = m.recoveries > 0 ? `, mean recovery latency ${(m.recoveryMicroseconds / m.recoveries).toFixed(0)} µs` : "";
     const mirrored = result.harts.reduce((sum, h) => sum + h.mirroredStores, 0);
+    const contended = result.harts.reduce((sum, h) => sum + h.contendedLocks, 0);
+    if (m.copies > 1) lines.push(`sync: ${m.sync}, ${contended} contended mirror-lock acquisition(s)`);
     lines.push(`memory: ${m.copies} cop${m.copies === 1 ? "y" : "ies"}, ${mirrored} mirrored stores, ${m.injected} failure(s) injected, ${m.recoveries} page(s) recovered${latency}, ${m.sparesUsed} spare frame(s) used`);
     const s = m.scrub;
     if (s.passes > 0) lines.push(`scrubber: ${s.passes} pass(es), ${s.mismatches} mismatch(es), ${s.repaired} repaired by vote, ${s.undecidable} undecidable`);

@@ -34,6 +34,7 @@ export interface HartTaskResult {
   instructions: number;
   wfiMilliseconds: number;
   mirroredStores: number;
+  contendedLocks: number;
   /** The guest faulted beyond repair (reported like the inline run loop does). */
   fault?: string;
   /** An internal error: message, stack and the pc where it happened. */
@@ -101,7 +102,7 @@ export function runHart(task: HartTask): HartTaskResult {
   const go = (layout.controlOffset + ControlSlot.GO) >> 2;
   while (Atomics.load(words, go) === 0 && Atomics.load(words, stopIndex) === 0) Atomics.wait(words, go, 0, 100);
 
-  const result: HartTaskResult = { hart: task.hart, instructions: 0, wfiMilliseconds: 0, mirroredStores: 0 };
+  const result: HartTaskResult = { hart: task.hart, instructions: 0, wfiMilliseconds: 0, mirroredStores: 0, contendedLocks: 0 };
   const pauseGate = new PauseGate(words, layout);
   try {
     while (Atomics.load(words, stopIndex) === 0) {
@@ -117,6 +118,7 @@ export function runHart(task: HartTask): HartTaskResult {
   result.instructions = hart.retired;
   result.wfiMilliseconds = hart.wfiMilliseconds;
   result.mirroredStores = hart.mirroredStores;
+  result.contendedLocks = hart.contendedLocks;
   return result;
 }
 

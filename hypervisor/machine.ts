@@ -60,6 +60,8 @@ export interface HartStats {
   wfiMilliseconds: number;
   /** Stores the engine also wrote to the mirror copies. */
   mirroredStores: number;
+  /** Mirror-lock acquisitions that found the lock held (see --sync). */
+  contendedLocks: number;
 }
 
 export interface RunResult {
@@ -72,7 +74,7 @@ export interface RunResult {
   wallMilliseconds: number;
   harts: HartStats[];
   /** Mirroring and recovery: copies kept, failures injected, pages recovered, their latency, scrubbing. */
-  memory: RecoveryStats & { copies: number; injected: number; scrub: ScrubStats };
+  memory: RecoveryStats & { copies: number; sync: SyncStrategy; injected: number; scrub: ScrubStats };
   /** What the scrubber found and did, one line each. */
   scrubReports: string[];
 }
@@ -297,7 +299,7 @@ export class Machine implements MachineControl {
   }
 
   private memoryStats(): RunResult["memory"] {
-    return { copies: this.layout.copies, injected: this.injected, ...this.recovery.stats(), scrub: this.scrubber.stats() };
+    return { copies: this.layout.copies, sync: this.layout.sync, injected: this.injected, ...this.recovery.stats(), scrub: this.scrubber.stats() };
   }
 
   /** Inject the failures whose time has come (`elapsedMs` since the harts started); returns those left. */
@@ -480,6 +482,7 @@ export class Machine implements MachineControl {
         instructions: r?.instructions ?? 0,
         wfiMilliseconds: r?.wfiMilliseconds ?? 0,
         mirroredStores: r?.mirroredStores ?? 0,
+        contendedLocks: r?.contendedLocks ?? 0,
       })),
     };
   }
@@ -554,7 +557,7 @@ export class Machine implements MachineControl {
       wallMilliseconds: performance.now() - started,
       memory: this.memoryStats(),
       scrubReports: this.scrubReports,
-      harts: this.harts.map((h) => ({ hart: h.id, instructions: h.retired, wfiMilliseconds: h.wfiMilliseconds, mirroredStores: h.mirroredStores })),
+      harts: this.harts.map((h) => ({ hart: h.id, instructions: h.retired, wfiMilliseconds: h.wfiMilliseconds, mirroredStores: h.mirroredStores, contendedLocks: h.contendedLocks })),
     };
   }
 

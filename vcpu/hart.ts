@@ -71,6 +71,8 @@ export class Hart {
   get mirroredStores(): number {
     return Number(this.view.getBigUint64(this.base + HartSlot.MIRRORED_STORES, true)) + this.slowMirroredStores;
   }
+  /** Times this hart found a mirror lock held and had to spin or sleep for it (sync/mutex.ts). */
+  contendedLocks = 0;
   /** Mirrored stores made by the host slow paths (the engine counts its own in shared memory). */
   private slowMirroredStores = 0;
   /** Set by access() for stores: whether the page is protected (its stores reach the mirrors). */
@@ -110,7 +112,10 @@ export class Hart {
         csr: (_hart: number, csr: number, kind: number, value: bigint) => this.csrAccess(csr, kind, value),
         translate: (_hart: number, addr: bigint, kind: number) => this.translateForAtomic(addr, kind as AccessKind),
         fetch: (_hart: number, pc: bigint) => this.slowFetch(pc),
-        lockContended: (lockAddress: number) => lockWordContended(this.words, lockAddress >> 2),
+        lockContended: (lockAddress: number) => {
+          this.contendedLocks++;
+          lockWordContended(this.words, lockAddress >> 2);
+        },
         wakeSleeper: (lockAddress: number) => void Atomics.notify(this.words, lockAddress >> 2, 1),
       },
     });
