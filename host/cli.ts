@@ -17,6 +17,8 @@ import { parseMemorySize, parsePositiveInteger, parseSeconds } from "./sizes.ts"
 import { DEFAULT_SYNC, parseSyncStrategy, SYNC_GUARANTEES, SYNC_STRATEGIES } from "../sync/strategy.ts";
 import { DEFAULT_STRESS_GUEST, formatStressReport, runStress, type StressProgress } from "../sync/race-stress.ts";
 import { SingleBar } from "cli-progress";
+import { DEFAULT_JIT_THRESHOLD, defaultEngineName, ENGINES } from "../vcpu/jit.ts";
+import type { EngineChoice } from "../vcpu/hart.ts";
 import { randomBytes } from "node:crypto";
 
 export const ExitStatus = { Timeout: 124, GuestFault: 70, Usage: 64, BadInput: 65, NoInput: 66 } as const;
@@ -40,6 +42,8 @@ interface RunFlags {
   mirror: string;
   nmr: string;
   sync: string;
+  engine: string;
+  jitThreshold: string;
   inject: string[];
   scrub?: string;
   vm?: string[];
@@ -157,6 +161,7 @@ function prepareVm(file: string | undefined, flags: RunFlags, label: string, out
   const drive = flags.drive === undefined ? undefined : usage(() => parseDrive(flags.drive!));
   const { policy, copies } = usage(() => parseMirroring(String(flags.mirror), String(flags.nmr)));
   const sync = usage(() => parseSyncStrategy(String(flags.sync)));
+  const engine = usage(() => parseEngine(flags));
   const injections = usage(() =>
     flags.inject.flatMap((spec) => {
       const random = parseRandomInjection(spec);
@@ -186,6 +191,7 @@ function prepareVm(file: string | undefined, flags: RunFlags, label: string, out
     copies,
     mirror: policy,
     sync,
+    engine,
     output,
     workers: true,
     onDeviceError: (message) => process.stderr.write(`kmemvisor: ${label}virtio-blk: ${message}\n`),
@@ -230,7 +236,10 @@ function prefixedOutput(name: string): (bytes: Uint8Array) => void {
   };
 }
 
-const VM_FILE_KEYS = new Set(["name", "kernel", "smp", "memory", "bios", "drive", "append", "timeout", "mirror", "nmr", "sync", "inject", "scrub", "stats", "json"]);
+const VM_FILE_KEYS = new Set([
+  "name", "kernel", "smp", "memory", "bios", "drive", "append", "timeout", "mirror", "nmr", "sync", "engine", "jitThreshold",
+  "inject", "scrub", "stats", "json",
+]);
 
 /** `--vm FILE`: a JSON object whose keys are run's long flags (e.g. {"kernel": "x.elf", "smp": 2, "mirror": "vm"}). */
 function readVmFile(path: string, defaults: RunFlags): { name: string; flags: RunFlags } {
@@ -316,6 +325,8 @@ export function buildProgram(): Command {
     )
     .addOption(new Option("--nmr <N>", "copies of mirrored memory, 2 to 5 (primary included)").default("2"))
     .addOption(syncOption())
+    .addOption(engineOption())
+    .addOption(new Option("--jit-threshold <N>", "interpreted jumps within a page before --engine jit compiles it").default(String(DEFAULT_JIT_THRESHOLD)))
     .addOption(
       new Option(
         "--inject <SPEC>",
@@ -357,6 +368,21 @@ export function buildProgram(): Command {
       process.exitCode = await stressCommand(file ?? DEFAULT_STRESS_GUEST, flags);
     });
   return program;
+}
+
+function engineOption(): Option {
+  return new Option("--engine <ENGINE>", "interp = the interpreter alone; jit = hot pages translated to WebAssembly")
+    .choices(ENGINES)
+    .default(defaultEngineName());
+}
+
+/** The engine flags of a VM. */
+function parseEngine(flags: { engine: string; jitThreshold: string }): EngineChoice {
+  if (!(ENGINES as readonly string[]).includes(flags.engine)) throw new RangeError(`--engine must be one of ${ENGINES.join(", ")}, got "${flags.engine}"`);
+  if (flags.engine === "interp") return { kind: "interp" };
+  const text = String(flags.jitThreshold);
+  if (!/^\d+$/.test(text)) throw new RangeError(`--jit-threshold must be a whole number, got "${text}"`);
+  return { kind: "jit", threshold: Number(text) };
 }
 
 function syncOption(): Option {

@@ -5,7 +5,7 @@
  * through its MMIO mailbox to the main thread.
  */
 import { computeLayout, ControlSlot, type LayoutOptions } from "../shared-mem/layout.ts";
-import { Hart, GuestFault } from "../vcpu/hart.ts";
+import { Hart, GuestFault, type EngineChoice } from "../vcpu/hart.ts";
 import { setPendingInterrupts } from "../vcpu/interrupts.ts";
 import { MmioMailboxClient } from "../sync/mailbox.ts";
 import { PauseGate } from "../sync/pause.ts";
@@ -19,6 +19,7 @@ export interface HartTask {
   memory: WebAssembly.Memory;
   layout: LayoutOptions;
   interpreter: WebAssembly.Module;
+  engine: EngineChoice;
   /** Whether the engine was built to test a per-page mirror bit (Machine.perPageProtection). */
   perPageProtection: boolean;
   hart: number;
@@ -74,6 +75,7 @@ export function runHart(task: HartTask): HartTaskResult {
     memory: task.memory,
     layout,
     interpreter: task.interpreter,
+    engine: task.engine,
     mmioRead: (addr, width) => (inClint(addr) ? clint.read(addr - CLINT_BASE, width) : mailbox.read(addr, width)),
     mmioWrite: (addr, width, value) => {
       if (!inClint(addr)) return mailbox.write(addr, width, value);

@@ -8,8 +8,10 @@ import { kickHart } from "../vcpu/interrupts.ts";
 import { MmioMailboxServer } from "../sync/mailbox.ts";
 import { PauseGate } from "../sync/pause.ts";
 import type { HartTask, HartTaskResult } from "./hart-worker.ts";
-import { Hart, GuestFault, type HartEnvironment } from "../vcpu/hart.ts";
+import { Hart, GuestFault, type EngineChoice, type HartEnvironment } from "../vcpu/hart.ts";
 import { buildInterpreterModule } from "../vcpu/interpreter.ts";
+import { engineMemoryOf } from "../vcpu/wasm/wasm-sem.ts";
+import { DEFAULT_JIT_THRESHOLD, defaultEngineName } from "../vcpu/jit.ts";
 import { Bus } from "./bus.ts";
 import { Clint } from "./devices/clint.ts";
 import type { AccessWidth, MachineControl } from "./devices/device.ts";
@@ -47,6 +49,8 @@ export interface MachineConfig {
   spareFrames?: number;
   /** How the copies stay identical when harts race (sync/strategy.ts; default `striped`). */
   sync?: SyncStrategy;
+  /** The execution engine (vcpu/hart.ts EngineChoice; default: the interpreter alone). */
+  engine?: EngineChoice;
   /**
    * Run each hart in its own worker thread (the default for `kmemvisor run`). Otherwise all harts
    * take turns on the calling thread, which tests use to inspect harts directly.
@@ -123,6 +127,7 @@ export class Machine implements MachineControl {
   private stopped = false;
   private readonly workers: boolean;
   private readonly interpreter: WebAssembly.Module;
+  readonly engine: EngineChoice;
   private readonly words: Int32Array;
   private startState: { pc: bigint; a1: bigint; a2: bigint } | undefined;
   private outputBuffer: number[] = [];
@@ -188,18 +193,10 @@ export class Machine implements MachineControl {
     }
 
     const pages = this.layout.totalBytes / 65536;
+    this.engine = config.engine ?? (defaultEngineName() === "jit" ? { kind: "jit", threshold: DEFAULT_JIT_THRESHOLD } : { kind: "interp" });
+    const heat = this.engine.kind === "jit" ? { heatOffset: this.layout.heatOffset, threshold: this.engine.threshold } : undefined;
     const interpreter = (this.interpreter = new WebAssembly.Module(
-      buildInterpreterModule(
-        {
-          ramSize: this.layout.ramSize,
-          ramOffset: this.layout.ramOffset,
-          mirrorOffsets: mirrorOffsetsOf(this.layout),
-          perPageProtection: this.perPageProtection,
-          sync: this.layout.sync,
-          lockOffset: this.layout.lockOffset,
-        },
-        pages,
-      ),
+      buildInterpreterModule(engineMemoryOf(this.layout, this.perPageProtection), pages, heat),
     ));
     const env: HartEnvironment = {
       memory: this.memory,
@@ -212,6 +209,7 @@ export class Machine implements MachineControl {
       recoverPage: (page, who) => this.recoverPage(page, who),
       hypercall: (args) => this.mirrorControl.hypercall(args),
       perPageProtection: this.perPageProtection,
+      engine: this.engine,
     };
     this.harts = Array.from({ length: config.harts }, (_, id) => new Hart(id, env));
   }
@@ -382,6 +380,7 @@ export class Machine implements MachineControl {
         memory: this.memory,
         layout: this.layoutOptions(),
         interpreter: this.interpreter,
+        engine: this.engine,
         perPageProtection: this.perPageProtection,
         hart,
         ...start,

@@ -8,6 +8,7 @@ import { mirrorOffsetsOf, PAGE_SIZE, type MemoryLayout } from "../shared-mem/lay
 import { MachineCheck, hostOffsetOf, type PhysicalMap } from "../shared-mem/p2m.ts";
 import { DmaError, type DmaMemory } from "../hypervisor/devices/virtio-blk.ts";
 import { MirrorLocks } from "../sync/stripes.ts";
+import { CodeMap } from "../shared-mem/code-pages.ts";
 
 export class GuestDmaMemory implements DmaMemory {
   private readonly bytes: Uint8Array;
@@ -15,6 +16,8 @@ export class GuestDmaMemory implements DmaMemory {
   private readonly mirrors: readonly number[];
   /** Device writes take the mirror locks as hart stores do, so a racing hart cannot split copies. */
   private readonly locks: MirrorLocks;
+  /** Device writes over translated guest code make it stale, as hart stores do. */
+  private readonly codeMap: CodeMap;
 
   constructor(
     buffer: ArrayBufferLike,
@@ -26,6 +29,7 @@ export class GuestDmaMemory implements DmaMemory {
     this.view = new DataView(buffer);
     this.mirrors = mirrorOffsetsOf(layout);
     this.locks = new MirrorLocks(buffer, layout);
+    this.codeMap = new CodeMap(buffer, layout);
   }
 
   /** Host offset of one guest-physical byte run that stays inside a page. */
@@ -63,6 +67,7 @@ export class GuestDmaMemory implements DmaMemory {
   write(gpa: number, data: Uint8Array): void {
     this.pieces(gpa, data.length, (host, at, n) => {
       const piece = data.subarray(at, at + n);
+      this.codeMap.invalidateRange(host, n);
       // Copies first, primary last: guests read only the primary, so a guest that sees the new
       // data (an HTIF reply, a used-ring index) and at once overwrites it cannot be overtaken by
       // our late write to a mirror, which would leave the copies different.

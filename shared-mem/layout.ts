@@ -6,6 +6,7 @@
  *   p2m                    guest-physical page -> host frame table (u32 per page)
  *   poison map             one byte per host frame of every copy (DUE injection)
  *   protection map         one byte per guest page: mirrored (protected) or not
+ *   code map, heat         one i32 each per host frame of copy 0 (the translator: vcpu/jit.ts)
  *   mirror locks           STRIPE_COUNT padded mutex words (sync/stripes.ts), mirrored VMs only
  *   hart areas             one HART_AREA_SIZE block per hart: registers, decode cache, TLB
  *   control block          VM-wide run state (stop flag, exit code, MMIO doorbell) and CLINT state
@@ -149,6 +150,14 @@ export interface MemoryLayout extends LayoutOptions {
   poisonOffset: number;
   /** One byte per guest page: non-zero = protected (stores mirrored, recoverable, scrubbed). */
   protectionOffset: number;
+  /**
+   * One i32 per host frame (copy 0, spares included): bit 0 set while some hart holds code
+   * translated from the frame (stores to it then take the slow path, which invalidates), bits 1..
+   * the frame's code generation, bumped by every invalidation (shared-mem/code-pages.ts).
+   */
+  codeMapOffset: number;
+  /** One i32 per host frame: how often the interpreter jumped within it (hot pages get compiled). */
+  heatOffset: number;
   /** First mirror-lock word (STRIPE_COUNT of them, LOCK_STRIDE apart; none when unmirrored). */
   lockOffset: number;
   /** The strategy, defaulted. */
@@ -181,7 +190,10 @@ export function computeLayout(options: LayoutOptions): MemoryLayout {
   const poisonOffset = p2mOffset + p2mBytes;
   const poisonBytes = alignUp((copyStride / PAGE_SIZE) * copies, PAGE_SIZE);
   const protectionOffset = poisonOffset + poisonBytes;
-  const lockOffset = protectionOffset + alignUp(ramSize / PAGE_SIZE, PAGE_SIZE);
+  const codeMapOffset = protectionOffset + alignUp(ramSize / PAGE_SIZE, PAGE_SIZE);
+  const frameTableBytes = alignUp((copyStride / PAGE_SIZE) * 4, PAGE_SIZE);
+  const heatOffset = codeMapOffset + frameTableBytes;
+  const lockOffset = heatOffset + frameTableBytes;
   const hartsOffset = lockOffset + (copies > 1 ? STRIPE_COUNT * LOCK_STRIDE : 0);
   const controlOffset = hartsOffset + harts * HART_AREA_SIZE;
   const totalBytes = alignUp(controlOffset + CONTROL_BLOCK_SIZE, WASM_PAGE);
@@ -197,6 +209,8 @@ export function computeLayout(options: LayoutOptions): MemoryLayout {
     p2mOffset,
     poisonOffset,
     protectionOffset,
+    codeMapOffset,
+    heatOffset,
     lockOffset,
     sync: options.sync ?? DEFAULT_SYNC,
     hartOffset: (hart) => hartsOffset + hart * HART_AREA_SIZE,

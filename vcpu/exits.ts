@@ -15,6 +15,10 @@ export const Exit = {
   Sret: 6,
   Wfi: 7,
   SfenceVma: 8,
+  /** FENCE.I: the host checks the hart's translated pages against memory (vcpu/jit.ts). */
+  FenceI: 9,
+  /** Translated code reached pc, an address it holds no translation for: interpret from there. */
+  NotTranslated: 10,
 } as const;
 export type Exit = (typeof Exit)[keyof typeof Exit];
 

@@ -15,6 +15,16 @@ import { requestEngineReturn, setPendingInterrupts } from "./interrupts.ts";
 import type { AccessWidth } from "../hypervisor/devices/device.ts";
 import { lockWordContended } from "../sync/mutex.ts";
 import { MirrorLocks } from "../sync/stripes.ts";
+import { CodeMap } from "../shared-mem/code-pages.ts";
+import { Jit, type JitOptions } from "./jit.ts";
+import { engineMemoryOf } from "./wasm/wasm-sem.ts";
+
+/**
+ * Which engine runs the hart: the interpreter alone, or the translator for hot pages with the
+ * interpreter for the rest (vcpu/jit.ts). The interpreter module must have been built to match
+ * (with heat counting for the translator).
+ */
+export type EngineChoice = { kind: "interp" } | ({ kind: "jit" } & JitOptions);
 
 /** What a hart needs from the machine around it. */
 export interface HartEnvironment {
@@ -39,6 +49,8 @@ export interface HartEnvironment {
   hypercall?(args: readonly bigint[]): bigint[] | undefined;
   /** The engine tests a per-page mirror bit in store TLB entries (see EngineMemory). */
   readonly perPageProtection: boolean;
+  /** Default: the interpreter alone. */
+  readonly engine?: EngineChoice;
 }
 
 /** Raised when the guest cannot make progress: the VM stops and reports it. */
@@ -59,6 +71,10 @@ export class Hart {
   private readonly view: DataView;
   private readonly words: Int32Array;
   private readonly engine: EngineExports;
+  /** The translator's host side, under `--engine jit`. */
+  readonly jit: Jit | undefined;
+  /** Frames holding translated code (shared by every hart of the VM), under `--engine jit`. */
+  private readonly codeMap: CodeMap | undefined;
   private readonly tlb: Tlb;
   private readonly physical: PhysicalMemory;
   /** Host distance to each mirror copy (empty when unmirrored). */
@@ -104,7 +120,7 @@ export class Hart {
         this.requestReturn();
       },
     });
-    const instance = new WebAssembly.Instance(env.interpreter, {
+    const imports = {
       env: { memory: env.memory },
       host: {
         load: (_hart: number, addr: bigint, widthAndSign: number) => this.slowLoad(addr, widthAndSign),
@@ -118,8 +134,25 @@ export class Hart {
         },
         wakeSleeper: (lockAddress: number) => void Atomics.notify(this.words, lockAddress >> 2, 1),
       },
-    });
+    };
+    const instance = new WebAssembly.Instance(env.interpreter, imports);
     this.engine = instance.exports as unknown as EngineExports;
+    const engine = env.engine ?? { kind: "interp" };
+    if (engine.kind === "jit") {
+      this.codeMap = new CodeMap(env.memory.buffer, env.layout);
+      this.jit = new Jit(
+        {
+          memory: env.memory,
+          layout: env.layout,
+          engineMemory: engineMemoryOf(env.layout, env.perPageProtection),
+          imports,
+          hartBase: this.base,
+          codeMap: this.codeMap,
+          flushOwnTlb: () => this.tlb.flushAll(),
+        },
+        engine,
+      );
+    }
     this.setSlot(HartSlot.RES_ADDR, -1n);
     this.priv = Priv.M;
   }
@@ -186,7 +219,9 @@ export class Hart {
       this.takePendingInterrupt();
       if (Atomics.exchange(this.words, (this.base + HartSlot.TLB_SHOOTDOWN) >> 2, 0) !== 0) this.tlb.flushAll();
       this.selectTlbSets();
-      const exit = this.engine.run(this.base, budget - (this.retired - start));
+      const remaining = budget - (this.retired - start);
+      const translated = this.jit?.lookup();
+      const exit = translated ? translated(this.base, remaining) : this.engine.run(this.base, remaining);
       this.retired += Number(this.view.getBigUint64(this.base + HartSlot.RETIRED, true));
       this.view.setBigUint64(this.base + HartSlot.RETIRED, 0n, true);
       const request = Atomics.exchange(this.words, (this.base + HartSlot.EXIT_REQUEST) >> 2, ExitRequest.None);
@@ -199,6 +234,14 @@ export class Hart {
           break;
         case Exit.Trap:
           this.trap(this.slot(HartSlot.TRAP_CAUSE), this.slot(HartSlot.TRAP_TVAL));
+          break;
+        case Exit.NotTranslated:
+          this.jit?.missed();
+          break;
+        case Exit.FenceI:
+          this.jit?.fenceI();
+          this.pc = this.pc + 4n; // FENCE.I has no compressed form
+          this.retireHostInstruction();
           break;
         default:
           this.system(exit);
@@ -404,6 +447,11 @@ export class Hart {
         if (t.fault !== undefined) return { fault: t.fault };
         const host = this.physical.hostOffset(t.paddr);
         if (host < 0) return t.paddr;
+        if (kind === AccessKind.Store && this.codeMap?.invalidate(host >>> 12)) {
+          // A store into translated code: every hart's translation of the page is now stale. Leave
+          // the engine after this instruction, which may be running that very code.
+          this.requestReturn();
+        }
         const mirrored = kind === AccessKind.Store && this.isProtected(t.paddr);
         this.tlb.fill(priv, kind, vaddr, host & ~0xfff, mirrored && this.env.perPageProtection);
         // Without per-page protection the engine mirrors every page it stores to, and so do we.

@@ -18,8 +18,18 @@ import { importSlowPaths, WasmSem, type EngineMemory, type SlowPathFunctions } f
 
 const X = HartSlot.X;
 
+/** What the interpreter does for the translator (vcpu/jit.ts) when the VM runs `--engine jit`. */
+export interface HeatOptions {
+  /** Host offset of the heat table (one i32 per host frame, layout.heatOffset). */
+  heatOffset: number;
+  /** Jumps within a frame after which the interpreter returns so that the host compiles it. */
+  threshold: number;
+}
+
 interface InterpreterLocals {
   budget: number;
+  /** Host address of the page being fetched from, or -1 when the host fetched (no frame known). */
+  fetchHost: number;
   retired: number;
   pc: number;
   npc: number;
@@ -29,6 +39,8 @@ interface InterpreterLocals {
   rs1Addr: number;
   rs2Addr: number;
   imm: number;
+  heatAddr: number;
+  heatValue: number;
 }
 
 class InterpreterSem extends WasmSem {
@@ -39,6 +51,7 @@ class InterpreterSem extends WasmSem {
     hart: number,
     dataTlb: number,
     private readonly l: InterpreterLocals,
+    private readonly heat: HeatOptions | undefined,
   ) {
     super(f, memory, slow, hart, dataTlb);
   }
@@ -68,6 +81,22 @@ class InterpreterSem extends WasmSem {
   jump(target: Expr): void {
     target();
     this.f.set(this.l.npc);
+    if (!this.heat) return;
+    // Count the jump against the frame it is made in; when the frame is hot, return after this
+    // instruction so that the host runs (or compiles) its translation.
+    const f = this.f;
+    f.get(this.l.fetchHost).i32(0).op(Op.i32_ge_s).if();
+    f.get(this.l.fetchHost).i32(10).op(Op.i32_shr_u).i32(this.heat.heatOffset).op(Op.i32_add).tee(this.l.heatAddr);
+    f.get(this.l.heatAddr).mem(Op.i32_load).i32(1).op(Op.i32_add).tee(this.l.heatValue).mem(Op.i32_store);
+    f.get(this.l.heatValue).i32(this.heat.threshold).op(Op.i32_ge_s).if();
+    this.returnAfterThisInstruction();
+    f.end();
+    f.end();
+  }
+
+  override fenceI(): void {
+    // Under the translator the host checks the hart's translated pages against memory.
+    if (this.heat) this.exitAtCurrent(Exit.FenceI);
   }
 
   syncForHost(): void {
@@ -105,7 +134,7 @@ class InterpreterSem extends WasmSem {
 }
 
 /** Generate the interpreter module for a VM with this RAM placement. */
-export function buildInterpreterModule(memory: EngineMemory, memoryPages: number): Uint8Array<ArrayBuffer> {
+export function buildInterpreterModule(memory: EngineMemory, memoryPages: number, heat?: HeatOptions): Uint8Array<ArrayBuffer> {
   const m = new ModuleBuilder();
   m.importSharedMemory("env", "memory", memoryPages);
   const slow = importSlowPaths(m);
@@ -124,14 +153,17 @@ export function buildInterpreterModule(memory: EngineMemory, memoryPages: number
     rs1Addr: f.local(ValType.I32),
     rs2Addr: f.local(ValType.I32),
     imm: f.local(ValType.I64),
+    fetchHost: f.local(ValType.I32),
+    heatAddr: f.local(ValType.I32),
+    heatValue: f.local(ValType.I32),
   };
   const entry = f.local(ValType.I32);
   const fetchTlb = f.local(ValType.I32);
   const dataTlb = f.local(ValType.I32);
   const fetchPage = f.local(ValType.I64);
   const fetchOffset = f.local(ValType.I64);
-  const fetchHost = f.local(ValType.I32);
-  const s = new InterpreterSem(f, memory, slow, hart, dataTlb, l);
+  const fetchHost = l.fetchHost;
+  const s = new InterpreterSem(f, memory, slow, hart, dataTlb, l, heat);
 
   f.get(hart).mem(Op.i64_load, HartSlot.PC).set(l.pc);
   // The host chose the TLB sets for the current privilege before this call (vcpu/tlb.ts).
@@ -140,6 +172,7 @@ export function buildInterpreterModule(memory: EngineMemory, memoryPages: number
   // No cached fetch page yet: pc - (pc + 8192) wraps to 2^64 - 8192, so the first fetch misses.
   // Afterwards the locals always hold a valid mapping (only host code flushes, between calls).
   f.get(l.pc).i64(8192).op(Op.i64_add).set(fetchPage);
+  f.i32(-1).set(fetchHost);
   f.loop();
   {
     // Budget: leave between instructions with nothing pending.
@@ -163,6 +196,10 @@ export function buildInterpreterModule(memory: EngineMemory, memoryPages: number
     f.get(s.hostAddressLocal).mem(Op.i32_load);
     f.else();
     s.syncForHost();
+    // The host fetched (MMIO, a page-crossing instruction): no frame to count heat against, and
+    // the cached fetch page must not be used with it.
+    f.i32(-1).set(fetchHost);
+    f.get(l.pc).i64(8192).op(Op.i64_add).set(fetchPage);
     f.get(hart).get(l.pc).call(slow.fetch).op(Op.i32_wrap_i64);
     f.get(hart).mem(Op.i32_load, HartSlot.EXIT_REQUEST).i32(ExitRequest.Trap).op(Op.i32_eq).if();
     s.exitAtCurrent(Exit.Trap);

@@ -3,7 +3,7 @@
  * where operands live and how the engine leaves; everything an instruction *does* (arithmetic,
  * memory fast paths, atomics) is emitted here, once.
  */
-import { HartSlot, LOCK_STRIDE, STRIPE_COUNT, STRIPE_LINE_SHIFT, TLB_ENTRIES, TLB_SET_SIZE, type SyncStrategy } from "../../shared-mem/layout.ts";
+import { HartSlot, LOCK_STRIDE, mirrorOffsetsOf, type MemoryLayout, STRIPE_COUNT, STRIPE_LINE_SHIFT, TLB_ENTRIES, TLB_SET_SIZE, type SyncStrategy } from "../../shared-mem/layout.ts";
 import { CONTENDED, FREE, HELD } from "../../sync/mutex.ts";
 import { locksAtomics, locksStores } from "../../sync/strategy.ts";
 import { Cause, Exit, ExitRequest } from "../exits.ts";
@@ -36,6 +36,18 @@ export interface EngineMemory {
   sync: SyncStrategy;
   /** Host offset of the mirror lock table (MemoryLayout.lockOffset). */
   lockOffset: number;
+}
+
+/** What the engines of a VM with this layout must know of it. */
+export function engineMemoryOf(layout: MemoryLayout, perPageProtection: boolean): EngineMemory {
+  return {
+    ramSize: layout.ramSize,
+    ramOffset: layout.ramOffset,
+    mirrorOffsets: mirrorOffsetsOf(layout),
+    perPageProtection,
+    sync: layout.sync,
+    lockOffset: layout.lockOffset,
+  };
 }
 
 /** Indices of the host functions an engine module imports (see engine-imports.ts). */

@@ -1,0 +1,226 @@
+/**
+ * The host side of the translator, one per hart: finds the translation of the page the hart is
+ * about to run, compiles hot pages (vcpu/translator.ts), and keeps translations honest when code
+ * changes.
+ *
+ * Heat: the interpreter counts its jumps per host frame in shared memory (layout.heatOffset) and
+ * returns when a frame reaches the threshold; the next lookup compiles it. Pages are keyed by host
+ * frame and virtual page (pc constants are baked in), and entered only through the hart's fetch
+ * TLB, so a translation is used only where the guest may execute that frame.
+ *
+ * Compilation is synchronous but cheap: V8 instantiates a module with its baseline compiler
+ * (Liftoff) in well under a millisecond per page and optimises hot functions with TurboFan on
+ * background threads, swapping the code in when ready — so the hart never waits for the slow
+ * compiler.
+ *
+ * Changed code: the shared code map (shared-mem/code-pages.ts) keeps frames with translations out
+ * of every store TLB, so any store to them (from any hart, or DMA) takes a slow path that bumps
+ * the frame's generation; a translation whose generation is stale is dropped at the next lookup.
+ * FENCE.I compares every translated page with memory, which also catches a store that another
+ * hart made through a store-TLB entry it had not yet dropped when the page was compiled.
+ */
+import { HartSlot, PAGE_SIZE, TLB_ENTRIES, TLB_ENTRY_SIZE, type MemoryLayout } from "../shared-mem/layout.ts";
+import type { CodeMap } from "../shared-mem/code-pages.ts";
+import { translatePage } from "./translator.ts";
+import type { EngineMemory } from "./wasm/wasm-sem.ts";
+import { requestTlbShootdown } from "./interrupts.ts";
+
+/** Interpreted jumps within a frame before it is compiled. */
+export const DEFAULT_JIT_THRESHOLD = 2000;
+/** After this many recompilations (for newly found entries) a page keeps what it has. */
+const MAX_RECOMPILES = 16;
+/** A page whose code keeps being overwritten is left to the interpreter. */
+const MAX_INVALIDATIONS = 8;
+
+export const ENGINES = ["interp", "jit"] as const;
+export type EngineName = (typeof ENGINES)[number];
+
+/**
+ * The engine a VM gets when none is named: KMEMVISOR_ENGINE if set (so that a whole test suite
+ * can be run on either engine), else the interpreter.
+ */
+export function defaultEngineName(): EngineName {
+  const chosen = process.env.KMEMVISOR_ENGINE;
+  if (chosen === undefined || chosen === "") return "interp";
+  if (!(ENGINES as readonly string[]).includes(chosen)) {
+    throw new RangeError(`KMEMVISOR_ENGINE must be one of ${ENGINES.join(", ")}, got "${chosen}"`);
+  }
+  return chosen as EngineName;
+}
+
+export interface JitOptions {
+  /** Jumps within a frame before it is compiled (0: compile every page on first sight). */
+  threshold: number;
+  /** Lockstep (difftest): every instruction is an entry and budget 1 runs exactly one. */
+  lockstep?: boolean;
+}
+
+export interface JitEnvironment {
+  memory: WebAssembly.Memory;
+  layout: MemoryLayout;
+  engineMemory: EngineMemory;
+  /** The imports the hart gives its interpreter: translations call the same slow paths. */
+  imports: WebAssembly.Imports;
+  hartBase: number;
+  codeMap: CodeMap;
+  /** Drop this hart's own TLB (other harts get a shootdown request). */
+  flushOwnTlb(): void;
+}
+
+export type TranslatedRun = (hart: number, budget: number) => number;
+
+interface TranslatedPage {
+  frame: number;
+  vpnLow: number;
+  vpnHigh: number;
+  generation: number;
+  run: TranslatedRun;
+  entries: Set<number>;
+  /** Offsets the guest entered at that the translation lacks (added at the next recompile). */
+  misses: Set<number>;
+  recompiles: number;
+  /** The page's bytes when translated (FENCE.I compares them with memory). */
+  bytes: Uint8Array;
+}
+
+export interface JitStats {
+  pagesCompiled: number;
+  recompiles: number;
+  instructionsTranslated: number;
+  invalidations: number;
+  compileMilliseconds: number;
+}
+
+export class Jit {
+  private readonly u32: Uint32Array;
+  private readonly words: Int32Array;
+  private readonly bytes: Uint8Array;
+  private readonly pages = new Map<number, TranslatedPage>();
+  private readonly invalidationsOf = new Map<number, number>();
+  private readonly memoryPages: number;
+  readonly stats: JitStats = { pagesCompiled: 0, recompiles: 0, instructionsTranslated: 0, invalidations: 0, compileMilliseconds: 0 };
+
+  constructor(private readonly env: JitEnvironment, private readonly options: JitOptions) {
+    this.u32 = new Uint32Array(env.memory.buffer);
+    this.words = new Int32Array(env.memory.buffer);
+    this.bytes = new Uint8Array(env.memory.buffer);
+    this.memoryPages = env.memory.buffer.byteLength / 65536;
+  }
+
+  /**
+   * The translation to run at the hart's pc (after the host chose the TLB sets), compiling the
+   * page when it is hot; undefined when the interpreter must run.
+   */
+  lookup(): TranslatedRun | undefined {
+    const base = this.env.hartBase;
+    const u32 = this.u32;
+    const pcLow = u32[(base + HartSlot.PC) >> 2]!;
+    const pcHigh = u32[(base + HartSlot.PC + 4) >> 2]!;
+    const vpnLow = ((pcLow >>> 12) | (pcHigh << 20)) >>> 0;
+    const vpnHigh = pcHigh >>> 12;
+    const set = this.words[(base + HartSlot.FETCH_TLB) >> 2]!;
+    const entry = (base + set + (vpnLow & (TLB_ENTRIES - 1)) * TLB_ENTRY_SIZE) >> 2;
+    if (u32[entry] !== vpnLow || u32[entry + 1] !== vpnHigh) return undefined; // let the interpreter fill it
+    const frame = ((pcLow & ~0xfff) + u32[entry + 2]!) >>> 12;
+    const codeMap = this.env.codeMap;
+    if (frame >= codeMap.frames) return undefined;
+    let page = this.pages.get(frame);
+    if (page && (page.vpnLow !== vpnLow || page.vpnHigh !== vpnHigh || page.generation !== codeMap.generation(frame))) {
+      if (page.generation !== codeMap.generation(frame)) this.noteInvalidated(frame);
+      this.pages.delete(frame);
+      page = undefined;
+    }
+    const offset = pcLow & 0xfff;
+    if (!page) {
+      if (codeMap.heatOf(frame) < this.options.threshold) return undefined;
+      page = this.compile(frame, vpnLow, vpnHigh, [offset]);
+      if (!page) return undefined;
+    }
+    if (!page.entries.has(offset)) {
+      page = this.enteredAt(page, offset);
+      if (!page) return undefined;
+    }
+    return page.run;
+  }
+
+  /** Translated code found no translation at pc (Exit.NotTranslated): learn the entry. */
+  missed(): void {
+    this.lookup();
+  }
+
+  /** FENCE.I: drop every translation whose page no longer holds the bytes it was made from. */
+  fenceI(): void {
+    for (const page of [...this.pages.values()]) {
+      const now = this.bytes.subarray(page.frame * PAGE_SIZE, (page.frame + 1) * PAGE_SIZE);
+      if (page.generation === this.env.codeMap.generation(page.frame) && Buffer.compare(now, page.bytes) === 0) continue;
+      this.env.codeMap.invalidate(page.frame);
+      this.noteInvalidated(page.frame);
+      this.pages.delete(page.frame);
+    }
+  }
+
+  /** Number of pages this hart holds translations for. */
+  get translatedPages(): number {
+    return this.pages.size;
+  }
+
+  private noteInvalidated(frame: number): void {
+    this.stats.invalidations++;
+    const count = (this.invalidationsOf.get(frame) ?? 0) + 1;
+    this.invalidationsOf.set(frame, count);
+    // Code that rewrites itself over and over is cheaper to interpret than to recompile.
+    if (count >= MAX_INVALIDATIONS) this.env.codeMap.setHeat(frame, -0x4000_0000);
+  }
+
+  /** The guest entered a translated page at an offset it has no entry for. */
+  private enteredAt(page: TranslatedPage, offset: number): TranslatedPage | undefined {
+    page.misses.add(offset);
+    if (page.recompiles >= MAX_RECOMPILES) return undefined;
+    const again = this.compile(page.frame, page.vpnLow, page.vpnHigh, [...page.entries, ...page.misses]);
+    if (again) again.recompiles = page.recompiles + 1;
+    this.stats.recompiles++;
+    return again?.entries.has(offset) ? again : undefined;
+  }
+
+  private compile(frame: number, vpnLow: number, vpnHigh: number, wanted: number[]): TranslatedPage | undefined {
+    const started = performance.now();
+    const codeMap = this.env.codeMap;
+    // Mark first, then read the bytes: a store after the mark reaches a slow path and invalidates.
+    const { generation, newlyMarked } = codeMap.markTranslated(frame);
+    if (newlyMarked) {
+      this.env.flushOwnTlb();
+      for (let h = 0; h < this.env.layout.harts; h++) {
+        const base = this.env.layout.hartOffset(h);
+        if (base !== this.env.hartBase) requestTlbShootdown(this.words, base);
+      }
+    }
+    const bytes = this.bytes.slice(frame * PAGE_SIZE, (frame + 1) * PAGE_SIZE);
+    const virtualPage = ((BigInt(vpnHigh) << 32n) | BigInt(vpnLow)) << 12n;
+    const translation = translatePage(this.env.engineMemory, this.memoryPages, bytes, virtualPage, wanted, {
+      everyInstruction: this.options.lockstep,
+    });
+    if (!translation) {
+      // Nothing translatable where the guest runs (data, or instructions crossing the page end):
+      // let the interpreter cool down on this frame before trying again.
+      codeMap.setHeat(frame, -this.options.threshold);
+      return undefined;
+    }
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(translation.bytes), this.env.imports);
+    const page: TranslatedPage = {
+      frame,
+      vpnLow,
+      vpnHigh,
+      generation,
+      run: (instance.exports as { run: TranslatedRun }).run,
+      entries: new Set(translation.entries),
+      misses: new Set(),
+      recompiles: 0,
+      bytes,
+    };
+    this.pages.set(frame, page);
+    this.stats.pagesCompiled++;
+    this.stats.instructionsTranslated += translation.instructions;
+    this.stats.compileMilliseconds += performance.now() - started;
+    return page;
+  }
+}
