@@ -141,7 +141,13 @@ export class ByteWriter {
   }
 
   bytes(bs: ArrayLike<number>): this {
-    for (let i = 0; i < bs.length; i++) this.byte(bs[i]!);
+    if (this.length + bs.length > this.buf.length) {
+      const bigger = new Uint8Array(Math.max(this.buf.length * 2, this.length + bs.length));
+      bigger.set(this.buf);
+      this.buf = bigger;
+    }
+    this.buf.set(bs, this.length);
+    this.length += bs.length;
     return this;
   }
 
@@ -170,6 +176,8 @@ export class ByteWriter {
   }
 
   s64(value: bigint): this {
+    // The signed LEB128 of a value depends only on the value: small ones take the int32 path.
+    if (value >= -0x8000_0000n && value <= 0x7fff_ffffn) return this.s32(Number(value));
     let v = BigInt.asIntN(64, value);
     for (;;) {
       const b = Number(v & 0x7fn);
