@@ -155,6 +155,8 @@ class TranslatorSem extends WasmSem {
   calledHost = false;
   exitLabel = 0;
   dispatchLabel = 0;
+  /** Entry offset → the depth its block was opened at, while that block is still open. */
+  readonly openEntries = new Map<number, number>();
 
   constructor(
     readonly body: LabelledBody,
@@ -165,6 +167,7 @@ class TranslatorSem extends WasmSem {
     readonly l: TranslatorLocals,
   ) {
     super(body, memory, slow, hart, dataTlb);
+    this.batchLocks = true;
   }
 
   private reg(index: number): Expr {
@@ -197,10 +200,27 @@ class TranslatorSem extends WasmSem {
   }
 
   jump(target: Expr): void {
+    // A static target further down the page is reached by branching out to its entry block,
+    // skipping the dispatch: forward jumps cannot loop, so no budget check is needed.
+    const { d, offset } = this.current;
+    const label = d.name === "jal" || isBranch(d.name) ? this.openEntries.get(offset + d.imm) : undefined;
+    if (label !== undefined) {
+      this.retire(this.pending + 1);
+      this.body.brTo(label);
+      return;
+    }
     target();
     this.f.set(this.l.npc);
     this.retire(this.pending + 1);
     this.body.brTo(this.dispatchLabel);
+  }
+
+  releaseHeld(): void {
+    this.releaseHeldLock();
+  }
+
+  releaseHeldIfWanted(): void {
+    this.releaseHeldLockIfWanted();
   }
 
   /** Leave with `code`, pc = `pc`, after `retiring` more instructions. */
@@ -218,6 +238,7 @@ class TranslatorSem extends WasmSem {
   syncForHost(): void {
     const f = this.f;
     this.calledHost = true;
+    this.releaseHeldLock();
     f.get(this.hart).i64(BigInt.asIntN(64, this.currentPc)).mem(Op.i64_store, HartSlot.PC);
     f.get(this.hart).get(this.l.retired).i32(this.pending).op(Op.i32_add).op(Op.i64_extend_i32_u).mem(Op.i64_store, HartSlot.RETIRED);
     this.flushMirroredStores();
@@ -295,8 +316,11 @@ export function translatePage(
     // Between blocks: out of budget, or another thread wants the hart (interrupt, stop, pause).
     f.get(l.retired).get(l.budget).op(Op.i32_ge_u);
     f.get(hart).mem(Op.i32_load, HartSlot.EXIT_REQUEST).op(Op.i32_or).if();
+    // (The epilogue releases a batched mirror lock.)
     f.i32(Exit.Budget).set(l.exitCode).brTo(s.exitLabel);
     f.end();
+    // A batched mirror lock another hart waits for is let go at the latest here.
+    s.releaseHeldIfWanted();
     // Leaving the page: the host finds the code of the next one.
     f.get(l.npc).i64(BigInt.asIntN(64, virtualPage)).op(Op.i64_sub).tee(pageOffset).i64(PAGE).op(Op.i64_ge_u).if();
     f.i32(Exit.Budget).set(l.exitCode).brTo(s.exitLabel);
@@ -304,7 +328,10 @@ export function translatePage(
 
     f.block(); // $miss
     const missLabel = f.depth;
-    for (let i = 0; i < entries.length; i++) f.block();
+    for (let i = entries.length - 1; i >= 0; i--) {
+      f.block();
+      s.openEntries.set(entries[i]!, f.depth);
+    }
     const labelOf = new Map(entries.map((offset, i) => [offset, i]));
     f.get(pageOffset).op(Op.i32_wrap_i64).i32(1).op(Op.i32_shr_u);
     const depths = Array.from({ length: PAGE / 2 }, (_, h) => labelOf.get(h * 2) ?? entries.length);
@@ -317,6 +344,7 @@ export function translatePage(
         s.retire(s.pending);
         s.pending = 0;
         f.end();
+        s.openEntries.delete(offset);
       }
       const d = code.get(offset)!;
       s.current = { offset, d };
@@ -353,6 +381,7 @@ export function translatePage(
   f.end(); // $exit
 
   // Epilogue: registers, pc, retired count, mirrored-store count back to the hart's slots.
+  s.releaseHeld();
   for (const r of written) f.get(hart).get(l.x[r]!).mem(Op.i64_store, HartSlot.X + 8 * r);
   f.get(hart).get(l.npc).mem(Op.i64_store, HartSlot.PC);
   f.get(hart).get(l.retired).op(Op.i64_extend_i32_u).mem(Op.i64_store, HartSlot.RETIRED);

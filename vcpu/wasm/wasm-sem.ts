@@ -120,6 +120,15 @@ export abstract class WasmSem implements Sem {
   protected readonly mirroredStores: number;
   /** Address of the mirror lock the current store or atomic holds. */
   private readonly lockAddress: number;
+  /**
+   * Lock batching (the translator's choice): a mirror lock once taken stays held, in heldLock,
+   * until the engine needs a different one, calls the host, leaves, or sees another hart waiting
+   * for it — so a run of stores into one stripe line pays for one acquisition, not one each.
+   * At most one lock is held at a time (released before taking another), so no deadlock.
+   */
+  protected batchLocks = false;
+  /** The lock held under batching, or 0 (no lock word sits at address 0). */
+  protected readonly heldLock: number;
   /** Whether plain mirrored stores, and atomics, hold a mirror lock (see sync/strategy.ts). */
   private readonly storesLock: boolean;
   private readonly atomicsLock: boolean;
@@ -138,6 +147,7 @@ export abstract class WasmSem implements Sem {
     this.mirrorFlag = f.local(ValType.I32);
     this.mirroredStores = f.local(ValType.I64);
     this.lockAddress = f.local(ValType.I32);
+    this.heldLock = f.local(ValType.I32);
     const mirrored = memory.mirrorOffsets.length > 0;
     this.storesLock = mirrored && locksStores(memory.sync);
     this.atomicsLock = mirrored && locksAtomics(memory.sync);
@@ -364,22 +374,60 @@ export abstract class WasmSem implements Sem {
       emit();
       if (this.memory.perPageProtection) f.end();
     };
+    const acquire = () => {
+      f.get(this.lockAddress).i32(FREE).i32(HELD).atomic(AtomicOp.i32_cmpxchg, 4).if();
+      f.get(this.lockAddress).call(this.slow.lockContended);
+      f.end();
+    };
     whenProtected(() => {
       if (this.memory.sync === "global") f.i32(this.memory.lockOffset);
       else {
         f.get(this.hostAddr).i32(STRIPE_LINE_SHIFT).op(Op.i32_shr_u).i32(STRIPE_COUNT - 1).op(Op.i32_and);
         f.i32(LOCK_STRIDE).op(Op.i32_mul).i32(this.memory.lockOffset).op(Op.i32_add);
       }
-      f.tee(this.lockAddress).i32(FREE).i32(HELD).atomic(AtomicOp.i32_cmpxchg, 4).if();
-      f.get(this.lockAddress).call(this.slow.lockContended);
+      f.set(this.lockAddress);
+      if (!this.batchLocks) return acquire();
+      f.get(this.lockAddress).get(this.heldLock).op(Op.i32_ne).if();
+      this.releaseHeldLock();
+      acquire();
+      f.get(this.lockAddress).set(this.heldLock);
       f.end();
     });
     body();
-    whenProtected(() => {
-      f.get(this.lockAddress).i32(FREE).atomic(AtomicOp.i32_xchg, 4).i32(CONTENDED).op(Op.i32_eq).if();
-      f.get(this.lockAddress).call(this.slow.wakeSleeper);
-      f.end();
-    });
+    if (this.batchLocks) return;
+    whenProtected(() => this.releaseLock(() => f.get(this.lockAddress)));
+  }
+
+  /** Release the mirror lock at `address`, waking a sleeper if one waits. */
+  private releaseLock(address: () => void): void {
+    const f = this.f;
+    address();
+    f.i32(FREE).atomic(AtomicOp.i32_xchg, 4).i32(CONTENDED).op(Op.i32_eq).if();
+    address();
+    f.call(this.slow.wakeSleeper);
+    f.end();
+  }
+
+  /** Under lock batching: release the held lock, if any (before host calls, exits, other locks). */
+  protected releaseHeldLock(): void {
+    if (!this.batchLocks) return;
+    const f = this.f;
+    f.get(this.heldLock).if();
+    this.releaseLock(() => f.get(this.heldLock));
+    f.i32(0).set(this.heldLock);
+    f.end();
+  }
+
+  /** Under lock batching: release the held lock if another hart waits for it. */
+  protected releaseHeldLockIfWanted(): void {
+    if (!this.batchLocks) return;
+    const f = this.f;
+    f.get(this.heldLock).if();
+    f.get(this.heldLock).atomic(AtomicOp.i32_load, 4).i32(CONTENDED).op(Op.i32_eq).if();
+    this.releaseLock(() => f.get(this.heldLock));
+    f.i32(0).set(this.heldLock);
+    f.end();
+    f.end();
   }
 
   /** Emit: on a TLB hit set hostAddr and run `fast`, else run `slowPath`; both leave `resultType`. */
