@@ -7,6 +7,7 @@
  *   npm run bench -- mirror                # mirror overhead: --mirror vm vs off, side by side
  *   npm run bench -- smp parallel-sum      # aggregate MIPS on 1 and 2 harts
  *   npm run bench -- sync                  # cost of each --sync strategy against none, 1 and 2 harts
+ *   npm run bench -- jit                   # --engine jit vs interp vs QEMU, and the jit's mirror overhead
  *
  * Both emulators are timed as whole processes (start-up included, so neither is favoured);
  * kmemvisor's in-VM MIPS (from --json, start-up excluded) is printed too. Guest instruction
@@ -163,6 +164,51 @@ function syncCost(guests: string[], rounds: number): void {
   }
 }
 
+/**
+ * The translator: each guest under --engine interp, --engine jit and QEMU (TCG), interleaved round
+ * by round; then the jit's mirror overhead (--mirror vm, NMR 2) under each sync strategy.
+ */
+function jitSpeed(guests: string[], rounds: number): void {
+  const haveQemu = spawnSync("qemu-system-riscv64", ["--version"]).status === 0;
+  console.log(`rounds: ${rounds} (median); single hart; in-VM MIPS (start-up excluded) and whole-process MIPS`);
+  console.log("guest         interp-vm     jit-vm  jit/interp   jit-proc  qemu-proc  jit-vm/qemu  jit-proc/qemu");
+  for (const guest of guests) {
+    const elf = guestElf(guest);
+    const interp: Sample[] = [], jit: Sample[] = [], qemu: Sample[] = [];
+    for (let round = 0; round < rounds; round++) {
+      interp.push(kmemvisor(elf, ["--engine", "interp"]));
+      jit.push(kmemvisor(elf, ["--engine", "jit"]));
+      if (haveQemu) qemu.push(timeProcess("qemu-system-riscv64", ["-machine", "virt", "-bios", "none", "-nographic", "-m", "128M", "-kernel", elf]));
+    }
+    const instructions = jit[0]!.instructions!;
+    const mips = (ms: number) => instructions / ms / 1000;
+    const interpVm = mips(median(interp.map((s) => s.vmMs!)));
+    const jitVm = mips(median(jit.map((s) => s.vmMs!)));
+    const jitProc = mips(median(jit.map((s) => s.wallMs)));
+    const cells = [guest.padEnd(12), interpVm.toFixed(1).padStart(10), jitVm.toFixed(1).padStart(11), `${(jitVm / interpVm).toFixed(2)}x`.padStart(12), jitProc.toFixed(1).padStart(11)];
+    if (haveQemu) {
+      const qemuProc = mips(median(qemu.map((s) => s.wallMs)));
+      cells.push(qemuProc.toFixed(1).padStart(11), `${((jitVm / qemuProc) * 100).toFixed(1)}%`.padStart(13), `${((jitProc / qemuProc) * 100).toFixed(1)}%`.padStart(15));
+    }
+    console.log(cells.join(""));
+  }
+  const strategies = ["none", "atomic", "striped", "global"];
+  console.log(`\njit mirror overhead: --mirror vm --nmr 2 against --mirror off, in-VM time, median of ${rounds}`);
+  console.log("guest           off (ms)" + strategies.map((s) => s.padStart(16)).join(""));
+  for (const guest of guests.filter((g) => g !== "cpubound")) {
+    const elf = guestElf(guest);
+    const off: number[] = [];
+    const times = new Map<string, number[]>(strategies.map((s) => [s, []]));
+    for (let round = 0; round < rounds; round++) {
+      off.push(kmemvisor(elf, ["--engine", "jit", "--mirror", "off"]).vmMs!);
+      for (const sync of strategies) times.get(sync)!.push(kmemvisor(elf, ["--engine", "jit", "--mirror", "vm", "--sync", sync]).vmMs!);
+    }
+    const base = median(off);
+    const cells = strategies.map((s) => `${((median(times.get(s)!) / base - 1) * 100).toFixed(1)}%`.padStart(16));
+    console.log(guest.padEnd(14) + base.toFixed(0).padStart(10) + cells.join(""));
+  }
+}
+
 function main(): void {
   const [suite = "qemu", only, roundsText] = process.argv.slice(2);
   const rounds = Number(roundsText ?? 3);
@@ -170,7 +216,8 @@ function main(): void {
   else if (suite === "mirror") mirrorOverhead(only ? [only] : GUESTS, rounds);
   else if (suite === "smp") smpScaling(only ? [only] : ["parallel-sum"], rounds);
   else if (suite === "sync") syncCost(only ? [only] : ["parallel-fill", "parallel-sum"], rounds);
-  else throw new Error(`unknown benchmark suite "${suite}": qemu, mirror, smp or sync`);
+  else if (suite === "jit") jitSpeed(only ? [only] : GUESTS, rounds);
+  else throw new Error(`unknown benchmark suite "${suite}": qemu, mirror, smp, sync or jit`);
 }
 
 main();
