@@ -121,6 +121,13 @@ export function formatStats(result: RunResult): string {
       `hart ${h.hart}: ${h.instructions} instructions retired, ${(h.instructions / busyMs / 1000).toFixed(1)} MIPS` +
         `, ${(h.wfiMilliseconds / 1000).toFixed(3)} s in WFI`,
     );
+    const j = h.jit;
+    if (j) {
+      lines.push(
+        `hart ${h.hart} jit: ${j.pagesCompiled} page(s) translated (${j.instructionsTranslated} instructions, ${j.recompiles} recompiled), ` +
+          `${j.invalidations} invalidated, ${j.compileMilliseconds.toFixed(1)} ms compiling`,
+      );
+    }
   }
   lines.push(`total: ${total} instructions, ${(total / result.wallMilliseconds / 1000).toFixed(1)} MIPS aggregate`);
   const m = result.memory;

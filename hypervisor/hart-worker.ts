@@ -6,6 +6,7 @@
  */
 import { computeLayout, ControlSlot, type LayoutOptions } from "../shared-mem/layout.ts";
 import { Hart, GuestFault, type EngineChoice } from "../vcpu/hart.ts";
+import type { JitStats } from "../vcpu/jit.ts";
 import { setPendingInterrupts } from "../vcpu/interrupts.ts";
 import { MmioMailboxClient } from "../sync/mailbox.ts";
 import { PauseGate } from "../sync/pause.ts";
@@ -36,6 +37,8 @@ export interface HartTaskResult {
   wfiMilliseconds: number;
   mirroredStores: number;
   contendedLocks: number;
+  /** The translator's work on this hart (--engine jit). */
+  jit?: JitStats;
   /** The guest faulted beyond repair (reported like the inline run loop does). */
   fault?: string;
   /** An internal error: message, stack and the pc where it happened. */
@@ -121,6 +124,7 @@ export function runHart(task: HartTask): HartTaskResult {
   result.wfiMilliseconds = hart.wfiMilliseconds;
   result.mirroredStores = hart.mirroredStores;
   result.contendedLocks = hart.contendedLocks;
+  if (hart.jit) result.jit = hart.jit.stats;
   return result;
 }
 

@@ -11,7 +11,7 @@ import type { HartTask, HartTaskResult } from "./hart-worker.ts";
 import { Hart, GuestFault, type EngineChoice, type HartEnvironment } from "../vcpu/hart.ts";
 import { buildInterpreterModule } from "../vcpu/interpreter.ts";
 import { engineMemoryOf } from "../vcpu/wasm/wasm-sem.ts";
-import { DEFAULT_JIT_THRESHOLD, defaultEngineName } from "../vcpu/jit.ts";
+import { DEFAULT_JIT_THRESHOLD, defaultEngineName, type JitStats } from "../vcpu/jit.ts";
 import { Bus } from "./bus.ts";
 import { Clint } from "./devices/clint.ts";
 import type { AccessWidth, MachineControl } from "./devices/device.ts";
@@ -66,6 +66,8 @@ export interface HartStats {
   mirroredStores: number;
   /** Mirror-lock acquisitions that found the lock held (see --sync). */
   contendedLocks: number;
+  /** Under --engine jit: pages translated, recompilations, invalidations, time spent compiling. */
+  jit?: JitStats;
 }
 
 export interface RunResult {
@@ -482,6 +484,7 @@ export class Machine implements MachineControl {
         wfiMilliseconds: r?.wfiMilliseconds ?? 0,
         mirroredStores: r?.mirroredStores ?? 0,
         contendedLocks: r?.contendedLocks ?? 0,
+        ...(r?.jit ? { jit: r.jit } : {}),
       })),
     };
   }
@@ -556,7 +559,7 @@ export class Machine implements MachineControl {
       wallMilliseconds: performance.now() - started,
       memory: this.memoryStats(),
       scrubReports: this.scrubReports,
-      harts: this.harts.map((h) => ({ hart: h.id, instructions: h.retired, wfiMilliseconds: h.wfiMilliseconds, mirroredStores: h.mirroredStores, contendedLocks: h.contendedLocks })),
+      harts: this.harts.map((h) => ({ hart: h.id, instructions: h.retired, wfiMilliseconds: h.wfiMilliseconds, mirroredStores: h.mirroredStores, contendedLocks: h.contendedLocks, ...(h.jit ? { jit: { ...h.jit.stats } } : {}) })),
     };
   }
 
