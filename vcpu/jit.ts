@@ -27,6 +27,8 @@ import { requestTlbShootdown } from "./interrupts.ts";
 
 /** Interpreted jumps within a frame before it is compiled. */
 export const DEFAULT_JIT_THRESHOLD = 2000;
+/** Times the guest enters a translated page at an offset it lacks before the page is recompiled. */
+const HOT_ENTRY = 4;
 /** After this many recompilations (for newly found entries) a page keeps what it has. */
 const MAX_RECOMPILES = 16;
 /** A page whose code keeps being overwritten is left to the interpreter. */
@@ -76,8 +78,8 @@ interface TranslatedPage {
   generation: number;
   run: TranslatedRun;
   entries: Set<number>;
-  /** Offsets the guest entered at that the translation lacks (added at the next recompile). */
-  misses: Set<number>;
+  /** Offsets the guest entered at that the translation lacks, and how often (for the next recompile). */
+  misses: Map<number, number>;
   recompiles: number;
   /** The page's bytes when translated (FENCE.I compares them with memory). */
   bytes: Uint8Array;
@@ -174,9 +176,12 @@ export class Jit {
 
   /** The guest entered a translated page at an offset it has no entry for. */
   private enteredAt(page: TranslatedPage, offset: number): TranslatedPage | undefined {
-    page.misses.add(offset);
-    if (page.recompiles >= MAX_RECOMPILES) return undefined;
-    const again = this.compile(page.frame, page.vpnLow, page.vpnHigh, [...page.entries, ...page.misses]);
+    const seen = (page.misses.get(offset) ?? 0) + 1;
+    page.misses.set(offset, seen);
+    // An entry used once or twice (a trap return, a one-off call) is left to the interpreter; one
+    // the guest keeps using is worth translating the page again.
+    if (seen < HOT_ENTRY || page.recompiles >= MAX_RECOMPILES) return undefined;
+    const again = this.compile(page.frame, page.vpnLow, page.vpnHigh, [...page.entries, ...page.misses.keys()]);
     if (again) again.recompiles = page.recompiles + 1;
     this.stats.recompiles++;
     return again?.entries.has(offset) ? again : undefined;
@@ -213,7 +218,7 @@ export class Jit {
       generation,
       run: (instance.exports as { run: TranslatedRun }).run,
       entries: new Set(translation.entries),
-      misses: new Set(),
+      misses: new Map(),
       recompiles: 0,
       bytes,
     };

@@ -59,6 +59,12 @@ const NEVER_FALLS_THROUGH = new Set(["jal", "jalr", "ecall", "ebreak", "mret", "
 /** Instructions that leave for the host, which resumes (or traps) after them. */
 const HOST_INSTRUCTIONS = new Set(["ecall", "ebreak", "mret", "sret", "wfi", "sfence.vma", "fence.i"]);
 const isBranch = (name: string) => name.startsWith("b");
+/**
+ * Instructions translated per page beyond the straight-line code at the wanted entries. Measured:
+ * capping it lower (384) saved little translation time and cost many recompilations, as loops
+ * left out are soon entered; so by default the whole reachable page is taken.
+ */
+export const MAX_INSTRUCTIONS = 2048;
 
 export interface TranslationOptions {
   /**
@@ -100,7 +106,12 @@ function decodeAt(page: Uint8Array, offset: number): Decoded | undefined {
  * instruction that never falls through, adding the page's static branch targets and the
  * instructions after jumps and host instructions (where calls return and the host resumes).
  */
-export function discover(page: Uint8Array, wanted: Iterable<number>, everyInstruction = false): { code: Map<number, Decoded>; leaders: Set<number> } {
+export function discover(
+  page: Uint8Array,
+  wanted: Iterable<number>,
+  everyInstruction = false,
+  maxInstructions = MAX_INSTRUCTIONS,
+): { code: Map<number, Decoded>; leaders: Set<number> } {
   const code = new Map<number, Decoded>();
   const leaders = new Set<number>();
   const work: number[] = [];
@@ -110,8 +121,12 @@ export function discover(page: Uint8Array, wanted: Iterable<number>, everyInstru
     work.push(offset);
   };
   for (const offset of wanted) want(offset);
-  while (work.length > 0) {
-    for (let offset = work.pop()!; !code.has(offset); ) {
+  // The straight-line code at every wanted entry, then breadth first from there up to a limit:
+  // the code near where the guest runs is what is hot, and translation time grows with size
+  // (entries found later cost a recompile).
+  const wantedCount = work.length;
+  for (let next = 0; next < work.length && (next < wantedCount || code.size < maxInstructions); next++) {
+    for (let offset = work[next]!; !code.has(offset) && (next < wantedCount || code.size < maxInstructions); ) {
       const d = decodeAt(page, offset);
       if (!d) break;
       code.set(offset, d);
