@@ -333,7 +333,7 @@ export function buildProgram(): Command {
     .addOption(new Option("--nmr <N>", "copies of mirrored memory, 2 to 5 (primary included)").default("2"))
     .addOption(syncOption())
     .addOption(engineOption())
-    .addOption(new Option("--jit-threshold <N>", "interpreted jumps within a page before --engine jit compiles it").default(String(DEFAULT_JIT_THRESHOLD)))
+    .addOption(jitThresholdOption())
     .addOption(
       new Option(
         "--inject <SPEC>",
@@ -361,6 +361,8 @@ export function buildProgram(): Command {
     )
     .argument("[FILE]", "racy guest ELF (default: guests/bin/race.elf; guests/bin/race-drf.elf has no data race)")
     .addOption(syncOption())
+    .addOption(engineOption())
+    .addOption(jitThresholdOption())
     .addOption(new Option("--smp <N>", "number of harts").default("2"))
     .addOption(new Option("--nmr <N>", "copies of memory, 2 to 5").default("2"))
     .addOption(new Option("-m, --memory <SIZE>", "guest RAM").default("16M"))
@@ -375,6 +377,10 @@ export function buildProgram(): Command {
       process.exitCode = await stressCommand(file ?? DEFAULT_STRESS_GUEST, flags);
     });
   return program;
+}
+
+function jitThresholdOption(): Option {
+  return new Option("--jit-threshold <N>", "interpreted jumps within a page before --engine jit compiles it").default(String(DEFAULT_JIT_THRESHOLD));
 }
 
 function engineOption(): Option {
@@ -403,6 +409,8 @@ function syncOption(): Option {
 
 interface StressFlags {
   sync: string;
+  engine: string;
+  jitThreshold: string;
   smp: string;
   nmr: string;
   memory: string;
@@ -430,6 +438,7 @@ async function stressCommand(guest: string, flags: StressFlags): Promise<number>
     });
   const seed = flags.seed === undefined ? BigInt(randomBytes(4).readUInt32LE()) : parseCount("--seed", flags.seed);
   const iterations = flags.iterations === undefined ? undefined : parseCount("--iterations", flags.iterations);
+  const engine = usage(() => parseEngine(flags));
   readInput(guest, "guest");
   const bar = new SingleBar({
     format: "stress --sync {sync} [{bar}] {value}/{total} {unit} | round {round} | {divergent} divergent word(s)",
@@ -453,6 +462,7 @@ async function stressCommand(guest: string, flags: StressFlags): Promise<number>
       guest, harts, copies, ramSize, durationMs, rounds, intervalMs, seed, iterations,
       stopOnDivergence: flags.stopOnDivergence === true,
       sync: parseSyncStrategy(flags.sync),
+      engine,
       progress,
       output: (bytes) => process.stdout.write(bytes),
     });

@@ -10,6 +10,7 @@
  * A seed makes a run repeatable as far as a multi-threaded run can be: it fixes every hart's
  * stream of operations (the guest's race_seed symbol), not the host's interleaving of the harts.
  */
+import type { EngineChoice } from "../vcpu/hart.ts";
 import { readFileSync } from "node:fs";
 import { Machine, type RunResult } from "../hypervisor/machine.ts";
 import { planBoot } from "../hypervisor/boot.ts";
@@ -43,6 +44,8 @@ export interface StressOptions {
   progress?: (state: StressProgress) => void;
   /** Guest console output (default: dropped). */
   output?: (bytes: Uint8Array) => void;
+  /** The engine (default: the VM default, see vcpu/jit.ts defaultEngineName). */
+  engine?: EngineChoice;
 }
 
 export interface StressProgress {
@@ -85,6 +88,7 @@ export async function runStress(options: StressOptions): Promise<StressReport> {
     copies: options.copies,
     mirror: { kind: "vm" },
     sync: options.sync,
+    engine: options.engine,
     workers: true,
     output: options.output ?? (() => {}),
   });
