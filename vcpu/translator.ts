@@ -151,6 +151,30 @@ export function discover(
   return { code, leaders };
 }
 
+/**
+ * Simple loops: a backward static jump or branch at B to a leader T, where T..B is straight-line
+ * code with no other entry inside. Such a loop becomes a wasm `loop`, so its back edge skips the
+ * dispatch (and the compiler sees a natural loop, keeping registers in machine registers).
+ * Returns loop head → offset of the back-edge instruction.
+ */
+function simpleLoops(code: Map<number, Decoded>, leaders: Set<number>): Map<number, number> {
+  const loops = new Map<number, number>();
+  for (const [back, d] of code) {
+    if (!(d.name === "jal" || isBranch(d.name)) || d.imm > 0) continue;
+    const head = back + d.imm;
+    if (!leaders.has(head) || loops.has(head)) continue;
+    let offset = head;
+    while (offset < back) {
+      const inside = code.get(offset);
+      if (!inside || NEVER_FALLS_THROUGH.has(inside.name)) break;
+      offset += inside.length;
+      if (offset <= back && leaders.has(offset)) break;
+    }
+    if (offset === back) loops.set(head, back);
+  }
+  return loops;
+}
+
 interface TranslatorLocals {
   budget: number;
   npc: number;
@@ -172,6 +196,8 @@ class TranslatorSem extends WasmSem {
   dispatchLabel = 0;
   /** Entry offset → the depth its block was opened at, while that block is still open. */
   readonly openEntries = new Map<number, number>();
+  /** Loop head offset → the depth its wasm loop was opened at, while the loop is open. */
+  readonly openLoops = new Map<number, number>();
 
   constructor(
     readonly body: LabelledBody,
@@ -218,7 +244,23 @@ class TranslatorSem extends WasmSem {
     // A static target further down the page is reached by branching out to its entry block,
     // skipping the dispatch: forward jumps cannot loop, so no budget check is needed.
     const { d, offset } = this.current;
-    const label = d.name === "jal" || isBranch(d.name) ? this.openEntries.get(offset + d.imm) : undefined;
+    const staticTarget = d.name === "jal" || isBranch(d.name) ? offset + d.imm : undefined;
+    const loop = staticTarget === undefined ? undefined : this.openLoops.get(staticTarget);
+    if (loop !== undefined) {
+      // The back edge of a simple loop: round the wasm loop, checking only budget and requests.
+      const f = this.f;
+      this.retire(this.pending + 1);
+      f.get(this.l.retired).get(this.l.budget).op(Op.i32_ge_u);
+      f.get(this.hart).mem(Op.i32_load, HartSlot.EXIT_REQUEST).op(Op.i32_or).if();
+      f.i64(BigInt.asIntN(64, this.currentPc + BigInt(d.imm))).set(this.l.npc);
+      f.i32(Exit.Budget).set(this.l.exitCode);
+      this.body.brTo(this.exitLabel);
+      f.end();
+      this.releaseHeldLockIfWanted();
+      this.body.brTo(loop);
+      return;
+    }
+    const label = staticTarget === undefined ? undefined : this.openEntries.get(staticTarget);
     if (label !== undefined) {
       this.retire(this.pending + 1);
       this.body.brTo(label);
@@ -297,6 +339,7 @@ export function translatePage(
   if (leaders.size === 0) return undefined;
   const offsets = [...code.keys()].sort((a, b) => a - b);
   const entries = [...leaders].sort((a, b) => a - b);
+  const loops = simpleLoops(code, leaders);
 
   const m = new ModuleBuilder();
   m.importSharedMemory("env", "memory", memoryPages);
@@ -362,6 +405,11 @@ export function translatePage(
         s.openEntries.delete(offset);
       }
       const d = code.get(offset)!;
+      const loopEnd = loops.get(offset);
+      if (loopEnd !== undefined) {
+        f.loop();
+        s.openLoops.set(offset, f.depth);
+      }
       s.current = { offset, d };
       s.currentPc = virtualPage + BigInt(offset);
       s.calledHost = false;
@@ -376,6 +424,12 @@ export function translatePage(
         f.get(l.stopAfter).if();
         s.leave(Exit.Budget, nextPc, s.pending + 1);
         f.end();
+      }
+      for (const [head, end] of loops) {
+        if (end === offset && s.openLoops.has(head)) {
+          f.end(); // the loop: falling out of it is the branch not taken
+          s.openLoops.delete(head);
+        }
       }
       if (NEVER_FALLS_THROUGH.has(d.name)) continue;
       s.pending++;
