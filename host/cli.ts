@@ -20,6 +20,7 @@ import { SingleBar } from "cli-progress";
 import { DEFAULT_JIT_THRESHOLD, defaultEngineName, ENGINES } from "../vcpu/jit.ts";
 import type { EngineChoice } from "../vcpu/hart.ts";
 import { randomBytes } from "node:crypto";
+import { difftestGuest, difftestStreams, formatDivergence } from "./difftest.ts";
 
 export const ExitStatus = { Timeout: 124, GuestFault: 70, Usage: 64, BadInput: 65, NoInput: 66 } as const;
 
@@ -376,7 +377,112 @@ export function buildProgram(): Command {
     .action(async (file: string | undefined, flags: StressFlags) => {
       process.exitCode = await stressCommand(file ?? DEFAULT_STRESS_GUEST, flags);
     });
+  program
+    .command("difftest")
+    .description(
+      "lockstep differential tester: run a guest, or random instruction streams, on the interpreter and on the " +
+        "translator one instruction at a time and stop at the first divergence of pc, registers, CSRs or memory " +
+        "(exit status 1 when one is found, 0 when none)",
+    )
+    .argument("[FILE]", "guest ELF, booted as by run --bios none (default: random RV64IMAC instruction streams)")
+    .option("--seed <N>", "seed of the first random stream; stream i has seed N + i (default: random, printed)")
+    .addOption(new Option("--count <N>", "random streams to run").default("50"))
+    .addOption(new Option("--length <N>", "random instructions per stream (each stream loops over them 3 to 6 times)").default("1000"))
+    .option("--max-steps <N>", "stop after N steps (a guest: default 10000000; a stream: 40 times its length per loop)")
+    .option("--check-every <N>", "compare RAM and CSRs every N steps (default 100000 for a guest, 2000 for a stream)")
+    .option("-m, --memory <SIZE>", "guest RAM for FILE (default 128M)")
+    .option("--strict", "a step in which one engine retires more than one instruction is a divergence")
+    .action(async (file: string | undefined, flags: DifftestFlags, command: Command) => {
+      const given = ["seed", "count", "length"].filter((name) => command.getOptionValueSource(name) === "cli");
+      process.exitCode = await difftestCommand(file, flags, given);
+    });
   return program;
+}
+
+interface DifftestFlags {
+  seed?: string;
+  count: string;
+  length: string;
+  maxSteps?: string;
+  checkEvery?: string;
+  memory?: string;
+  strict?: boolean;
+}
+
+/** `kmemvisor difftest`; `streamFlags` are the random-stream flags given on the command line. */
+async function difftestCommand(file: string | undefined, flags: DifftestFlags, streamFlags: string[]): Promise<number> {
+  const count = usage(() => parsePositiveInteger("--count", flags.count, 1e9));
+  const length = usage(() => parsePositiveInteger("--length", flags.length, 1e6));
+  const maxSteps = flags.maxSteps === undefined ? undefined : usage(() => parsePositiveInteger("--max-steps", flags.maxSteps!, Number.MAX_SAFE_INTEGER));
+  const memoryCheckEvery = flags.checkEvery === undefined ? undefined : usage(() => parsePositiveInteger("--check-every", flags.checkEvery!, 1e12));
+  const ramSize = flags.memory === undefined ? undefined : usage(() => parseMemorySize(flags.memory!));
+  const seed = flags.seed === undefined ? randomBytes(4).readUInt32LE() : usage(() => {
+    if (!/^\d+$/.test(flags.seed!.trim()) || Number(flags.seed) > 0xffff_ffff) throw new RangeError(`bad --seed "${flags.seed}": expected a whole number from 0 to 4294967295`);
+    return Number(flags.seed);
+  });
+  if (file !== undefined && streamFlags.length > 0) {
+    throw new UsageError(`--${streamFlags[0]} chooses random streams: give it without FILE`);
+  }
+  if (file === undefined && ramSize !== undefined) throw new UsageError("-m sets the RAM of FILE's machines: random streams have their own");
+  const options = { maxSteps, memoryCheckEvery, ramSize, strictSteps: flags.strict === true };
+  const say = (line: string) => process.stdout.write(line + "\n");
+  const rate = (steps: number, ms: number) => `${Math.round(steps / Math.max(ms, 1))}k steps/s`;
+  const resyncNote = (resyncs: number) =>
+    resyncs === 0 ? "" : `; ${resyncs} step(s) in which the translator ran past one instruction and the interpreter caught up (--strict makes them divergences)`;
+
+  if (file !== undefined) {
+    const elf = readInput(file, "guest");
+    const bar = new SingleBar({ format: "difftest {file} | {value} steps", stream: process.stderr, hideCursor: true });
+    bar.start(options.maxSteps ?? 10_000_000, 0, { file });
+    let result;
+    try {
+      result = guarded(() => difftestGuest(elf, { ...options, progress: (steps) => bar.update(steps) }, file));
+    } finally {
+      bar.stop();
+    }
+    if (result.divergence) {
+      say(`difftest: ${file}: divergence after ${result.instructions} instructions`);
+      for (const line of formatDivergence(result.divergence)) say(line);
+      return 1;
+    }
+    const ending = result.end === "exit" ? `exited with code ${result.exitCode}` : `stopped after --max-steps`;
+    say(`difftest: ${file}: ${result.instructions} instructions in ${result.steps} steps (${rate(result.steps, result.milliseconds)}), ${ending}, no divergence${resyncNote(result.resyncs)}`);
+    return 0;
+  }
+
+  process.stderr.write(`difftest: seed ${seed}\n`);
+  const bar = new SingleBar({
+    format: "difftest [{bar}] {value}/{total} streams | {instructions} instructions | {traps} traps",
+    stream: process.stderr,
+    noTTYOutput: true,
+    notTTYSchedule: 2000,
+    hideCursor: true,
+  });
+  bar.start(count, 0, { instructions: 0, traps: 0 });
+  const total = { streams: 0, steps: 0, instructions: 0, traps: 0, resyncs: 0, unfinished: 0, milliseconds: 0 };
+  try {
+    for (let i = 0; i < count; i++) {
+      const summary = difftestStreams({ seed: seed + i, count: 1, length, ...options });
+      for (const key of ["streams", "steps", "instructions", "traps", "resyncs", "unfinished", "milliseconds"] as const) total[key] += summary[key];
+      bar.update(total.streams, { instructions: total.instructions, traps: total.traps });
+      if (summary.divergence) {
+        bar.stop();
+        say(`difftest: divergence in the stream of seed ${summary.divergence.seed} (again: kmemvisor difftest --seed ${summary.divergence.seed} --count 1 --length ${length})`);
+        for (const line of formatDivergence(summary.divergence)) say(line);
+        return 1;
+      }
+      // Let the progress bar's timer run between streams.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  } finally {
+    bar.stop();
+  }
+  const unfinished = total.unfinished === 0 ? "" : `, ${total.unfinished} stopped at --max-steps`;
+  say(
+    `difftest: ${total.streams} streams, ${total.instructions} instructions, no divergence ` +
+      `(${total.traps} traps, ${rate(total.steps, total.milliseconds)}${unfinished}${resyncNote(total.resyncs)})`,
+  );
+  return 0;
 }
 
 function jitThresholdOption(): Option {
