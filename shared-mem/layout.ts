@@ -56,6 +56,11 @@ export const HartSlot = {
   TLB_SHOOTDOWN: 352,
   /** Stores that also went to the mirror copies, counted by the engine (statistics). */
   MIRRORED_STORES: 360,
+  /**
+   * The TLB generation, pre-shifted (generation << 52): live entries hold vpn | this in their tag,
+   * so a flush is one increment here instead of rewriting every entry (vcpu/tlb.ts).
+   */
+  TLB_TAG: 368,
   /** MMIO mailbox of a hart running in a worker thread (see sync/mailbox.ts). */
   MAILBOX: 384,
 } as const;
@@ -97,10 +102,11 @@ export const DECODE_CACHE_ENTRIES = 1 << 16;
 export const DECODE_ENTRY_SIZE = 16;
 /**
  * Software TLB: for each privilege level (U, S, M) three sets (fetch, load, store) of
- * TLB_ENTRIES direct-mapped entries {tag: i64 virtual page number or -1, addend: i64}.
+ * TLB_ENTRIES direct-mapped entries {tag: i64 (virtual page number | generation << 52) or -1,
+ * addend: i64}.
  */
 export const TLB_OFFSET = DECODE_CACHE_OFFSET + DECODE_CACHE_ENTRIES * DECODE_ENTRY_SIZE;
-export const TLB_ENTRIES = 256;
+export const TLB_ENTRIES = 4096;
 export const TLB_ENTRY_SIZE = 16;
 export const TLB_SET_SIZE = TLB_ENTRIES * TLB_ENTRY_SIZE;
 export const TLB_SETS = 9;

@@ -7,7 +7,7 @@ import test from "ava";
 import { TLB_ENTRIES, TLB_ENTRY_SIZE, TLB_SET_SIZE } from "../shared-mem/layout.ts";
 import { Priv } from "../vcpu/csr.ts";
 import { requestTlbShootdown } from "../vcpu/interrupts.ts";
-import { AccessKind, tlbSetOffset } from "../vcpu/tlb.ts";
+import { AccessKind, TAG_GENERATION_SHIFT, tlbGeneration, tlbSetOffset } from "../vcpu/tlb.ts";
 import { Program, R, ld, sd } from "./helpers/asm.ts";
 import { runProgram } from "./helpers/machine.ts";
 
@@ -16,9 +16,11 @@ function cachedPages(memory: WebAssembly.Memory, hartBase: number, kind: AccessK
   const view = new DataView(memory.buffer);
   const pages: bigint[] = [];
   const set = hartBase + tlbSetOffset(Priv.M, kind);
+  const generation = BigInt(tlbGeneration(view, hartBase));
   for (let i = 0; i < TLB_ENTRIES; i++) {
-    const tag = view.getBigInt64(set + i * TLB_ENTRY_SIZE, true);
-    if (tag !== -1n) pages.push(tag);
+    // Live entries carry the current generation (vcpu/tlb.ts); older ones are flushed.
+    const tag = view.getBigUint64(set + i * TLB_ENTRY_SIZE, true);
+    if (tag >> TAG_GENERATION_SHIFT === generation) pages.push(tag & ((1n << TAG_GENERATION_SHIFT) - 1n));
   }
   return pages;
 }

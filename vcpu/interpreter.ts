@@ -166,6 +166,7 @@ export function buildInterpreterModule(memory: EngineMemory, memoryPages: number
   const s = new InterpreterSem(f, memory, slow, hart, dataTlb, l, heat);
 
   f.get(hart).mem(Op.i64_load, HartSlot.PC).set(l.pc);
+  s.loadTlbTag();
   // The host chose the TLB sets for the current privilege before this call (vcpu/tlb.ts).
   f.get(hart).get(hart).mem(Op.i32_load, HartSlot.FETCH_TLB).op(Op.i32_add).set(fetchTlb);
   f.get(hart).get(hart).mem(Op.i32_load, HartSlot.DATA_TLB).op(Op.i32_add).set(dataTlb);

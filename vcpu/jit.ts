@@ -122,7 +122,8 @@ export class Jit {
     const vpnHigh = pcHigh >>> 12;
     const set = this.words[(base + HartSlot.FETCH_TLB) >> 2]!;
     const entry = (base + set + (vpnLow & (TLB_ENTRIES - 1)) * TLB_ENTRY_SIZE) >> 2;
-    if (u32[entry] !== vpnLow || u32[entry + 1] !== vpnHigh) return undefined; // let the interpreter fill it
+    const generationTag = u32[(base + HartSlot.TLB_TAG + 4) >> 2]!; // generation << 52, high word
+    if (u32[entry] !== vpnLow || u32[entry + 1] !== ((vpnHigh | generationTag) >>> 0)) return undefined; // let the interpreter fill it
     const frame = ((pcLow & ~0xfff) + u32[entry + 2]!) >>> 12;
     const codeMap = this.env.codeMap;
     if (frame >= codeMap.frames) return undefined;

@@ -365,6 +365,7 @@ export function translatePage(
   f.get(hart).get(hart).mem(Op.i32_load, HartSlot.DATA_TLB).op(Op.i32_add).set(dataTlb);
   for (const r of used) f.get(hart).mem(Op.i64_load, HartSlot.X + 8 * r).set(l.x[r]!);
   f.get(hart).mem(Op.i64_load, HartSlot.PC).set(l.npc);
+  s.loadTlbTag();
 
   f.block();
   s.exitLabel = f.depth;

@@ -118,6 +118,8 @@ export abstract class WasmSem implements Sem {
   private readonly mirrorFlag: number;
   /** Mirrored stores since the last syncForHost (added to the hart's MIRRORED_STORES slot there). */
   protected readonly mirroredStores: number;
+  /** The hart's TLB generation tag (HartSlot.TLB_TAG), loaded once per engine call. */
+  private readonly tlbTag: number;
   /** Address of the mirror lock the current store or atomic holds. */
   private readonly lockAddress: number;
   /**
@@ -148,6 +150,7 @@ export abstract class WasmSem implements Sem {
     this.mirroredStores = f.local(ValType.I64);
     this.lockAddress = f.local(ValType.I32);
     this.heldLock = f.local(ValType.I32);
+    this.tlbTag = f.local(ValType.I64);
     const mirrored = memory.mirrorOffsets.length > 0;
     this.storesLock = mirrored && locksStores(memory.sync);
     this.atomicsLock = mirrored && locksAtomics(memory.sync);
@@ -169,6 +172,14 @@ export abstract class WasmSem implements Sem {
   protected abstract syncForHost(): void;
   /** Finish the current instruction, then leave with Exit.Budget. */
   protected abstract returnAfterThisInstruction(): void;
+
+  /**
+   * Engine prologue: read the TLB generation tag. Host code flushes only between engine calls,
+   * so it stays valid for the whole call.
+   */
+  loadTlbTag(): void {
+    this.f.get(this.hart).mem(Op.i64_load, HartSlot.TLB_TAG).set(this.tlbTag);
+  }
 
   /** Start of a new instruction: temporaries may be reused. */
   resetTemps(): void {
@@ -324,7 +335,7 @@ export abstract class WasmSem implements Sem {
     f.get(setBase).op(Op.i32_add).tee(this.tlbEntry);
     f.mem(Op.i64_load, extra);
     a();
-    f.i64(12).op(Op.i64_shr_u).op(Op.i64_eq);
+    f.i64(12).op(Op.i64_shr_u).get(this.tlbTag).op(Op.i64_or).op(Op.i64_eq);
     if (width > 1) {
       a();
       f.op(Op.i32_wrap_i64).i32(boundary - 1).op(Op.i32_and).i32(boundary - width).op(Op.i32_le_u).op(Op.i32_and);
