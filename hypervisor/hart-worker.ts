@@ -4,6 +4,7 @@
  * reaches the CLINT directly (its registers are in shared memory too) and every other device
  * through its MMIO mailbox to the main thread.
  */
+import type { MessagePort } from "node:worker_threads";
 import { computeLayout, ControlSlot, type LayoutOptions } from "../shared-mem/layout.ts";
 import { Hart, GuestFault, type EngineChoice } from "../vcpu/hart.ts";
 import type { JitStats } from "../vcpu/jit.ts";
@@ -21,6 +22,8 @@ export interface HartTask {
   layout: LayoutOptions;
   interpreter: WebAssembly.Module;
   engine: EngineChoice;
+  /** Under `--engine jit`: this hart's port to the VM's translator thread (transferred). */
+  translatorPort?: MessagePort;
   /** Whether the engine was built to test a per-page mirror bit (Machine.perPageProtection). */
   perPageProtection: boolean;
   hart: number;
@@ -79,6 +82,7 @@ export function runHart(task: HartTask): HartTaskResult {
     layout,
     interpreter: task.interpreter,
     engine: task.engine,
+    connectTranslator: () => task.translatorPort,
     mmioRead: (addr, width) => (inClint(addr) ? clint.read(addr - CLINT_BASE, width) : mailbox.read(addr, width)),
     mmioWrite: (addr, width, value) => {
       if (!inClint(addr)) return mailbox.write(addr, width, value);
@@ -125,6 +129,7 @@ export function runHart(task: HartTask): HartTaskResult {
   result.mirroredStores = hart.mirroredStores;
   result.contendedLocks = hart.contendedLocks;
   if (hart.jit) result.jit = hart.jit.stats;
+  hart.jit?.dispose();
   return result;
 }
 

@@ -11,7 +11,7 @@ import type { HartTask, HartTaskResult } from "./hart-worker.ts";
 import { Hart, GuestFault, type EngineChoice, type HartEnvironment } from "../vcpu/hart.ts";
 import { buildInterpreterModule } from "../vcpu/interpreter.ts";
 import { engineMemoryOf } from "../vcpu/wasm/wasm-sem.ts";
-import { DEFAULT_JIT_THRESHOLD, defaultEngineName, type JitStats } from "../vcpu/jit.ts";
+import { DEFAULT_JIT_THRESHOLD, defaultEngineName, TranslatorThread, type JitStats } from "../vcpu/jit.ts";
 import { Bus } from "./bus.ts";
 import { Clint } from "./devices/clint.ts";
 import type { AccessWidth, MachineControl } from "./devices/device.ts";
@@ -130,6 +130,8 @@ export class Machine implements MachineControl {
   private readonly workers: boolean;
   private readonly interpreter: WebAssembly.Module;
   readonly engine: EngineChoice;
+  /** Under `--engine jit`: the thread that translates hot pages for every hart. */
+  private readonly translator: TranslatorThread | undefined;
   private readonly words: Int32Array;
   private startState: { pc: bigint; a1: bigint; a2: bigint } | undefined;
   private outputBuffer: number[] = [];
@@ -200,7 +202,11 @@ export class Machine implements MachineControl {
     const interpreter = (this.interpreter = new WebAssembly.Module(
       buildInterpreterModule(engineMemoryOf(this.layout, this.perPageProtection), pages, heat),
     ));
+    if (this.engine.kind === "jit" && !this.engine.lockstep && !this.engine.synchronous) {
+      this.translator = new TranslatorThread(this.memory, engineMemoryOf(this.layout, this.perPageProtection));
+    }
     const env: HartEnvironment = {
+      connectTranslator: () => this.translator?.connect(),
       memory: this.memory,
       layout: this.layout,
       interpreter,
@@ -388,7 +394,9 @@ export class Machine implements MachineControl {
         ...start,
         slice: SLICE,
       };
-      (pool.run(task) as Promise<HartTaskResult>).then(
+      const translatorPort = this.translator?.connect();
+      if (translatorPort) task.translatorPort = translatorPort;
+      (pool.run(task, { transferList: translatorPort ? [translatorPort] : [] }) as Promise<HartTaskResult>).then(
         (result) => {
           results[hart] = result;
           if ((result.fault || result.crash) && !failure) {

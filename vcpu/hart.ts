@@ -18,6 +18,7 @@ import { MirrorLocks } from "../sync/stripes.ts";
 import { CodeMap } from "../shared-mem/code-pages.ts";
 import { Jit, type JitOptions } from "./jit.ts";
 import { engineMemoryOf } from "./wasm/wasm-sem.ts";
+import type { MessagePort } from "node:worker_threads";
 
 /**
  * Which engine runs the hart: the interpreter alone, or the translator for hot pages with the
@@ -51,6 +52,8 @@ export interface HartEnvironment {
   readonly perPageProtection: boolean;
   /** Default: the interpreter alone. */
   readonly engine?: EngineChoice;
+  /** Under `--engine jit`: this hart's port to the VM's translator thread (none: translate inline). */
+  connectTranslator?(): MessagePort | undefined;
 }
 
 /** Raised when the guest cannot make progress: the VM stops and reports it. */
@@ -149,6 +152,7 @@ export class Hart {
           hartBase: this.base,
           codeMap: this.codeMap,
           flushOwnTlb: () => this.tlb.flushAll(),
+          translatorPort: engine.synchronous || engine.lockstep ? undefined : env.connectTranslator?.(),
         },
         engine,
       );

@@ -21,7 +21,8 @@
  */
 import { HartSlot, PAGE_SIZE, TLB_ENTRIES, TLB_ENTRY_SIZE, type MemoryLayout } from "../shared-mem/layout.ts";
 import type { CodeMap } from "../shared-mem/code-pages.ts";
-import { translatePage } from "./translator.ts";
+import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from "node:worker_threads";
+import { translateRequest, type TranslationReply, type TranslationRequest, type TranslatorWorkerData } from "./translator-worker.ts";
 import type { EngineMemory } from "./wasm/wasm-sem.ts";
 import { requestTlbShootdown } from "./interrupts.ts";
 
@@ -55,6 +56,12 @@ export interface JitOptions {
   threshold: number;
   /** Lockstep (difftest): every instruction is an entry and budget 1 runs exactly one. */
   lockstep?: boolean;
+  /**
+   * Translate on the hart's own thread, at once (tests that need a translation to exist right
+   * after the page got hot; lockstep). Otherwise a translator thread does it while the hart
+   * interprets on.
+   */
+  synchronous?: boolean;
 }
 
 export interface JitEnvironment {
@@ -67,6 +74,37 @@ export interface JitEnvironment {
   codeMap: CodeMap;
   /** Drop this hart's own TLB (other harts get a shootdown request). */
   flushOwnTlb(): void;
+  /** This hart's port to the VM's translator thread (TranslatorThread.connect()); none: translate here. */
+  translatorPort?: MessagePort;
+}
+
+/**
+ * The VM's translator thread (vcpu/translator-worker.ts), started with the VM so that it has
+ * loaded (and warmed up) before the first page gets hot. Each hart talks to it through its own
+ * port; the thread does not keep the process alive.
+ */
+export class TranslatorThread {
+  private readonly worker: Worker;
+
+  constructor(memory: WebAssembly.Memory, engineMemory: EngineMemory) {
+    const workerData: TranslatorWorkerData = { kmemvisorTranslator: true, memory, engineMemory };
+    this.worker = new Worker(new URL("./translator-worker-entry.mjs", import.meta.url), { workerData });
+    this.worker.unref();
+    // Should the thread die, harts see no replies and interpret on: slower, never wrong.
+    this.worker.on("error", () => {});
+  }
+
+  /** A port for one hart (transferable to the hart's worker thread). */
+  connect(): MessagePort {
+    const { port1, port2 } = new MessageChannel();
+    this.worker.postMessage({ port: port2 }, [port2]);
+    port1.unref();
+    return port1;
+  }
+
+  close(): void {
+    void this.worker.terminate();
+  }
 }
 
 export type TranslatedRun = (hart: number, budget: number) => number;
@@ -99,14 +137,16 @@ export class Jit {
   private readonly bytes: Uint8Array;
   private readonly pages = new Map<number, TranslatedPage>();
   private readonly invalidationsOf = new Map<number, number>();
-  private readonly memoryPages: number;
+  private readonly pending = new Map<number, TranslationRequest>();
+  private port: MessagePort | undefined;
+  private synchronous: boolean;
   readonly stats: JitStats = { pagesCompiled: 0, recompiles: 0, instructionsTranslated: 0, invalidations: 0, compileMilliseconds: 0 };
 
   constructor(private readonly env: JitEnvironment, private readonly options: JitOptions) {
     this.u32 = new Uint32Array(env.memory.buffer);
     this.words = new Int32Array(env.memory.buffer);
     this.bytes = new Uint8Array(env.memory.buffer);
-    this.memoryPages = env.memory.buffer.byteLength / 65536;
+    this.synchronous = options.synchronous === true || options.lockstep === true;
   }
 
   /**
@@ -127,6 +167,7 @@ export class Jit {
     const frame = ((pcLow & ~0xfff) + u32[entry + 2]!) >>> 12;
     const codeMap = this.env.codeMap;
     if (frame >= codeMap.frames) return undefined;
+    if (this.pending.size > 0) this.receive();
     let page = this.pages.get(frame);
     if (page && (page.vpnLow !== vpnLow || page.vpnHigh !== vpnHigh || page.generation !== codeMap.generation(frame))) {
       if (page.generation !== codeMap.generation(frame)) this.noteInvalidated(frame);
@@ -136,7 +177,11 @@ export class Jit {
     const offset = pcLow & 0xfff;
     if (!page) {
       if (codeMap.heatOf(frame) < this.options.threshold) return undefined;
-      page = this.compile(frame, vpnLow, vpnHigh, [offset]);
+      if (this.pending.has(frame)) {
+        codeMap.setHeat(frame, 0);
+        return undefined;
+      }
+      page = this.request(frame, vpnLow, vpnHigh, [offset], 0);
       if (!page) return undefined;
     }
     if (!page.entries.has(offset)) {
@@ -181,15 +226,17 @@ export class Jit {
     page.misses.set(offset, seen);
     // An entry used once or twice (a trap return, a one-off call) is left to the interpreter; one
     // the guest keeps using is worth translating the page again.
-    if (seen < HOT_ENTRY || page.recompiles >= MAX_RECOMPILES) return undefined;
-    const again = this.compile(page.frame, page.vpnLow, page.vpnHigh, [...page.entries, ...page.misses.keys()]);
-    if (again) again.recompiles = page.recompiles + 1;
+    if (seen < HOT_ENTRY || page.recompiles >= MAX_RECOMPILES || this.pending.has(page.frame)) return undefined;
     this.stats.recompiles++;
+    const again = this.request(page.frame, page.vpnLow, page.vpnHigh, [...page.entries, ...page.misses.keys()], page.recompiles + 1);
     return again?.entries.has(offset) ? again : undefined;
   }
 
-  private compile(frame: number, vpnLow: number, vpnHigh: number, wanted: number[]): TranslatedPage | undefined {
-    const started = performance.now();
+  /**
+   * Have the page translated: at once when synchronous (the translation is returned), else by the
+   * translator thread (undefined now; receive() installs it when it arrives).
+   */
+  private request(frame: number, vpnLow: number, vpnHigh: number, wanted: number[], recompiles: number): TranslatedPage | undefined {
     const codeMap = this.env.codeMap;
     // Mark first, then read the bytes: a store after the mark reaches a slow path and invalidates.
     const { generation, newlyMarked } = codeMap.markTranslated(frame);
@@ -200,33 +247,67 @@ export class Jit {
         if (base !== this.env.hartBase) requestTlbShootdown(this.words, base);
       }
     }
-    const bytes = this.bytes.slice(frame * PAGE_SIZE, (frame + 1) * PAGE_SIZE);
-    const virtualPage = ((BigInt(vpnHigh) << 32n) | BigInt(vpnLow)) << 12n;
-    const translation = translatePage(this.env.engineMemory, this.memoryPages, bytes, virtualPage, wanted, {
-      everyInstruction: this.options.lockstep,
-    });
-    if (!translation) {
+    const request: TranslationRequest = { frame, vpnLow, vpnHigh, generation, wanted, recompiles };
+    const port = this.synchronous ? undefined : this.translatorPort();
+    if (!port) return this.install(translateRequest(this.env.memory, this.env.engineMemory, request, { everyInstruction: this.options.lockstep }));
+    this.pending.set(frame, request);
+    // The interpreter runs on meanwhile; it comes back (and finds the translation) when hot again.
+    codeMap.setHeat(frame, 0);
+    port.postMessage(request);
+    return undefined;
+  }
+
+  /** Install the translations the translator thread has finished. */
+  private receive(): void {
+    for (let message = receiveMessageOnPort(this.port!); message; message = receiveMessageOnPort(this.port!)) {
+      const reply = message.message as TranslationReply;
+      this.pending.delete(reply.frame);
+      this.install(reply);
+    }
+  }
+
+  private install(reply: TranslationReply): TranslatedPage | undefined {
+    const { frame } = reply;
+    this.stats.compileMilliseconds += reply.milliseconds;
+    if (!reply.module) {
       // Nothing translatable where the guest runs (data, or instructions crossing the page end):
       // let the interpreter cool down on this frame before trying again.
-      codeMap.setHeat(frame, -this.options.threshold);
+      this.env.codeMap.setHeat(frame, -this.options.threshold);
       return undefined;
     }
-    const instance = new WebAssembly.Instance(new WebAssembly.Module(translation.bytes), this.env.imports);
+    // Code changed while it was being translated: the result is stale.
+    if (reply.generation !== this.env.codeMap.generation(frame)) return undefined;
+    const instance = new WebAssembly.Instance(reply.module, this.env.imports);
     const page: TranslatedPage = {
       frame,
-      vpnLow,
-      vpnHigh,
-      generation,
+      vpnLow: reply.vpnLow,
+      vpnHigh: reply.vpnHigh,
+      generation: reply.generation,
       run: (instance.exports as { run: TranslatedRun }).run,
-      entries: new Set(translation.entries),
+      entries: new Set(reply.entries),
       misses: new Map(),
-      recompiles: 0,
-      bytes,
+      recompiles: reply.recompiles,
+      bytes: reply.bytes,
     };
     this.pages.set(frame, page);
-    this.stats.pagesCompiled++;
-    this.stats.instructionsTranslated += translation.instructions;
-    this.stats.compileMilliseconds += performance.now() - started;
+    if (reply.recompiles === 0) this.stats.pagesCompiled++;
+    this.stats.instructionsTranslated += reply.instructions;
     return page;
+  }
+
+  /** The port to the VM's translator thread, or undefined (then translations are made here). */
+  private translatorPort(): MessagePort | undefined {
+    if (!this.port && this.env.translatorPort) {
+      this.port = this.env.translatorPort;
+      this.port.unref();
+    }
+    return this.port;
+  }
+
+  /** The hart is done: let go of the translator thread. */
+  dispose(): void {
+    this.port?.close();
+    this.port = undefined;
+    this.synchronous = true;
   }
 }

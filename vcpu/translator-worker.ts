@@ -1,0 +1,115 @@
+/**
+ * The translator thread of one hart (vcpu/jit.ts): translates a page and compiles the module off
+ * the hart's thread, so the hart keeps interpreting meanwhile and never waits for a compile. The
+ * page's bytes are read here, after the hart has marked the frame in the code map, so a store
+ * that changes them afterwards invalidates the result (the hart checks the generation on arrival).
+ */
+import { parentPort, workerData, type MessagePort } from "node:worker_threads";
+import { PAGE_SIZE } from "../shared-mem/layout.ts";
+import { translatePage, type TranslationOptions } from "./translator.ts";
+import type { EngineMemory } from "./wasm/wasm-sem.ts";
+
+export interface TranslatorWorkerData {
+  /** Marks the workerData of this thread (the module is also imported by hart threads). */
+  kmemvisorTranslator: true;
+  memory: WebAssembly.Memory;
+  engineMemory: EngineMemory;
+}
+
+export interface TranslationRequest {
+  frame: number;
+  vpnLow: number;
+  vpnHigh: number;
+  generation: number;
+  wanted: number[];
+  recompiles: number;
+}
+
+export interface TranslationReply extends TranslationRequest {
+  /** Undefined when nothing at the wanted offsets could be translated. */
+  module?: WebAssembly.Module;
+  entries: number[];
+  instructions: number;
+  bytes: Uint8Array;
+  milliseconds: number;
+}
+
+/** Translate and compile one request (also used directly when compiling synchronously). */
+export function translateRequest(
+  memory: WebAssembly.Memory,
+  engineMemory: EngineMemory,
+  request: TranslationRequest,
+  options: TranslationOptions = {},
+): TranslationReply {
+  const started = performance.now();
+  const bytes = new Uint8Array(memory.buffer).slice(request.frame * PAGE_SIZE, (request.frame + 1) * PAGE_SIZE);
+  const virtualPage = ((BigInt(request.vpnHigh) << 32n) | BigInt(request.vpnLow)) << 12n;
+  const translation = translatePage(engineMemory, memory.buffer.byteLength / 65536, bytes, virtualPage, request.wanted, options);
+  const module = translation ? new WebAssembly.Module(translation.bytes) : undefined;
+  return {
+    ...request,
+    module,
+    entries: translation?.entries ?? [],
+    instructions: translation?.instructions ?? 0,
+    bytes,
+    milliseconds: performance.now() - started,
+  };
+}
+
+/** A branch instruction (B-type) with this offset, rs1, rs2 and funct3. */
+function branch(offset: number, rs1: number, rs2: number, funct3: number): number {
+  return (
+    (((offset >> 12) & 1) << 31) | (((offset >> 5) & 0x3f) << 25) | (rs2 << 20) | (rs1 << 15) | (funct3 << 12) |
+    (((offset >> 1) & 0xf) << 8) | (((offset >> 11) & 1) << 7) | 0x63
+  ) >>> 0;
+}
+
+/**
+ * Translate a made-up page a few times while the VM boots, so that the translator's own
+ * JavaScript is optimised by the time the guest's first page is hot (cold, it is ~10× slower).
+ */
+function warmUp(engineMemory: EngineMemory): void {
+  const loop = [
+    0x00150513, // addi a0, a0, 1
+    0x00b50633, // add a2, a0, a1
+    0x00053583, // ld a1, 0(a0)
+    0x00b53423, // sd a1, 8(a0)
+    0x02b50633, // mul a2, a0, a1
+    0x00b5262f, // amoadd.w a2, a1, (a0)
+    0x34002573, // csrr a0, mscratch
+  ];
+  const words: number[] = [];
+  while (words.length < 400) {
+    words.push(...loop, branch(-4 * loop.length, 10, 11, 1)); // bne a0, a1, back to the loop's start
+  }
+  words.push(0x00008067); // ret
+  const page = new Uint8Array(PAGE_SIZE);
+  new DataView(page.buffer).setUint32(0, 0, true);
+  words.forEach((word, i) => new DataView(page.buffer).setUint32(i * 4, word, true));
+  for (let round = 0; round < 3; round++) translatePage(engineMemory, 1, page, 0x8000_0000n, [0]);
+}
+
+/**
+ * The thread serves every hart of the VM, each through its own port (sent in a { port } message).
+ * A page one hart had translated is handed to the next hart that asks for it, the same compiled
+ * module, as long as its code has not changed since (same generation) and it has the entries.
+ */
+const data = workerData as Partial<TranslatorWorkerData> | undefined;
+if (data?.kmemvisorTranslator === true && data.memory && data.engineMemory && parentPort) {
+  const { memory, engineMemory } = data;
+  const done = new Map<string, TranslationReply>();
+  const serve = (request: TranslationRequest): TranslationReply => {
+    const key = `${request.frame}:${request.vpnLow}:${request.vpnHigh}`;
+    const known = done.get(key);
+    if (known && known.generation === request.generation && request.wanted.every((offset) => known.entries.includes(offset))) {
+      return { ...known, recompiles: request.recompiles, milliseconds: 0 };
+    }
+    const reply = translateRequest(memory, engineMemory, request);
+    done.set(key, reply);
+    return reply;
+  };
+  warmUp(engineMemory);
+  parentPort.on("message", ({ port }: { port: MessagePort }) => {
+    port.on("message", (request: TranslationRequest) => port.postMessage(serve(request)));
+  });
+}
