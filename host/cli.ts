@@ -388,7 +388,7 @@ export function buildProgram(): Command {
     .option("--seed <N>", "seed of the first random stream; stream i has seed N + i (default: random, printed)")
     .addOption(new Option("--count <N>", "random streams to run").default("50"))
     .addOption(new Option("--length <N>", "random instructions per stream (each stream loops over them 3 to 6 times)").default("1000"))
-    .option("--max-steps <N>", "stop after N steps (a guest: default 10000000; a stream: 40 times its length per loop)")
+    .option("--max-steps <N>", "stop after N steps (a guest: default 10000000; a stream: 10 times its length per loop)")
     .option("--check-every <N>", "compare RAM and CSRs every N steps (default 100000 for a guest, 2000 for a stream)")
     .option("-m, --memory <SIZE>", "guest RAM for FILE (default 128M)")
     .option("--strict", "a step in which one engine retires more than one instruction is a divergence")

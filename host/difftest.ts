@@ -614,6 +614,13 @@ const TRAPS = A.R.s9;
 const LOOPS = A.R.t4;
 const RESERVED = new Set<number>([0, ...BASES, TRAPS, LOOPS, A.R.t5, A.R.t6]);
 const WRITABLE = Array.from({ length: 32 }, (_, r) => r).filter((r) => !RESERVED.has(r));
+/**
+ * Registers that receive code addresses (return addresses of jumps, auipc for an indirect jump):
+ * loads and stores "through any register" avoid them, so that the stream rarely overwrites its own
+ * code (the rare case is fine: both engines must agree on self-modifying code too).
+ */
+const LINKS = [A.R.ra, A.R.t0];
+const ANY_BASE = WRITABLE.filter((r) => !LINKS.includes(r as 1 | 5));
 const COMPRESSED_REGS = [8, 9, 10, 11, 12, 13, 14, 15];
 
 const INTERESTING = [
@@ -661,6 +668,7 @@ const CSR_READS = [
 ];
 /** CSRs the stream writes: harmless to the handler, which rewrites mepc before mret. */
 const CSR_WRITES = [A.CSR.mscratch, A.CSR.mepc, A.CSR.mcause, A.CSR.mtval, A.CSR.mhartid /* read-only: illegal */];
+const CODE_CSRS: readonly number[] = [A.CSR.mtvec, A.CSR.mepc, A.CSR.mtval];
 const CSR_OPS = [A.csrrw, A.csrrs, A.csrrc];
 const CSR_IMM_OPS = [A.csrrwi, A.csrrsi, A.csrrci];
 
@@ -724,7 +732,7 @@ class StreamGenerator {
     }
     if (k < 545) {
       // Through a register holding anything: mostly access faults, exact traps mid-block.
-      const base = r.pick(WRITABLE);
+      const base = r.pick(ANY_BASE);
       if (r.chance(0.5)) {
         const [op] = r.pick(LOADS);
         return this.emit(words(op(this.rd(), this.imm12(), base)));
@@ -797,13 +805,13 @@ class StreamGenerator {
     if (kind === 0 && size <= 254) {
       jump = halves(cBranch(r.chance(0.5), r.pick(COMPRESSED_REGS), size + 2));
     } else if (kind === 1) {
-      jump = words(A.jal(r.chance(0.3) ? 0 : this.rd(), size + 4));
+      jump = words(A.jal(r.chance(0.3) ? 0 : r.pick(LINKS), size + 4));
     } else if (kind === 2) {
       jump = halves(cJump(size + 2));
     } else if (kind === 3) {
       // auipc + jalr: an indirect jump (bit 0 of the target is ignored by jalr)
-      const via = this.rd();
-      jump = words(A.auipc(via, 0), A.jalr(r.chance(0.3) ? 0 : this.rd(), via, size + 8 + (r.chance(0.3) ? 1 : 0)));
+      const via = r.pick(LINKS);
+      jump = words(A.auipc(via, 0), A.jalr(r.chance(0.3) ? 0 : r.pick(LINKS), via, size + 8 + (r.chance(0.3) ? 1 : 0)));
     } else {
       jump = words(r.pick(BRANCHES)(this.rs(), this.rs(), size + 4));
     }
@@ -846,9 +854,14 @@ class StreamGenerator {
 
   private csr(): Code {
     const r = this.rng;
-    if (r.chance(0.6)) return this.emit(words(A.csrr(this.rd(), r.pick(CSR_READS))));
+    // CSRs that hold code addresses (mtvec, mepc, mtval) go to the link registers, like jumps.
+    const rdFor = (csr: number) => (CODE_CSRS.includes(csr) ? r.pick(LINKS) : this.rd());
+    if (r.chance(0.6)) {
+      const csr = r.pick(CSR_READS);
+      return this.emit(words(A.csrr(rdFor(csr), csr)));
+    }
     const csr = r.pick(CSR_WRITES);
-    const rd = r.chance(0.3) ? 0 : this.rd();
+    const rd = r.chance(0.3) ? 0 : rdFor(csr);
     if (r.chance(0.5)) return this.emit(words(r.pick(CSR_IMM_OPS)(rd, csr, r.below(32))));
     return this.emit(words(r.pick(CSR_OPS)(rd, csr, this.rs())));
   }
@@ -868,7 +881,7 @@ class StreamGenerator {
   /** Overwrite an instruction ahead with another, then FENCE.I: the translation must be redone. */
   private selfModifying(): Code {
     const r = this.rng;
-    const via = this.rd();
+    const via = r.pick(LINKS);
     const value = this.rd();
     const patched = A.addi(this.rd(), this.rs(), this.imm12());
     const load = A.li(value, BigInt.asIntN(32, BigInt(patched)));
@@ -962,7 +975,7 @@ export function difftestStream(stream: RandomStream, options: DifftestOptions = 
     machine.start(stream.entry);
   };
   // A stream that overwrote its own loop may never end: bound it well above its expected length.
-  const maxSteps = options.maxSteps ?? (stream.instructions * 40 + 2000) * stream.loops;
+  const maxSteps = options.maxSteps ?? (stream.instructions * 10 + 2000) * stream.loops;
   const { result, machines } = compare(setup, resolved({ memoryCheckEvery: 2000, ...options, maxSteps }, STREAM_RAM));
   // s9 counts the traps the handler served (on the interpreter's machine: the reference).
   return { ...result, traps: Number(machines.interp.harts[0]!.x(TRAPS)) };

@@ -1,0 +1,218 @@
+/**
+ * The lockstep differential tester (host/difftest.ts, `kmemvisor difftest`): random instruction
+ * streams and a real guest agree on both engines; the detector names the step, register, CSR or
+ * address of a difference planted in the translator's machine; the CLI's exit statuses.
+ */
+import test, { type ExecutionContext } from "ava";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  cBranch, cJump, difftestGuest, difftestStream, difftestStreams, formatDivergence, randomStream, type DifftestResult,
+} from "../host/difftest.ts";
+import { decode } from "../vcpu/decoder.ts";
+import { ILLEGAL_OP } from "../vcpu/isa.ts";
+import { GUESTS, kmemvisor } from "./helpers/cli.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "kmemvisor-difftest-test-"));
+test.after.always(() => rmSync(dir, { recursive: true, force: true }));
+
+const ISA_TEST = readFileSync(join(GUESTS, "isa-test.elf"));
+const HELLO = readFileSync(join(GUESTS, "hello.elf"));
+
+// --- the generator ---------------------------------------------------------------------------------
+
+test("compressed branch and jump encoders round-trip through the decoder", (t) => {
+  for (const offset of [-256, -2, 2, 6, 100, 254]) {
+    for (const nonZero of [false, true]) {
+      const d = decode(cBranch(nonZero, 9, offset));
+      t.is(d.name, nonZero ? "bne" : "beq");
+      t.is(d.rs1, 9);
+      t.is(d.imm, offset);
+      t.is(d.length, 2);
+    }
+  }
+  for (const offset of [-2048, -2, 2, 1000, 2046]) {
+    const d = decode(cJump(offset));
+    t.is(d.name, "jal");
+    t.is(d.rd, 0);
+    t.is(d.imm, offset);
+  }
+});
+
+test("a random stream is repeatable from its seed and covers the instruction mix", (t) => {
+  const a = randomStream(42, 3000);
+  t.deepEqual(randomStream(42, 3000), a);
+  t.notDeepEqual(randomStream(43, 3000).segments[0], a.segments[0]);
+  const code = a.segments[0]!.bytes;
+  const names = new Map<string, number>();
+  let compressed = 0;
+  for (let offset = 0; offset + 2 <= code.length; ) {
+    const low = code[offset]! | (code[offset + 1]! << 8);
+    const raw = (low & 3) === 3 ? (low | (code[offset + 2]! << 16) | (code[offset + 3]! << 24)) >>> 0 : low;
+    const d = decode(raw);
+    if (d.length === 2) compressed++;
+    names.set(d.op === ILLEGAL_OP ? "illegal" : d.name, (names.get(d.op === ILLEGAL_OP ? "illegal" : d.name) ?? 0) + 1);
+    offset += d.length;
+  }
+  const has = (pattern: RegExp) => [...names.keys()].filter((n) => pattern.test(n)).length;
+  t.true(compressed > 100, `compressed: ${compressed}`);
+  for (const [what, pattern, least] of [
+    ["*W ALU forms", /^(addw|subw|sllw|srlw|sraw|addiw|slliw|srliw|sraiw)$/, 5],
+    ["M extension", /^(mul|div|rem)/, 8],
+    ["loads", /^l[bhwd]u?$/, 5],
+    ["stores", /^s[bhwd]$/, 4],
+    ["AMOs", /^amo/, 8],
+    ["LR/SC", /^(lr|sc)\./, 4],
+    ["branches", /^b(eq|ne|lt|ge|ltu|geu)$/, 6],
+    ["jumps", /^jalr?$/, 2],
+    ["CSR access", /^csrr/, 4],
+    ["fences", /^fence/, 2],
+    ["traps on purpose", /^(ecall|ebreak|illegal)$/, 2],
+  ] as const) {
+    t.true(has(pattern) >= least, `${what}: ${[...names.keys()].filter((n) => pattern.test(n)).join(", ")}`);
+  }
+});
+
+// --- no divergence ----------------------------------------------------------------------------------
+
+function noDivergence(t: ExecutionContext, result: { divergence?: Parameters<typeof formatDivergence>[0] }): void {
+  t.is(result.divergence, undefined, result.divergence ? formatDivergence(result.divergence).join("\n") : "");
+}
+
+test("random streams: both engines agree on every instruction, traps included", (t) => {
+  const summary = difftestStreams({ seed: 1, count: 6, length: 1200 });
+  noDivergence(t, summary);
+  t.is(summary.streams, 6);
+  t.true(summary.unfinished <= 1, `${summary.unfinished} streams overwrote their own loop and hit the step limit`);
+  t.true(summary.instructions > 60_000, `${summary.instructions} instructions`);
+  // s9 counts the handler's entries: faults mid-block, misaligned atomics, illegal instructions, ecalls.
+  t.true(summary.traps > 300, `${summary.traps} traps`);
+  t.log(`${summary.streams} streams, ${summary.instructions} instructions, ${summary.traps} traps, ` +
+    `${summary.resyncs} resynchronised steps, ${Math.round(summary.steps / summary.milliseconds)}k steps/s`);
+});
+
+test("a real guest (isa-test.elf) agrees on both engines to its exit", (t) => {
+  const result = difftestGuest(ISA_TEST, { ramSize: 16 << 20 });
+  noDivergence(t, result);
+  t.is(result.end, "exit");
+  t.is(result.exitCode, 0);
+  t.true(result.instructions > 500_000, `${result.instructions} instructions`);
+  t.log(`${result.instructions} instructions, ${Math.round(result.steps / result.milliseconds)}k steps/s, ${result.resyncs} resyncs`);
+});
+
+// Known translator bug (vcpu/translator.ts): under lockstep, a forward static jump or branch to an
+// open entry block skips the dispatch loop and its budget check, so run(1) retires the jump and the
+// instruction at its target. The tester tolerates it (the other engine catches up) unless strict.
+test.failing("lockstep is exact: run(1) retires one instruction on the translator (hello.elf, strict)", (t) => {
+  const result = difftestGuest(HELLO, { ramSize: 16 << 20, strictSteps: true });
+  noDivergence(t, result);
+});
+
+// --- the detector -----------------------------------------------------------------------------------
+
+function divergenceOf(t: ExecutionContext, result: DifftestResult) {
+  t.truthy(result.divergence, "a divergence should have been found");
+  t.log(formatDivergence(result.divergence!).join("\n"));
+  return result.divergence!;
+}
+
+test("a register corrupted in the translator's machine is reported at that step, with the register", (t) => {
+  const result = difftestGuest(ISA_TEST, {
+    ramSize: 16 << 20,
+    onStep: (step, { jit }) => {
+      if (step === 5000) jit.harts[0]!.setX(9, jit.harts[0]!.x(9) ^ 0x40n);
+    },
+  });
+  const d = divergenceOf(t, result);
+  t.is(result.end, "divergence");
+  t.is(d.kind, "register");
+  t.is(d.register, 9);
+  t.is(d.step, 5000);
+  t.is(d.interp ^ d.jit, 0x40n);
+  t.true(d.exact);
+  t.regex(d.instruction, /^[a-z.]+ /);
+  t.is(d.recent.length, 7);
+});
+
+test("a RAM byte corrupted between checkpoints is narrowed down to the exact step and address", (t) => {
+  const stream = randomStream(7, 1000);
+  const address = 0x8008_0123; // the scratch area
+  const result = difftestStream(stream, {
+    memoryCheckEvery: 1000,
+    onStep: (step, { jit }) => {
+      if (step === 1234) jit.writeRam(address, Uint8Array.of(jit.readRam(address, 1)[0]! ^ 0xff));
+    },
+  });
+  const d = divergenceOf(t, result);
+  t.is(d.kind, "memory");
+  t.is(d.address, address);
+  t.is(d.step, 1234);
+  t.true(d.exact);
+  t.is(d.interp ^ d.jit, 0xffn);
+  t.is(d.word!.address, address - 3);
+});
+
+test("a RAM byte corrupted in a large RAM is narrowed down too (several replay passes)", (t) => {
+  const address = 0x8010_0007;
+  const result = difftestGuest(HELLO, {
+    ramSize: 16 << 20,
+    memoryCheckEvery: 100_000,
+    onStep: (step, { jit }) => {
+      if (step === 777) jit.writeRam(address, Uint8Array.of(0x5a));
+    },
+  });
+  const d = divergenceOf(t, result);
+  t.is(d.kind, "memory");
+  t.is(d.address, address);
+  t.is(d.step, 777);
+  t.is(d.jit, 0x5an);
+});
+
+test("a CSR corrupted in the translator's machine is found at a checkpoint and narrowed down", (t) => {
+  // sscratch: compared at checkpoints, never touched by the streams (M-mode only).
+  const result = difftestStream(randomStream(11, 500), {
+    memoryCheckEvery: 500,
+    onStep: (step, { jit }) => {
+      if (step === 321) jit.harts[0]!.csrs.sscratch ^= 1n;
+    },
+  });
+  const d = divergenceOf(t, result);
+  t.is(d.kind, "csr");
+  t.is(d.csr, "sscratch");
+  t.is(d.step, 321);
+  t.true(d.exact);
+});
+
+// --- the command line ------------------------------------------------------------------------------
+
+test("kmemvisor difftest: random streams, exit 0 with a summary line", async (t) => {
+  const r = await kmemvisor(["difftest", "--seed", "3", "--count", "2", "--length", "300"]);
+  t.is(r.status, 0, r.stderr + r.stdout);
+  t.regex(r.stdout, /^difftest: 2 streams, \d+ instructions, no divergence/m);
+  t.regex(r.stderr, /seed 3/);
+});
+
+test("kmemvisor difftest FILE: a guest, exit 0", async (t) => {
+  const r = await kmemvisor(["difftest", join(GUESTS, "hello.elf"), "-m", "16M"]);
+  t.is(r.status, 0, r.stderr + r.stdout);
+  t.regex(r.stdout, /hello\.elf: \d+ instructions .* exited with code 0, no divergence/);
+});
+
+test("kmemvisor difftest: bad flags exit 64, a missing file 66, a bad ELF 65", async (t) => {
+  const notElf = join(dir, "notes.txt");
+  writeFileSync(notElf, "not a guest\n");
+  const cases = [
+    [["--count", "0"], 64, /--count/],
+    [["--seed", "-1"], 64, /--seed/],
+    [["--bogus"], 64, /unknown option/],
+    [[join(GUESTS, "hello.elf"), "--seed", "1"], 64, /without FILE/],
+    [[join(dir, "missing.elf")], 66, /does not exist/],
+    [[notElf], 65, /ELF/],
+  ] as const;
+  const results = await Promise.all(cases.map(([args]) => kmemvisor(["difftest", ...args])));
+  cases.forEach(([args, status, message], i) => {
+    t.is(results[i]!.status, status, `${args.join(" ")}: ${results[i]!.stderr}`);
+    t.regex(results[i]!.stderr, message, args.join(" "));
+  });
+});
