@@ -30,6 +30,8 @@ interface InterpreterLocals {
   budget: number;
   /** Host address of the page being fetched from, or -1 when the host fetched (no frame known). */
   fetchHost: number;
+  /** Guest virtual address of that page. */
+  fetchPage: number;
   retired: number;
   pc: number;
   npc: number;
@@ -82,16 +84,30 @@ class InterpreterSem extends WasmSem {
     target();
     this.f.set(this.l.npc);
     if (!this.heat) return;
-    // Count the jump against the frame it is made in; when the frame is hot, return after this
-    // instruction so that the host runs (or compiles) its translation.
+    // Count a jump within the page against its frame; when the frame is hot, return after this
+    // instruction so that the host runs (or compiles) its translation — with pc in that frame. A
+    // jump to another page is counted against the target when the fetch enters it (countHeat).
     const f = this.f;
-    f.get(this.l.fetchHost).i32(0).op(Op.i32_ge_s).if();
+    f.get(this.l.npc).get(this.l.fetchPage).op(Op.i64_sub).i64(4096).op(Op.i64_lt_u);
+    f.get(this.l.fetchHost).i32(0).op(Op.i32_ge_s).op(Op.i32_and).if();
+    this.countHeat(() => this.returnAfterThisInstruction());
+    f.end();
+  }
+
+  /** heat[frame of fetchHost] += 1; run `hot` when it reaches the threshold. */
+  countHeat(hot: () => void): void {
+    if (!this.heat) return;
+    const f = this.f;
     f.get(this.l.fetchHost).i32(10).op(Op.i32_shr_u).i32(this.heat.heatOffset).op(Op.i32_add).tee(this.l.heatAddr);
     f.get(this.l.heatAddr).mem(Op.i32_load).i32(1).op(Op.i32_add).tee(this.l.heatValue).mem(Op.i32_store);
     f.get(this.l.heatValue).i32(this.heat.threshold).op(Op.i32_ge_s).if();
-    this.returnAfterThisInstruction();
+    hot();
     f.end();
-    f.end();
+  }
+
+  /** Fetching entered a new page (fetchHost set): count it, and leave before running its code if hot. */
+  enteredPage(): void {
+    this.countHeat(() => this.exitAtCurrent(Exit.Budget));
   }
 
   override fenceI(): void {
@@ -154,13 +170,14 @@ export function buildInterpreterModule(memory: EngineMemory, memoryPages: number
     rs2Addr: f.local(ValType.I32),
     imm: f.local(ValType.I64),
     fetchHost: f.local(ValType.I32),
+    fetchPage: f.local(ValType.I64),
     heatAddr: f.local(ValType.I32),
     heatValue: f.local(ValType.I32),
   };
   const entry = f.local(ValType.I32);
   const fetchTlb = f.local(ValType.I32);
   const dataTlb = f.local(ValType.I32);
-  const fetchPage = f.local(ValType.I64);
+  const fetchPage = l.fetchPage;
   const fetchOffset = f.local(ValType.I64);
   const fetchHost = l.fetchHost;
   const s = new InterpreterSem(f, memory, slow, hart, dataTlb, l, heat);
@@ -194,6 +211,7 @@ export function buildInterpreterModule(memory: EngineMemory, memoryPages: number
     s.hostAddressFromTlb(s.pc, 0);
     f.get(l.pc).i64(-4096).op(Op.i64_and).set(fetchPage);
     f.get(s.hostAddressLocal).i32(-4096).op(Op.i32_and).set(fetchHost);
+    s.enteredPage();
     f.get(s.hostAddressLocal).mem(Op.i32_load);
     f.else();
     s.syncForHost();

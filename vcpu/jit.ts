@@ -28,6 +28,10 @@ import { requestTlbShootdown } from "./interrupts.ts";
 
 /** Interpreted jumps within a frame before it is compiled. */
 export const DEFAULT_JIT_THRESHOLD = 2000;
+/** After a hot frame could not be entered, the interpreter's jumps there before it asks again. */
+const RETRY_JUMPS = 16;
+/** ... and while its translation is being made. */
+const PENDING_JUMPS = 512;
 /** Times the guest enters a translated page at an offset it lacks before the page is recompiled. */
 const HOT_ENTRY = 4;
 /** After this many recompilations (for newly found entries) a page keeps what it has. */
@@ -154,6 +158,25 @@ export class Jit {
    * page when it is hot; undefined when the interpreter must run.
    */
   lookup(): TranslatedRun | undefined {
+    const run = this.translationAtPc();
+    if (!run && this.lastFrame >= 0) {
+      // The interpreter came back because the frame is hot, but runs on: let it count again
+      // (from a little below the threshold: soon, as a missing entry may be learnt; from further
+      // below while the translator thread works; from far below when nothing there translates).
+      const codeMap = this.env.codeMap;
+      const heat = codeMap.heatOf(this.lastFrame);
+      if (heat >= this.options.threshold) {
+        codeMap.setHeat(this.lastFrame, this.options.threshold - (this.pending.has(this.lastFrame) ? PENDING_JUMPS : RETRY_JUMPS));
+      }
+    }
+    return run;
+  }
+
+  /** Frame of the pc at the last lookup, or -1 when it had none. */
+  private lastFrame = -1;
+
+  private translationAtPc(): TranslatedRun | undefined {
+    this.lastFrame = -1;
     const base = this.env.hartBase;
     const u32 = this.u32;
     const pcLow = u32[(base + HartSlot.PC) >> 2]!;
@@ -167,6 +190,7 @@ export class Jit {
     const frame = ((pcLow & ~0xfff) + u32[entry + 2]!) >>> 12;
     const codeMap = this.env.codeMap;
     if (frame >= codeMap.frames) return undefined;
+    this.lastFrame = frame;
     if (this.pending.size > 0) this.receive();
     let page = this.pages.get(frame);
     if (page && (page.vpnLow !== vpnLow || page.vpnHigh !== vpnHigh || page.generation !== codeMap.generation(frame))) {
@@ -177,10 +201,7 @@ export class Jit {
     const offset = pcLow & 0xfff;
     if (!page) {
       if (codeMap.heatOf(frame) < this.options.threshold) return undefined;
-      if (this.pending.has(frame)) {
-        codeMap.setHeat(frame, 0);
-        return undefined;
-      }
+      if (this.pending.has(frame)) return undefined;
       page = this.request(frame, vpnLow, vpnHigh, [offset], 0);
       if (!page) return undefined;
     }
@@ -252,7 +273,7 @@ export class Jit {
     if (!port) return this.install(translateRequest(this.env.memory, this.env.engineMemory, request, { everyInstruction: this.options.lockstep }));
     this.pending.set(frame, request);
     // The interpreter runs on meanwhile; it comes back (and finds the translation) when hot again.
-    codeMap.setHeat(frame, 0);
+    codeMap.setHeat(frame, this.options.threshold - PENDING_JUMPS);
     port.postMessage(request);
     return undefined;
   }
