@@ -101,10 +101,9 @@ test("a real guest (isa-test.elf) agrees on both engines to its exit", (t) => {
   t.log(`${result.instructions} instructions, ${Math.round(result.steps / result.milliseconds)}k steps/s, ${result.resyncs} resyncs`);
 });
 
-// Known translator bug (vcpu/translator.ts): under lockstep, a forward static jump or branch to an
-// open entry block skips the dispatch loop and its budget check, so run(1) retires the jump and the
-// instruction at its target. The tester tolerates it (the other engine catches up) unless strict.
-test.failing("lockstep is exact: run(1) retires one instruction on the translator (hello.elf, strict)", (t) => {
+// Under lockstep the translator sends every jump through the dispatch and its budget check (no
+// direct forward branches, no wasm loops), so run(1) retires exactly one instruction.
+test("lockstep is exact: run(1) retires one instruction on the translator (hello.elf, strict)", (t) => {
   const result = difftestGuest(HELLO, { ramSize: 16 << 20, strictSteps: true });
   noDivergence(t, result);
 });

@@ -196,6 +196,8 @@ class TranslatorSem extends WasmSem {
   dispatchLabel = 0;
   /** Entry offset → the depth its block was opened at, while that block is still open. */
   readonly openEntries = new Map<number, number>();
+  /** Every instruction an entry, each returning to the dispatch (TranslationOptions.everyInstruction). */
+  lockstep = false;
   /** Loop head offset → the depth its wasm loop was opened at, while the loop is open. */
   readonly openLoops = new Map<number, number>();
 
@@ -260,7 +262,8 @@ class TranslatorSem extends WasmSem {
       this.body.brTo(loop);
       return;
     }
-    const label = staticTarget === undefined ? undefined : this.openEntries.get(staticTarget);
+    // (Not in lockstep, where every instruction must pass the dispatch's budget check.)
+    const label = staticTarget === undefined || this.lockstep ? undefined : this.openEntries.get(staticTarget);
     if (label !== undefined) {
       this.retire(this.pending + 1);
       this.body.brTo(label);
@@ -339,7 +342,7 @@ export function translatePage(
   if (leaders.size === 0) return undefined;
   const offsets = [...code.keys()].sort((a, b) => a - b);
   const entries = [...leaders].sort((a, b) => a - b);
-  const loops = simpleLoops(code, leaders);
+  const loops = options.everyInstruction ? new Map<number, number>() : simpleLoops(code, leaders);
 
   const m = new ModuleBuilder();
   m.importSharedMemory("env", "memory", memoryPages);
@@ -360,6 +363,7 @@ export function translatePage(
   const dataTlb = f.local(ValType.I32);
   const pageOffset = f.local(ValType.I64);
   const s = new TranslatorSem(f, memory, slow, hart, dataTlb, l);
+  s.lockstep = options.everyInstruction === true;
 
   // Prologue: the data TLB set the host chose, the registers, the entry pc.
   f.get(hart).get(hart).mem(Op.i32_load, HartSlot.DATA_TLB).op(Op.i32_add).set(dataTlb);
