@@ -426,7 +426,7 @@ async function difftestCommand(file: string | undefined, flags: DifftestFlags, s
   if (file === undefined && ramSize !== undefined) throw new UsageError("-m sets the RAM of FILE's machines: random streams have their own");
   const options = { maxSteps, memoryCheckEvery, ramSize, strictSteps: flags.strict === true };
   const say = (line: string) => process.stdout.write(line + "\n");
-  const rate = (steps: number, ms: number) => `${Math.round(steps / Math.max(ms, 1))}k steps/s`;
+  const rate = (steps: number, ms: number) => `${Math.round((steps / Math.max(ms, 1)) * 1000)} steps/s`;
   const resyncNote = (resyncs: number) =>
     resyncs === 0 ? "" : `; ${resyncs} step(s) in which the translator ran past one instruction and the interpreter caught up (--strict makes them divergences)`;
 
