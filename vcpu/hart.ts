@@ -60,6 +60,8 @@ export interface HartEnvironment {
 export class GuestFault extends Error {}
 
 const INTERRUPT_BIT = 1n << 63n;
+/** Engine calls in a row that retire nothing (traps, decode misses) before run() returns anyway. */
+const STALL_LIMIT = 10_000;
 const MASK64 = (1n << 64n) - 1n;
 /** Priority order of interrupts (privileged spec 3.1.9): MEI, MSI, MTI, SEI, SSI, STI. */
 const INTERRUPT_PRIORITY = [Irq.MEI, Irq.MSI, Irq.MTI, Irq.SEI, Irq.SSI, Irq.STI];
@@ -218,7 +220,9 @@ export class Hart {
   run(budget: number): number {
     const start = this.retired;
     this.waitingForInterrupt = false;
+    let stalled = 0;
     while (this.retired - start < budget) {
+      const before = this.retired;
       this.updateSupervisorTimer();
       this.takePendingInterrupt();
       if (Atomics.exchange(this.words, (this.base + HartSlot.TLB_SHOOTDOWN) >> 2, 0) !== 0) this.tlb.flushAll();
@@ -251,6 +255,12 @@ export class Hart {
           this.system(exit);
           if (this.waitingForInterrupt) return this.retired - start;
       }
+      // A stop, pause or interrupt request that came with another exit (a trap) ends the call too,
+      // and so do engine calls that keep retiring nothing (a trap handler that traps at once): else
+      // such a guest would keep run() from ever returning, past every timeout and stop request.
+      if (request === ExitRequest.Return) return this.retired - start;
+      if (this.retired !== before) stalled = 0;
+      else if (++stalled >= STALL_LIMIT) return this.retired - start;
     }
     return this.retired - start;
   }
