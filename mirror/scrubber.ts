@@ -16,6 +16,7 @@ import type { PhysicalMap } from "../shared-mem/p2m.ts";
 import type { PageRecovery } from "./recovery.ts";
 import { MirrorLocks } from "../sync/stripes.ts";
 import { locksStores } from "../sync/strategy.ts";
+import { CodeMap } from "../shared-mem/code-pages.ts";
 
 /** Looks at a differing word before believing it. */
 const RECHECKS = 3;
@@ -43,6 +44,8 @@ export class Scrubber {
   /** Undecidable words already reported, with the values seen: reported again only if they change. */
   private readonly undecided = new Map<number, string>();
   private readonly locks: MirrorLocks;
+  /** A repair of the primary is a write to code harts may hold translated (vcpu/jit.ts). */
+  private readonly codeMap: CodeMap;
 
   constructor(
     buffer: ArrayBufferLike,
@@ -54,6 +57,7 @@ export class Scrubber {
     this.words = new Int32Array(buffer);
     this.mirrors = mirrorOffsetsOf(layout);
     this.locks = new MirrorLocks(buffer, layout);
+    this.codeMap = new CodeMap(buffer, layout);
   }
 
   /** One pass over all of guest RAM; returns what it found. */
@@ -115,7 +119,10 @@ export class Scrubber {
     const offsets = [0, ...this.mirrors];
     values.forEach((v, copy) => {
       // Only if the word still holds what we saw: a guest store since then is newer than our vote.
-      if (v !== winner) Atomics.compareExchange(this.quads, index + offsets[copy]! / 8, v, winner);
+      if (v === winner || Atomics.compareExchange(this.quads, index + offsets[copy]! / 8, v, winner) !== v) return;
+      // The primary is what harts run: code translated from the corrupted word must go, as after
+      // a store (the mirrors are never executed).
+      if (copy === 0) this.codeMap.invalidate(Math.floor((index * 8) / PAGE_SIZE));
     });
     this.count(ControlSlot.SCRUB_REPAIRED, 1);
     return { address, values: values.map((v) => BigInt.asUintN(64, v)), repaired: true };
