@@ -1,6 +1,6 @@
 /** Run hand-assembled programs (test/helpers/asm.ts) on an in-process Machine. */
-import { Machine, type RunResult } from "../../hypervisor/machine.ts";
-import type { Hart } from "../../vcpu/hart.ts";
+import { Machine, type MachineConfig, type RunOptions, type RunResult } from "../../hypervisor/machine.ts";
+import type { EngineChoice, Hart } from "../../vcpu/hart.ts";
 import { Program } from "./asm.ts";
 
 export interface Outcome {
@@ -22,6 +22,16 @@ export interface RunProgramOptions {
   ramSize?: number;
   harts?: number;
   timeoutMs?: number;
+  /** Execution engine (default: the Machine's, i.e. KMEMVISOR_ENGINE or the interpreter). */
+  engine?: EngineChoice;
+  /** Copies of guest RAM (`--mirror vm --nmr N`); default 1. */
+  copies?: number;
+  /** Further Machine settings (a disk, the sync strategy, worker threads). */
+  machine?: Partial<MachineConfig>;
+  /** Further run settings (pauses, injections); the timeout is `timeoutMs`. */
+  run?: Omit<RunOptions, "timeoutMs">;
+  /** Called once the program is loaded and every hart started, before the run. */
+  beforeRun?(machine: Machine): void;
 }
 
 /** Load the program (or ELF bytes) into a fresh Machine, start every hart at its entry, run. */
@@ -31,11 +41,15 @@ export async function runProgram(program: Program | Uint8Array, options: RunProg
     ramSize: options.ramSize ?? 1 << 20,
     harts: options.harts ?? 1,
     output: (bytes) => chunks.push(bytes.slice()),
+    ...(options.engine ? { engine: options.engine } : {}),
+    ...(options.copies ? { copies: options.copies } : {}),
+    ...options.machine,
   });
   const elf = program instanceof Program ? program.elf() : program;
   const image = machine.loadElf(elf, "test.elf");
   machine.start(image.entry);
-  const result = await machine.run({ timeoutMs: options.timeoutMs ?? 10_000 });
+  options.beforeRun?.(machine);
+  const result = await machine.run({ ...options.run, timeoutMs: options.timeoutMs ?? 10_000 });
   const hart = machine.harts[0]!;
   const view = (gpa: bigint, n: number) => {
     const b = machine.readRam(Number(gpa), n);
