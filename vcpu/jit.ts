@@ -298,6 +298,14 @@ export class Jit {
     }
     // Code changed while it was being translated: the result is stale.
     if (reply.generation !== this.env.codeMap.generation(frame)) return undefined;
+    // The same, for a store that reached the page without invalidating it (through a store-TLB
+    // entry another hart had not yet dropped when the page was marked) — or a translation the
+    // thread made for another hart before such a store: compare the bytes it was made from.
+    const now = this.bytes.subarray(frame * PAGE_SIZE, (frame + 1) * PAGE_SIZE);
+    if (Buffer.compare(now, reply.bytes) !== 0) {
+      this.env.codeMap.invalidate(frame);
+      return undefined;
+    }
     const instance = new WebAssembly.Instance(reply.module, this.env.imports);
     const page: TranslatedPage = {
       frame,
