@@ -391,7 +391,7 @@ export function buildProgram(): Command {
     .option("--max-steps <N>", "stop after N steps (a guest: default 10000000; a stream: 10 times its length per loop)")
     .option("--check-every <N>", "compare RAM and CSRs every N steps (default 100000 for a guest, 2000 for a stream)")
     .option("-m, --memory <SIZE>", "guest RAM for FILE (default 128M)")
-    .option("--strict", "a step in which one engine retires more than one instruction is a divergence")
+    .option("--resync", "a step in which one engine retires more than one instruction is no divergence: the other catches up")
     .action(async (file: string | undefined, flags: DifftestFlags, command: Command) => {
       const given = ["seed", "count", "length"].filter((name) => command.getOptionValueSource(name) === "cli");
       process.exitCode = await difftestCommand(file, flags, given);
@@ -406,7 +406,7 @@ interface DifftestFlags {
   maxSteps?: string;
   checkEvery?: string;
   memory?: string;
-  strict?: boolean;
+  resync?: boolean;
 }
 
 /** `kmemvisor difftest`; `streamFlags` are the random-stream flags given on the command line. */
@@ -424,11 +424,11 @@ async function difftestCommand(file: string | undefined, flags: DifftestFlags, s
     throw new UsageError(`--${streamFlags[0]} chooses random streams: give it without FILE`);
   }
   if (file === undefined && ramSize !== undefined) throw new UsageError("-m sets the RAM of FILE's machines: random streams have their own");
-  const options = { maxSteps, memoryCheckEvery, ramSize, strictSteps: flags.strict === true };
+  const options = { maxSteps, memoryCheckEvery, ramSize, resync: flags.resync === true };
   const say = (line: string) => process.stdout.write(line + "\n");
   const rate = (steps: number, ms: number) => `${Math.round((steps / Math.max(ms, 1)) * 1000)} steps/s`;
   const resyncNote = (resyncs: number) =>
-    resyncs === 0 ? "" : `; ${resyncs} step(s) in which the translator ran past one instruction and the interpreter caught up (--strict makes them divergences)`;
+    resyncs === 0 ? "" : `; ${resyncs} step(s) in which one engine ran past one instruction and the other caught up (--resync)`;
 
   if (file !== undefined) {
     const elf = readInput(file, "guest");

@@ -15,10 +15,11 @@
  * HTIF guests are not supported (their host side is polled by Machine.run, which is not used).
  *
  * A step is `hart.run(1)` on each machine; a trap taken counts as part of the step (run(1) loops
- * until one instruction retired). If one engine retires more than one instruction in a step, the
- * other is stepped until both have retired as many, and the states are compared there; such
- * "resynchronised" steps are counted (lockstep should make them impossible) and, with
- * `strictSteps`, reported as a divergence.
+ * until one instruction retired). Lockstep translations make that exactly one instruction on the
+ * translator too, so a step in which either engine retires more than one is a divergence — unless
+ * `resync` is set: then the other engine is stepped until both have retired as many, the states are
+ * compared there, and such "resynchronised" steps are only counted (a way to look for wrong values
+ * past a translator whose lockstep is not exact).
  *
  * `randomStreams` generates random RV64IMAC instruction streams (see `randomStream`), each run
  * through the same comparison by `difftestStreams`.
@@ -47,8 +48,11 @@ export interface DifftestOptions {
   ramSize?: number;
   /** Tick the devices (CLINT timer, UART) every this many steps (default 1000). */
   tickEvery?: number;
-  /** A step in which one engine retires more than one instruction is a divergence. */
-  strictSteps?: boolean;
+  /**
+   * A step in which one engine retires more than one instruction is not a divergence: the other
+   * catches up and they are compared there (see the header). Default: it is a divergence.
+   */
+  resync?: boolean;
   /**
    * Called after every step (and again at the same step when a divergence is narrowed down), before
    * the comparison: tests corrupt the jit machine here to check that the detector works.
@@ -96,7 +100,7 @@ export interface DifftestResult {
   /** The guest's exit code (finisher), when it exited on both. */
   exitCode?: number;
   divergence?: Divergence;
-  /** Steps in which one engine retired more than one instruction (see the header). */
+  /** With `resync`: steps in which one engine retired more than one instruction (see the header). */
   resyncs: number;
   milliseconds: number;
 }
@@ -294,7 +298,7 @@ class Lockstep {
    * many. They can still differ for a few steps: the faster one may have taken a trap (which
    * retires nothing) that the other takes only with its next instruction. So after a resync, or
    * when one machine stands at its trap vector and the other does not, differences are tolerated
-   * for SETTLE_STEPS steps, until the states agree again (never with `strictSteps`).
+   * for SETTLE_STEPS steps, until the states agree again (only with `resync`).
    */
   advance(): Found | "exit" | undefined {
     const { wa, baseA, a, b } = this;
@@ -305,14 +309,14 @@ class Lockstep {
     this.step++;
     stepHart(a);
     stepHart(b);
+    this.options.onStep?.(this.step, this.machines);
     if (a.retired !== b.retired) {
-      if (this.options.strictSteps) return { kind: "retired", interp: BigInt(a.retired), jit: BigInt(b.retired) };
+      if (!this.options.resync) return { kind: "retired", interp: BigInt(a.retired), jit: BigInt(b.retired) };
       this.resyncs++;
       this.grace = SETTLE_STEPS;
       for (let guard = 0; a.retired !== b.retired && guard < 64; guard++) stepHart(a.retired < b.retired ? a : b);
       if (a.retired !== b.retired) return { kind: "retired", interp: BigInt(a.retired), jit: BigInt(b.retired) };
     }
-    this.options.onStep?.(this.step, this.machines);
     if (this.step % this.options.tickEvery === 0) {
       this.machines.interp.bus.tick();
       this.machines.jit.bus.tick();
@@ -326,7 +330,7 @@ class Lockstep {
       this.grace--;
       return undefined;
     }
-    if (!this.options.strictSteps && found.kind === "pc" && (atTrapVector(a) || atTrapVector(b))) {
+    if (this.options.resync && found.kind === "pc" && (atTrapVector(a) || atTrapVector(b))) {
       // One engine ran on into an instruction that trapped (retiring nothing) within the step.
       this.resyncs++;
       this.grace = SETTLE_STEPS - 1;
