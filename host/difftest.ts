@@ -980,7 +980,7 @@ export function difftestStream(stream: RandomStream, options: DifftestOptions = 
   };
   // A stream that overwrote its own loop may never end: bound it well above its expected length.
   const maxSteps = options.maxSteps ?? (stream.instructions * 10 + 2000) * stream.loops;
-  const { result, machines } = compare(setup, resolved({ memoryCheckEvery: 2000, ...options, maxSteps }, STREAM_RAM));
+  const { result, machines } = compare(setup, resolved({ ...options, memoryCheckEvery: options.memoryCheckEvery ?? 2000, maxSteps }, STREAM_RAM));
   // s9 counts the traps the handler served (on the interpreter's machine: the reference).
   return { ...result, traps: Number(machines.interp.harts[0]!.x(TRAPS)) };
 }
