@@ -27,6 +27,8 @@ interface Sample {
   instructions?: number;
   vmMs?: number;
   status: number | null;
+  /** The end of the process's stdout and stderr (for the report when it failed). */
+  output?: string;
 }
 
 function timeProcess(command: string, args: string[]): Sample {
@@ -34,7 +36,7 @@ function timeProcess(command: string, args: string[]): Sample {
   const result = spawnSync(command, args, { cwd: root, encoding: "utf8", timeout: 600_000 });
   const wallMs = performance.now() - start;
   if (result.error) throw result.error;
-  const sample: Sample = { wallMs, status: result.status };
+  const sample: Sample = { wallMs, status: result.status, output: (result.stdout + result.stderr).slice(-2000) };
   const jsonLine = result.stderr.split("\n").find((line) => line.startsWith("{"));
   if (jsonLine) {
     const report = JSON.parse(jsonLine) as { wallMilliseconds: number; harts: { instructions: number }[] };
@@ -54,7 +56,7 @@ function guestElf(guest: string): string {
 
 function kmemvisor(elf: string, flags: string[]): Sample {
   const sample = timeProcess(process.execPath, [join("bin", "kmemvisor.js"), "run", "--json", ...flags, elf]);
-  if (sample.status !== 0) throw new Error(`${elf} ${flags.join(" ")}: exit status ${sample.status}`);
+  if (sample.status !== 0) throw new Error(`${elf} ${flags.join(" ")}: exit status ${sample.status}\n${sample.output ?? ""}`);
   return sample;
 }
 
