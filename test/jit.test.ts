@@ -104,6 +104,28 @@ test("self-modifying code: a translated loop rewrites an instruction of its own 
   t.true(stats.pagesCompiled > 0 && stats.invalidations > 0);
 });
 
+/**
+ * Known bug (vcpu/translator.ts, simpleLoops): a loop whose back-edge instruction is itself an
+ * entry (it follows a conditional branch, as in strcmp: `bnez a0, out; bnez a4, loop`) is taken for
+ * a simple loop, and the wasm `loop` is closed by that entry's block end: the back edge then falls
+ * out of the loop as if not taken (strcmp says "equal" after one matching character; U-Boot binds
+ * the wrong drivers and prints "Could not initialize timer (err -19)" forever). Fix: in
+ * simpleLoops, an entry at `back` must reject the loop too (`offset = -1; break` on a leader).
+ */
+test.failing("a loop whose back edge follows a conditional branch keeps looping when translated", async (t) => {
+  const N = 100;
+  const p = new Program();
+  p.li(R.s0, N).li(R.a0, 0).li(R.s2, -1);
+  p.label("loop").emit(addi(R.a0, R.a0, 1), addi(R.s0, R.s0, -1)).branch(beq, R.s0, R.s2, "out").branch(bne, R.s0, 0, "loop");
+  p.label("out").exit(0);
+  const interp = await runProgram(p, { engine: INTERP });
+  const jit = await runProgram(p, { engine: JIT });
+  t.is(interp.x(R.a0), BigInt(N));
+  exited(t, jit.result);
+  t.is(jit.x(R.a0), BigInt(N), "every iteration ran");
+  t.is(jit.result.harts[0]!.instructions, interp.result.harts[0]!.instructions);
+});
+
 // --- b. cross-modifying code ---------------------------------------------------------------------
 
 /**
