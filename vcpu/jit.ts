@@ -66,6 +66,27 @@ export interface JitOptions {
    * interprets on.
    */
   synchronous?: boolean;
+  /**
+   * Testing the translator: every translation also gets entries at `percent`% of the page's
+   * halfword offsets, chosen by a generator seeded with `seed` and the frame (offsets that hold no
+   * instruction are ignored), as if the guest had entered there. So tests can vary the shape of
+   * the code (entries inside loops, on back edges) as the entries a long run learns do.
+   */
+  extraEntries?: { seed: number; percent: number };
+}
+
+/** The offsets JitOptions.extraEntries asks for in one frame (xorshift32, deterministic). */
+export function extraEntriesFor(frame: number, seed: number, percent: number): number[] {
+  let x = ((seed * 0x9e3779b1) ^ (frame * 0x85ebca6b) ^ 0x2545f491) >>> 0 || 1;
+  const offsets: number[] = [];
+  for (let offset = 0; offset < PAGE_SIZE; offset += 2) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    if (x % 100 < percent) offsets.push(offset);
+  }
+  return offsets;
 }
 
 export interface JitEnvironment {
@@ -268,7 +289,9 @@ export class Jit {
         if (base !== this.env.hartBase) requestTlbShootdown(this.words, base);
       }
     }
-    const request: TranslationRequest = { frame, vpnLow, vpnHigh, generation, wanted, recompiles };
+    const fuzz = this.options.extraEntries;
+    const extra = fuzz ? extraEntriesFor(frame, fuzz.seed, fuzz.percent) : [];
+    const request: TranslationRequest = { frame, vpnLow, vpnHigh, generation, wanted: [...wanted, ...extra], recompiles };
     const port = this.synchronous ? undefined : this.translatorPort();
     if (!port) return this.install(translateRequest(this.env.memory, this.env.engineMemory, request, { everyInstruction: this.options.lockstep }));
     this.pending.set(frame, request);

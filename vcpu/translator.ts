@@ -163,14 +163,22 @@ function simpleLoops(code: Map<number, Decoded>, leaders: Set<number>): Map<numb
     if (!(d.name === "jal" || isBranch(d.name)) || d.imm > 0) continue;
     const head = back + d.imm;
     if (!leaders.has(head) || loops.has(head)) continue;
+    // Every instruction after the head, the back edge included, must be reached only by falling
+    // through: an entry block's end inside the wasm loop would close the loop instead.
     let offset = head;
-    while (offset < back) {
+    let straight = true;
+    while (straight && offset < back) {
       const inside = code.get(offset);
-      if (!inside || NEVER_FALLS_THROUGH.has(inside.name)) break;
-      offset += inside.length;
-      if (offset <= back && leaders.has(offset)) break;
+      if (!inside || NEVER_FALLS_THROUGH.has(inside.name)) straight = false;
+      else {
+        offset += inside.length;
+        if (leaders.has(offset)) straight = false;
+      }
     }
-    if (offset === back) loops.set(head, back);
+    // Nor may code of another decode stream (overlapping instructions) lie between them: it is
+    // emitted in address order, so inside the loop; the first such instruction is always a leader.
+    for (const leader of leaders) if (leader > head && leader <= back) straight = false;
+    if (straight && offset === back) loops.set(head, back);
   }
   return loops;
 }
