@@ -260,7 +260,11 @@ for (const [guest, sync] of [["race.elf", "striped"], ["race.elf", "global"], ["
 test("stress with --iterations: the guest finishes, its counters agree under every strategy", async (t) => {
   for (const guest of ["race.elf", "race-drf.elf"]) {
     for (const sync of STRATEGIES) {
-      const r = await kmemvisor(["stress", join(GUESTS, guest), "--sync", sync, "--iterations", "300", "--seed", "3"], { killAfterMs: 60_000 });
+      // The iterations end the run; the long --duration only bounds it (a loaded machine once took
+      // 6 of the default 10 s just to start the hart threads).
+      const r = await kmemvisor(["stress", join(GUESTS, guest), "--sync", sync, "--iterations", "300", "--seed", "3", "--duration", "120"], {
+        killAfterMs: 180_000,
+      });
       t.regex(r.stdout, /counters agree/, `${guest} --sync ${sync}: ${r.stderr}`);
       t.true(r.status === 0 || (r.status === 1 && sync !== "striped" && sync !== "global"), `${guest} --sync ${sync}: status ${r.status}`);
     }
