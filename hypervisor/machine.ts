@@ -206,7 +206,8 @@ export class Machine implements MachineControl {
       this.translator = new TranslatorThread(this.memory, engineMemoryOf(this.layout, this.perPageProtection));
     }
     const env: HartEnvironment = {
-      connectTranslator: () => this.translator?.connect(),
+      // In worker mode these harts never run (each worker builds its own): no port for them.
+      connectTranslator: () => (this.workers ? undefined : this.translator?.connect()),
       memory: this.memory,
       layout: this.layout,
       interpreter,

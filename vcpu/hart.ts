@@ -244,7 +244,7 @@ export class Hart {
           this.trap(this.slot(HartSlot.TRAP_CAUSE), this.slot(HartSlot.TRAP_TVAL));
           break;
         case Exit.NotTranslated:
-          this.jit?.missed();
+          // The next lookup (at the top of the loop) learns the entry, or the interpreter runs.
           break;
         case Exit.FenceI:
           this.jit?.fenceI();

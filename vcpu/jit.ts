@@ -19,7 +19,8 @@
  * FENCE.I compares every translated page with memory, which also catches a store that another
  * hart made through a store-TLB entry it had not yet dropped when the page was compiled.
  */
-import { HartSlot, PAGE_SIZE, TLB_ENTRIES, TLB_ENTRY_SIZE, type MemoryLayout } from "../shared-mem/layout.ts";
+import { HartSlot, PAGE_SIZE, type MemoryLayout } from "../shared-mem/layout.ts";
+import { cachedFetchPage } from "./tlb.ts";
 import type { CodeMap } from "../shared-mem/code-pages.ts";
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from "node:worker_threads";
 import { translateRequest, type TranslationReply, type TranslationRequest, type TranslatorWorkerData } from "./translator-worker.ts";
@@ -126,10 +127,6 @@ export class TranslatorThread {
     port1.unref();
     return port1;
   }
-
-  close(): void {
-    void this.worker.terminate();
-  }
 }
 
 export type TranslatedRun = (hart: number, budget: number) => number;
@@ -204,11 +201,9 @@ export class Jit {
     const pcHigh = u32[(base + HartSlot.PC + 4) >> 2]!;
     const vpnLow = ((pcLow >>> 12) | (pcHigh << 20)) >>> 0;
     const vpnHigh = pcHigh >>> 12;
-    const set = this.words[(base + HartSlot.FETCH_TLB) >> 2]!;
-    const entry = (base + set + (vpnLow & (TLB_ENTRIES - 1)) * TLB_ENTRY_SIZE) >> 2;
-    const generationTag = u32[(base + HartSlot.TLB_TAG + 4) >> 2]!; // generation << 52, high word
-    if (u32[entry] !== vpnLow || u32[entry + 1] !== ((vpnHigh | generationTag) >>> 0)) return undefined; // let the interpreter fill it
-    const frame = ((pcLow & ~0xfff) + u32[entry + 2]!) >>> 12;
+    const hostPage = cachedFetchPage(u32, base, pcLow, pcHigh);
+    if (hostPage < 0) return undefined; // let the interpreter fill the TLB
+    const frame = hostPage / PAGE_SIZE;
     const codeMap = this.env.codeMap;
     if (frame >= codeMap.frames) return undefined;
     this.lastFrame = frame;
@@ -233,20 +228,19 @@ export class Jit {
     return page.run;
   }
 
-  /** Translated code found no translation at pc (Exit.NotTranslated): learn the entry. */
-  missed(): void {
-    this.lookup();
-  }
-
   /** FENCE.I: drop every translation whose page no longer holds the bytes it was made from. */
   fenceI(): void {
     for (const page of [...this.pages.values()]) {
-      const now = this.bytes.subarray(page.frame * PAGE_SIZE, (page.frame + 1) * PAGE_SIZE);
-      if (page.generation === this.env.codeMap.generation(page.frame) && Buffer.compare(now, page.bytes) === 0) continue;
+      if (page.generation === this.env.codeMap.generation(page.frame) && this.stillHolds(page.frame, page.bytes)) continue;
       this.env.codeMap.invalidate(page.frame);
       this.noteInvalidated(page.frame);
       this.pages.delete(page.frame);
     }
+  }
+
+  /** Whether the frame still holds the bytes a translation was made from. */
+  private stillHolds(frame: number, bytes: Uint8Array): boolean {
+    return Buffer.compare(this.bytes.subarray(frame * PAGE_SIZE, (frame + 1) * PAGE_SIZE), bytes) === 0;
   }
 
   /** Number of pages this hart holds translations for. */
@@ -324,8 +318,7 @@ export class Jit {
     // The same, for a store that reached the page without invalidating it (through a store-TLB
     // entry another hart had not yet dropped when the page was marked) — or a translation the
     // thread made for another hart before such a store: compare the bytes it was made from.
-    const now = this.bytes.subarray(frame * PAGE_SIZE, (frame + 1) * PAGE_SIZE);
-    if (Buffer.compare(now, reply.bytes) !== 0) {
+    if (!this.stillHolds(frame, reply.bytes)) {
       this.env.codeMap.invalidate(frame);
       return undefined;
     }

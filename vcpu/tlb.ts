@@ -42,6 +42,22 @@ export function tlbGeneration(view: DataView, hartBase: number): number {
   return Number(view.getBigUint64(hartBase + HartSlot.TLB_TAG, true) >> TAG_GENERATION_SHIFT);
 }
 
+/**
+ * The host page the hart's current fetch set maps the virtual address (pcLow, pcHigh: its two
+ * 32-bit halves) to, or -1 when the set holds no live entry for it. For host code on the hot path
+ * (vcpu/jit.ts), so no BigInt: the tag is compared as two words.
+ */
+export function cachedFetchPage(u32: Uint32Array, hartBase: number, pcLow: number, pcHigh: number): number {
+  const vpnLow = ((pcLow >>> 12) | (pcHigh << 20)) >>> 0;
+  const vpnHigh = pcHigh >>> 12;
+  const set = u32[(hartBase + HartSlot.FETCH_TLB) >> 2]!;
+  const entry = (hartBase + set + (vpnLow & (TLB_ENTRIES - 1)) * TLB_ENTRY_SIZE) >> 2;
+  const generationHigh = u32[(hartBase + HartSlot.TLB_TAG + 4) >> 2]!; // generation << (52 - 32)
+  if (u32[entry] !== vpnLow || u32[entry + 1] !== ((vpnHigh | generationHigh) >>> 0)) return -1;
+  // Host offsets are below 4 GiB: the low word of page + addend is the host page.
+  return ((pcLow & ~0xfff) + u32[entry + 2]!) >>> 0;
+}
+
 export class Tlb {
   private generation = 0;
 

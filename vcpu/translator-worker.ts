@@ -84,8 +84,8 @@ function warmUp(engineMemory: EngineMemory): void {
   }
   words.push(0x00008067); // ret
   const page = new Uint8Array(PAGE_SIZE);
-  new DataView(page.buffer).setUint32(0, 0, true);
-  words.forEach((word, i) => new DataView(page.buffer).setUint32(i * 4, word, true));
+  const view = new DataView(page.buffer);
+  words.forEach((word, i) => view.setUint32(i * 4, word, true));
   for (let round = 0; round < 3; round++) translatePage(engineMemory, 1, page, 0x8000_0000n, [0]);
 }
 
