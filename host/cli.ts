@@ -492,7 +492,7 @@ function jitThresholdOption(): Option {
 function engineOption(): Option {
   return new Option("--engine <ENGINE>", "interp = the interpreter alone; jit = hot pages translated to WebAssembly")
     .choices(ENGINES)
-    .default(defaultEngineName());
+    .default(usage(() => defaultEngineName())); // a bad KMEMVISOR_ENGINE is a usage error
 }
 
 /** The engine flags of a VM. */
@@ -589,8 +589,8 @@ async function stressCommand(guest: string, flags: StressFlags): Promise<number>
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
   try {
+    const program = buildProgram();
     await program.parseAsync(argv, { from: "user" });
     return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (e) {

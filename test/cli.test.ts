@@ -215,3 +215,18 @@ test("--json on a timeout reports status 124", async (t) => {
   const json = JSON.parse(r.stderr.trim().split("\n").pop()!) as { status: number; reason: string };
   t.deepEqual([json.status, json.reason], [124, "timeout"]);
 });
+
+test("--engine jit runs a guest; bad engine flags and KMEMVISOR_ENGINE values are usage errors", async (t) => {
+  const hello = join(GUESTS, "hello.elf");
+  const ok = await kmemvisor(["run", "--engine", "jit", "--jit-threshold", "0", hello]);
+  t.is(ok.status, 0);
+  t.is(ok.stdout, readFileSync(join(EXPECTED, "hello.out"), "latin1"));
+  t.is((await kmemvisor(["run", "--engine", "fast", hello])).status, 64);
+  const threshold = await kmemvisor(["run", "--engine", "jit", "--jit-threshold", "x", hello]);
+  t.is(threshold.status, 64);
+  t.regex(threshold.stderr, /--jit-threshold must be a whole number/);
+  t.is((await kmemvisor(["stress", "--engine", "fast"])).status, 64);
+  const env = await kmemvisor(["run", hello], { env: { KMEMVISOR_ENGINE: "fast" } });
+  t.is(env.status, 64);
+  t.regex(env.stderr, /KMEMVISOR_ENGINE must be one of interp, jit, got "fast"/);
+});

@@ -37,6 +37,8 @@ export interface SpawnOptions {
   /** Kill the process (SIGKILL) after this long; default 60 s. */
   killAfterMs?: number;
   cwd?: string;
+  /** Extra environment variables for the process. */
+  env?: Record<string, string>;
 }
 
 export async function run(command: string, args: string[], options: SpawnOptions = {}): Promise<Completed> {
@@ -44,7 +46,11 @@ export async function run(command: string, args: string[], options: SpawnOptions
   try {
     return await new Promise<Completed>((resolve, reject) => {
       const started = performance.now();
-      const child = spawn(command, args, { cwd: options.cwd ?? ROOT, stdio: ["ignore", "pipe", "pipe"] });
+      const child = spawn(command, args, {
+        cwd: options.cwd ?? ROOT,
+        stdio: ["ignore", "pipe", "pipe"],
+        ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
+      });
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       let killed = false;
