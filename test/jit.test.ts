@@ -27,9 +27,11 @@ import { parseMirrorPolicy } from "../mirror/policy.ts";
 import { CodeMap } from "../shared-mem/code-pages.ts";
 import { HartSlot, PAGE_SIZE, type SyncStrategy } from "../shared-mem/layout.ts";
 import type { EngineChoice } from "../vcpu/hart.ts";
+import { translatePage } from "../vcpu/translator.ts";
+import type { EngineMemory } from "../vcpu/wasm/wasm-sem.ts";
 import {
   CSR, Program, R, RAM_BASE,
-  add, addi, amoadd_d, beq, bltu, bne, csrr, csrrsi, csrw, ecall, fence, fence_i, jalr, ld, lhu, lw, mret, mv, sd, sh, slli, sltiu, sw,
+  add, addi, amoadd_d, andi, beq, bltu, bne, csrr, csrrsi, csrw, ecall, fence, fence_i, jalr, ld, lhu, lw, mret, mv, sd, sh, slli, sltiu, sw,
 } from "./helpers/asm.ts";
 import { EXPECTED, GUESTS, ROOT } from "./helpers/cli.ts";
 import { runProgram as runProgramWithin, type Outcome, type RunProgramOptions } from "./helpers/machine.ts";
@@ -137,6 +139,75 @@ test("a loop whose back edge follows a conditional branch keeps looping when tra
   exited(t, jit.result);
   t.is(jit.x(R.a0), BigInt(N), "every iteration ran");
   t.is(jit.result.harts[0]!.instructions, interp.result.harts[0]!.instructions);
+});
+
+/**
+ * A loop with an if/else inside (forward jumps to targets within the loop) and a load that traps
+ * in the last iteration. The translator makes it one wasm loop whose inner targets are blocks
+ * inside it, not dispatch entries.
+ */
+function loopWithIfElse(N: number): Program {
+  const p = new Program();
+  p.setTrapVector("handler").li(R.s0, N).la(R.s5, "word");
+  for (const r of [R.a0, R.a1, R.a2]) p.li(r, 0);
+  p.label("loop").emit(andi(R.t0, R.s0, 1)).branch(beq, R.t0, 0, "even");
+  p.emit(addi(R.a0, R.a0, 3)).j("join");
+  p.label("even").emit(addi(R.a1, R.a1, 5));
+  p.label("join").emit(sltiu(R.t1, R.s0, 2), slli(R.t1, R.t1, 40), add(R.t2, R.s5, R.t1)); // + 2^40 in the last iteration
+  p.label("fault").emit(ld(R.t3, 0, R.t2), add(R.a2, R.a2, R.t3), addi(R.s0, R.s0, -1)).branch(bne, R.s0, 0, "loop");
+  p.exit(1);
+  p.align(4).label("handler").la(R.t6, "record");
+  for (const [i, csr] of [CSR.mepc, CSR.mcause, CSR.minstret].entries()) p.emit(csrr(R.t5, csr), sd(R.t5, 8 * i, R.t6));
+  p.exit(0);
+  p.align(PAGE_SIZE).label("word").dword(7n).label("record").space(24);
+  return p;
+}
+
+test("a loop with an if/else inside is one wasm loop (inner targets are not entries); results and a trap in it as the interpreter's", async (t) => {
+  const N = 1001;
+  const p = loopWithIfElse(N);
+  const offset = (label: string) => Number(p.address(label) - RAM_BASE);
+  const unmirrored: EngineMemory = { ramSize: 1 << 20, ramOffset: 0, mirrorOffsets: [], perPageProtection: false, sync: "striped", lockOffset: 0 };
+  const translation = translatePage(unmirrored, 32, p.code().slice(0, PAGE_SIZE), RAM_BASE, [offset("loop")]);
+  t.truthy(translation);
+  t.true(translation!.entries.includes(offset("loop")), "the loop head is an entry");
+  t.false(translation!.entries.includes(offset("even")), "the else branch's target is a block inside the loop");
+  t.false(translation!.entries.includes(offset("join")), "so is the join after the if");
+  const runs: Record<string, Outcome> = {};
+  for (const [name, engine] of [["interp", INTERP], ["jit", JIT], ["jit thread", JIT_THREAD]] as const) {
+    const run = (runs[name] = await runProgram(p, { engine }));
+    exited(t, run.result);
+    t.is(run.ram64(p.address("record")), p.address("fault"), `${name}: mepc is the faulting load`);
+    t.is(run.ram64(p.address("record") + 8n), 5n, `${name}: mcause: load access fault`);
+    t.is(run.x(R.a0), BigInt(3 * Math.ceil(N / 2)), `${name}: the odd iterations (the last one traps after its if)`);
+  }
+  t.true(jitStats(t, runs.jit!.result.harts[0]).pagesCompiled > 0, "the loop ran translated");
+  for (const name of ["jit", "jit thread"]) {
+    for (const r of [R.a0, R.a1, R.a2, R.s0, R.t0, R.t1, R.t2, R.t3]) t.is(runs[name]!.x(r), runs.interp!.x(r), `${name}: x${r}`);
+    t.is(runs[name]!.ram64(p.address("record") + 16n), runs.interp!.ram64(p.address("record") + 16n), `${name}: minstret in the handler`);
+    t.is(runs[name]!.result.harts[0]!.instructions, runs.interp!.result.harts[0]!.instructions, `${name}: instructions retired`);
+  }
+});
+
+test("every page of every guest translates to a valid module, whatever entries it is asked for", (t) => {
+  // Entries decide the shape of the code (which loops are structured, which blocks are open where):
+  // any shape must validate. Pages of data translate too, as far as their bytes decode.
+  const unmirrored: EngineMemory = { ramSize: 1 << 20, ramOffset: 0, mirrorOffsets: [], perPageProtection: false, sync: "striped", lockOffset: 0 };
+  let modules = 0;
+  for (const file of readdirSync(GUESTS).filter((name) => name.endsWith(".elf"))) {
+    const elf = readFileSync(join(GUESTS, file));
+    for (let at = 0; at + PAGE_SIZE <= elf.length; at += PAGE_SIZE) {
+      const page = new Uint8Array(elf.subarray(at, at + PAGE_SIZE));
+      for (let seed = 1; seed <= 12; seed++) {
+        const wanted = Array.from({ length: seed }, (_, i) => (((i * 2654435761 + seed * 40503) >>> 0) % (PAGE_SIZE / 2)) * 2);
+        const translation = translatePage(unmirrored, 32, page, RAM_BASE, wanted);
+        if (!translation) continue;
+        t.notThrows(() => new WebAssembly.Module(translation.bytes), `${file} at ${at}, entries ${wanted.join(",")}`);
+        modules++;
+      }
+    }
+  }
+  t.true(modules > 500, `${modules} modules`);
 });
 
 // --- b. cross-modifying code ---------------------------------------------------------------------

@@ -50,6 +50,8 @@ class LabelledBody extends FunctionBody {
   }
   /** Branch to the label opened when depth became `label`. */
   brTo(label: number): this {
+    // (A bug in the block structure would otherwise surface as an invalid module.)
+    if (label > this.depth) throw new Error(`translator: branch to a closed label (${label} > ${this.depth})`);
     return this.br(this.depth - label);
   }
 }
@@ -101,26 +103,45 @@ function decodeAt(page: Uint8Array, offset: number): Decoded | undefined {
   return d.op === ILLEGAL_OP ? undefined : d;
 }
 
+/** The code of a page that discover() found, and where it can be entered. */
+export interface DiscoveredCode {
+  code: Map<number, Decoded>;
+  /** Offsets the dispatch can enter at: wanted entries, jump targets, return points, stream starts. */
+  leaders: Set<number>;
+  /**
+   * Leaders that must stay entries whatever the loops: the wanted ones, the instructions after
+   * calls and host instructions (where the guest resumes), and the starts of decode streams.
+   */
+  pinned: Set<number>;
+  /** Static jump target → offsets of the jumps and branches to it. */
+  jumpsTo: Map<number, number[]>;
+}
+
 /**
  * Find the code of the page reachable from `wanted` entries: decode forward from each until an
  * instruction that never falls through, adding the page's static branch targets and the
  * instructions after jumps and host instructions (where calls return and the host resumes).
+ * The instruction after a conditional branch is not a leader: only its fall-through reaches it.
  */
 export function discover(
   page: Uint8Array,
   wanted: Iterable<number>,
   everyInstruction = false,
   maxInstructions = MAX_INSTRUCTIONS,
-): { code: Map<number, Decoded>; leaders: Set<number> } {
+): DiscoveredCode {
   const code = new Map<number, Decoded>();
   const leaders = new Set<number>();
+  const pinned = new Set<number>();
+  const jumpsTo = new Map<number, number[]>();
   const work: number[] = [];
-  const want = (offset: number) => {
-    if (offset < 0 || offset >= PAGE || offset % 2 !== 0 || leaders.has(offset)) return;
+  const want = (offset: number, pin: boolean) => {
+    if (offset < 0 || offset >= PAGE || offset % 2 !== 0) return;
+    if (pin) pinned.add(offset);
+    if (leaders.has(offset)) return;
     leaders.add(offset);
     work.push(offset);
   };
-  for (const offset of wanted) want(offset);
+  for (const offset of wanted) want(offset, true);
   // The straight-line code at every wanted entry, then breadth first from there up to a limit:
   // the code near where the guest runs is what is hot, and translation time grows with size
   // (entries found later cost a recompile).
@@ -132,8 +153,17 @@ export function discover(
       code.set(offset, d);
       const next = offset + d.length;
       if (everyInstruction) leaders.add(offset);
-      if (d.name === "jal" || isBranch(d.name)) want(offset + d.imm);
-      if (d.name === "jal" || d.name === "jalr" || isBranch(d.name) || HOST_INSTRUCTIONS.has(d.name)) want(next);
+      if (d.name === "jal" || isBranch(d.name)) {
+        const target = offset + d.imm;
+        want(target, false);
+        const sources = jumpsTo.get(target);
+        if (sources) sources.push(offset);
+        else jumpsTo.set(target, [offset]);
+      }
+      // After a call the callee returns there (pinned); after a plain jump or a return, the next
+      // instruction is often another function's start (an entry, but one a loop may absorb).
+      if (d.name === "jal" || d.name === "jalr") want(next, d.rd !== 0);
+      if (HOST_INSTRUCTIONS.has(d.name)) want(next, true);
       if (NEVER_FALLS_THROUGH.has(d.name)) break;
       offset = next;
     }
@@ -142,44 +172,76 @@ export function discover(
   for (const offset of leaders) if (!code.has(offset)) leaders.delete(offset);
   // Code is emitted in address order; an instruction that does not follow on from the one emitted
   // before it (decode streams that overlap) is reached through the dispatch, so it is a leader.
+  // (After a jump, the next instruction is a leader already: only jumps reach it.)
   let expected = -1;
   for (const offset of [...code.keys()].sort((a, b) => a - b)) {
-    if (offset !== expected) leaders.add(offset);
+    if (offset !== expected) {
+      if (expected !== -1 || !leaders.has(offset)) pinned.add(offset);
+      leaders.add(offset);
+    }
     const d = code.get(offset)!;
     expected = NEVER_FALLS_THROUGH.has(d.name) ? -1 : offset + d.length;
   }
-  return { code, leaders };
+  return { code, leaders, pinned, jumpsTo };
+}
+
+/** A loop the translator makes a wasm `loop`: head..back straight in address order. */
+interface StructuredLoop {
+  /** Offset of the last backward jump to the head (the loop ends after it). */
+  back: number;
+  /** Targets of forward jumps inside the loop, given blocks inside it instead of dispatch entries. */
+  innerTargets: number[];
 }
 
 /**
- * Simple loops: a backward static jump or branch at B to a leader T, where T..B is straight-line
- * code with no other entry inside. Such a loop becomes a wasm `loop`, so its back edge skips the
- * dispatch (and the compiler sees a natural loop, keeping registers in machine registers).
- * Returns loop head → offset of the back-edge instruction.
+ * Loops: a backward static jump or branch at B to a leader H, where H..B is code laid out in
+ * address order, each instruction falling through to the next or being a plain jump (`j`, over an
+ * else) — no call, no indirect jump — and every other leader inside is a target only of forward
+ * jumps from inside the loop. Such a loop becomes a wasm `loop` whose inner jump targets are blocks
+ * within it, so its back edge and its inner branches skip the dispatch, and the compiler sees a
+ * natural loop, keeping registers in machine registers. Loops found are disjoint (a nested loop's
+ * head is the target of a backward jump, which disqualifies the outer one). Their inner targets
+ * are removed from `leaders`: the host cannot enter there.
  */
-function simpleLoops(code: Map<number, Decoded>, leaders: Set<number>): Map<number, number> {
-  const loops = new Map<number, number>();
-  for (const [back, d] of code) {
-    if (!(d.name === "jal" || isBranch(d.name)) || d.imm > 0) continue;
+function structuredLoops(found: DiscoveredCode): Map<number, StructuredLoop> {
+  const { code, leaders, pinned, jumpsTo } = found;
+  const loops = new Map<number, StructuredLoop>();
+  // Outermost back edge first: for a head with several, the loop spans to the last one.
+  const backEdges = [...code]
+    .filter(([, d]) => (d.name === "jal" || isBranch(d.name)) && d.imm <= 0)
+    .sort((a, b) => b[0] - a[0]);
+  for (const [back, d] of backEdges) {
     const head = back + d.imm;
     if (!leaders.has(head) || loops.has(head)) continue;
-    // Every instruction after the head, the back edge included, must be reached only by falling
-    // through: an entry block's end inside the wasm loop would close the loop instead.
     let offset = head;
-    let straight = true;
-    while (straight && offset < back) {
+    let ok = true;
+    const innerTargets: number[] = [];
+    while (ok && offset < back) {
       const inside = code.get(offset);
-      if (!inside || NEVER_FALLS_THROUGH.has(inside.name)) straight = false;
+      // Inside, only plain jumps (`j`: the jump over an else) may not fall through.
+      const jumpsAway = inside !== undefined && NEVER_FALLS_THROUGH.has(inside.name);
+      if (!inside || (jumpsAway && !(inside.name === "jal" && inside.rd === 0))) ok = false;
       else {
         offset += inside.length;
-        if (leaders.has(offset)) straight = false;
+        if (leaders.has(offset)) {
+          const sources = jumpsTo.get(offset) ?? [];
+          if (pinned.has(offset) || !sources.every((from) => from >= head && from < offset)) ok = false;
+          else innerTargets.push(offset);
+        } else if (jumpsAway) ok = false; // (no code reaches it: cannot happen, as it was decoded)
       }
     }
-    // Nor may code of another decode stream (overlapping instructions) lie between them: it is
-    // emitted in address order, so inside the loop; the first such instruction is always a leader.
-    for (const leader of leaders) if (leader > head && leader <= back) straight = false;
-    if (straight && offset === back) loops.set(head, back);
+    if (!ok || offset !== back) continue;
+    // Nor may code of another decode stream (overlapping instructions) lie inside: it is emitted
+    // in address order, so inside the loop, and its first instruction is a (pinned) leader.
+    for (const leader of leaders) if (leader > head && leader <= back && !innerTargets.includes(leader)) ok = false;
+    if (!ok) continue;
+    // Disjoint from the loops already chosen (an outer back edge of an inner head, or overlap).
+    let overlaps = false;
+    for (const [otherHead, other] of loops) if (head <= other.back && otherHead <= back) overlaps = true;
+    if (overlaps) continue;
+    loops.set(head, { back, innerTargets });
   }
+  for (const loop of loops.values()) for (const target of loop.innerTargets) leaders.delete(target);
   return loops;
 }
 
@@ -208,6 +270,8 @@ class TranslatorSem extends WasmSem {
   lockstep = false;
   /** Loop head offset → the depth its wasm loop was opened at, while the loop is open. */
   readonly openLoops = new Map<number, number>();
+  /** Jump target inside the open loop → the depth of its block (opened inside the loop). */
+  readonly openInnerTargets = new Map<number, number>();
 
   constructor(
     readonly body: LabelledBody,
@@ -257,7 +321,7 @@ class TranslatorSem extends WasmSem {
     const staticTarget = d.name === "jal" || isBranch(d.name) ? offset + d.imm : undefined;
     const loop = staticTarget === undefined ? undefined : this.openLoops.get(staticTarget);
     if (loop !== undefined) {
-      // The back edge of a simple loop: round the wasm loop, checking only budget and requests.
+      // A back edge of the loop being emitted: round the wasm loop, checking only budget and requests.
       const f = this.f;
       this.retire(this.pending + 1);
       f.get(this.l.retired).get(this.l.budget).op(Op.i32_ge_u);
@@ -270,8 +334,10 @@ class TranslatorSem extends WasmSem {
       this.body.brTo(loop);
       return;
     }
-    // (Not in lockstep, where every instruction must pass the dispatch's budget check.)
-    const label = staticTarget === undefined || this.lockstep ? undefined : this.openEntries.get(staticTarget);
+    // (Not in lockstep, where every instruction must pass the dispatch's budget check.) A target
+    // inside the loop being emitted has its block there; others their entry block.
+    const label =
+      staticTarget === undefined || this.lockstep ? undefined : (this.openInnerTargets.get(staticTarget) ?? this.openEntries.get(staticTarget));
     if (label !== undefined) {
       this.retire(this.pending + 1);
       this.body.brTo(label);
@@ -346,11 +412,14 @@ export function translatePage(
   wanted: Iterable<number>,
   options: TranslationOptions = {},
 ): Translation | undefined {
-  const { code, leaders } = discover(page, wanted, options.everyInstruction);
+  const found = discover(page, wanted, options.everyInstruction);
+  const { code, leaders } = found;
   if (leaders.size === 0) return undefined;
   const offsets = [...code.keys()].sort((a, b) => a - b);
+  // (Before the entries are listed: a loop's inner jump targets stop being entries.)
+  const loops = options.everyInstruction ? new Map<number, StructuredLoop>() : structuredLoops(found);
   const entries = [...leaders].sort((a, b) => a - b);
-  const loops = options.everyInstruction ? new Map<number, number>() : simpleLoops(code, leaders);
+  const loopEnds = new Map([...loops].map(([head, loop]) => [loop.back, head]));
 
   const m = new ModuleBuilder();
   m.importSharedMemory("env", "memory", memoryPages);
@@ -410,18 +479,24 @@ export function translatePage(
 
     for (let i = 0; i < offsets.length; i++) {
       const offset = offsets[i]!;
-      if (leaders.has(offset)) {
+      if (leaders.has(offset) || s.openInnerTargets.has(offset)) {
         // Code arriving by falling through counts its instructions before the label.
         s.retire(s.pending);
         s.pending = 0;
         f.end();
         s.openEntries.delete(offset);
+        s.openInnerTargets.delete(offset);
       }
       const d = code.get(offset)!;
-      const loopEnd = loops.get(offset);
-      if (loopEnd !== undefined) {
+      const loop = loops.get(offset);
+      if (loop) {
         f.loop();
         s.openLoops.set(offset, f.depth);
+        // Blocks for the loop's inner targets, innermost (first reached) last.
+        for (const target of [...loop.innerTargets].sort((a, b) => b - a)) {
+          f.block();
+          s.openInnerTargets.set(target, f.depth);
+        }
       }
       s.current = { offset, d };
       s.currentPc = virtualPage + BigInt(offset);
@@ -438,11 +513,10 @@ export function translatePage(
         s.leave(Exit.Budget, nextPc, s.pending + 1);
         f.end();
       }
-      for (const [head, end] of loops) {
-        if (end === offset && s.openLoops.has(head)) {
-          f.end(); // the loop: falling out of it is the branch not taken
-          s.openLoops.delete(head);
-        }
+      const endingLoop = loopEnds.get(offset);
+      if (endingLoop !== undefined && s.openLoops.has(endingLoop)) {
+        f.end(); // the loop: falling out of it is the branch not taken
+        s.openLoops.delete(endingLoop);
       }
       if (NEVER_FALLS_THROUGH.has(d.name)) continue;
       s.pending++;

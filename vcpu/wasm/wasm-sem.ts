@@ -419,9 +419,14 @@ export abstract class WasmSem implements Sem {
     f.end();
   }
 
+  /** Whether a lock can be held across instructions (batching on, and some access locks). */
+  private get locksCanBeHeld(): boolean {
+    return this.batchLocks && (this.storesLock || this.atomicsLock);
+  }
+
   /** Under lock batching: release the held lock, if any (before host calls, exits, other locks). */
   protected releaseHeldLock(): void {
-    if (!this.batchLocks) return;
+    if (!this.locksCanBeHeld) return;
     const f = this.f;
     f.get(this.heldLock).if();
     this.releaseLock(() => f.get(this.heldLock));
@@ -431,7 +436,7 @@ export abstract class WasmSem implements Sem {
 
   /** Under lock batching: release the held lock if another hart waits for it. */
   protected releaseHeldLockIfWanted(): void {
-    if (!this.batchLocks) return;
+    if (!this.locksCanBeHeld) return;
     const f = this.f;
     f.get(this.heldLock).if();
     f.get(this.heldLock).atomic(AtomicOp.i32_load, 4).i32(CONTENDED).op(Op.i32_eq).if();
