@@ -12,13 +12,15 @@
  */
 import type { EngineChoice } from "../vcpu/hart.ts";
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { Machine, type RunResult } from "../hypervisor/machine.ts";
 import { planBoot } from "../hypervisor/boot.ts";
 import { parseElf } from "../hypervisor/elf.ts";
 import { findDivergentWords, type WordDivergence } from "../mirror/copies.ts";
 import type { SyncStrategy } from "../sync/strategy.ts";
+import { GUEST_BIN } from "../host/repo-root.ts";
 
-export const DEFAULT_STRESS_GUEST = new URL("../guests/bin/race.elf", import.meta.url).pathname;
+export const DEFAULT_STRESS_GUEST = join(GUEST_BIN, "race.elf");
 
 export interface StressOptions {
   /** Guest ELF path. */
