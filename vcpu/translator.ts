@@ -325,7 +325,7 @@ class TranslatorSem extends WasmSem {
       const f = this.f;
       this.retire(this.pending + 1);
       f.get(this.l.retired).get(this.l.budget).op(Op.i32_ge_u);
-      f.get(this.hart).mem(Op.i32_load, HartSlot.EXIT_REQUEST).op(Op.i32_or).if();
+      f.get(this.hart).mem(Op.i32_load, HartSlot.EXIT_REQUEST).op(Op.i32_or).ifHinted(false);
       f.i64(BigInt.asIntN(64, this.currentPc + BigInt(d.imm))).set(this.l.npc);
       f.i32(Exit.Budget).set(this.l.exitCode);
       this.body.brTo(this.exitLabel);
@@ -455,7 +455,7 @@ export function translatePage(
   {
     // Between blocks: out of budget, or another thread wants the hart (interrupt, stop, pause).
     f.get(l.retired).get(l.budget).op(Op.i32_ge_u);
-    f.get(hart).mem(Op.i32_load, HartSlot.EXIT_REQUEST).op(Op.i32_or).if();
+    f.get(hart).mem(Op.i32_load, HartSlot.EXIT_REQUEST).op(Op.i32_or).ifHinted(false);
     // (The epilogue releases a batched mirror lock.)
     f.i32(Exit.Budget).set(l.exitCode).brTo(s.exitLabel);
     f.end();
@@ -509,7 +509,7 @@ export function translatePage(
       const nextPc = s.currentPc + BigInt(d.length);
       if (s.calledHost) {
         // A slow path asked to return after this instruction (CSR write, MMIO, stop request).
-        f.get(l.stopAfter).if();
+        f.get(l.stopAfter).ifHinted(false);
         s.leave(Exit.Budget, nextPc, s.pending + 1);
         f.end();
       }

@@ -314,7 +314,7 @@ export abstract class WasmSem implements Sem {
   /** After a slow-path call: abandon the instruction on a trap, or finish it and return. */
   private checkExitRequest(): void {
     const f = this.f;
-    f.get(this.hart).mem(Op.i32_load, HartSlot.EXIT_REQUEST).if();
+    f.get(this.hart).mem(Op.i32_load, HartSlot.EXIT_REQUEST).ifHinted(false);
     f.get(this.hart).mem(Op.i32_load, HartSlot.EXIT_REQUEST).i32(ExitRequest.Trap).op(Op.i32_eq).if();
     this.exitAtCurrent(Exit.Trap);
     f.end();
@@ -334,9 +334,13 @@ export abstract class WasmSem implements Sem {
     f.i64(12).op(Op.i64_shr_u).op(Op.i32_wrap_i64).i32(TLB_ENTRIES - 1).op(Op.i32_and).i32(4).op(Op.i32_shl);
     f.get(setBase).op(Op.i32_add).tee(this.tlbEntry);
     f.mem(Op.i64_load, extra);
+    // The tag is compared with the page of the access's last byte: an access that crosses into
+    // the next page cannot match (that page's entry has the next index), so one compare also
+    // keeps page-crossing accesses off the fast path.
     a();
+    if (width > 1) f.i64(width - 1).op(Op.i64_add);
     f.i64(12).op(Op.i64_shr_u).get(this.tlbTag).op(Op.i64_or).op(Op.i64_eq);
-    if (width > 1) {
+    if (width > 1 && boundary < 4096) {
       a();
       f.op(Op.i32_wrap_i64).i32(boundary - 1).op(Op.i32_and).i32(boundary - width).op(Op.i32_le_u).op(Op.i32_and);
     }
@@ -386,7 +390,7 @@ export abstract class WasmSem implements Sem {
       if (this.memory.perPageProtection) f.end();
     };
     const acquire = () => {
-      f.get(this.lockAddress).i32(FREE).i32(HELD).atomic(AtomicOp.i32_cmpxchg, 4).if();
+      f.get(this.lockAddress).i32(FREE).i32(HELD).atomic(AtomicOp.i32_cmpxchg, 4).ifHinted(false);
       f.get(this.lockAddress).call(this.slow.lockContended);
       f.end();
     };
@@ -413,7 +417,7 @@ export abstract class WasmSem implements Sem {
   private releaseLock(address: () => void): void {
     const f = this.f;
     address();
-    f.i32(FREE).atomic(AtomicOp.i32_xchg, 4).i32(CONTENDED).op(Op.i32_eq).if();
+    f.i32(FREE).atomic(AtomicOp.i32_xchg, 4).i32(CONTENDED).op(Op.i32_eq).ifHinted(false);
     address();
     f.call(this.slow.wakeSleeper);
     f.end();
@@ -454,7 +458,7 @@ export abstract class WasmSem implements Sem {
     // takes both locks in order.
     const boundary = extra === TLB_SET_SIZE && this.storesLock && this.memory.sync === "striped" ? 1 << STRIPE_LINE_SHIFT : 4096;
     this.tlbHit(a, width, this.dataTlb, extra, boundary);
-    this.f.if(resultType);
+    this.f.ifHinted(true, resultType);
     this.hostAddressFromTlb(a, extra);
     fast();
     this.f.else();
