@@ -62,11 +62,14 @@ const NEVER_FALLS_THROUGH = new Set(["jal", "jalr", "ecall", "ebreak", "mret", "
 const HOST_INSTRUCTIONS = new Set(["ecall", "ebreak", "mret", "sret", "wfi", "sfence.vma", "fence.i"]);
 const isBranch = (name: string) => name.startsWith("b");
 /**
- * Instructions translated per page beyond the straight-line code at the wanted entries. Measured:
- * capping it lower (384) saved little translation time and cost many recompilations, as loops
- * left out are soon entered; so by default the whole reachable page is taken.
+ * Instructions translated per page beyond the straight-line code at the wanted entries (found
+ * breadth first, so the code nearest the hot entry comes first). What limits it is not translation
+ * time but V8's optimising compiler (TurboFan), which the hot code waits for: its time grows
+ * faster than linearly with the function. Measured on cpubound's main page: the whole reachable
+ * page (866 instructions) took 280–425 ms to optimise, 512 of them 130–200 ms (translation itself:
+ * 40 vs 25 ms). Code left out is learnt as the guest enters it (HOT_ENTRY).
  */
-export const MAX_INSTRUCTIONS = 2048;
+export const MAX_INSTRUCTIONS = 512;
 
 export interface TranslationOptions {
   /**
