@@ -66,10 +66,11 @@ const isBranch = (name: string) => name.startsWith("b");
  * breadth first, so the code nearest the hot entry comes first). What limits it is not translation
  * time but V8's optimising compiler (TurboFan), which the hot code waits for: its time grows
  * faster than linearly with the function. Measured on cpubound's main page: the whole reachable
- * page (866 instructions) took 280–425 ms to optimise, 512 of them 130–200 ms (translation itself:
- * 40 vs 25 ms). Code left out is learnt as the guest enters it (HOT_ENTRY).
+ * page (866 instructions) took 280–425 ms to optimise, 512 of them 130–200 ms, 256 of them ~60 ms
+ * (translation itself: 40, 25, 20 ms); whole runs were a little faster at 256 than at 512, and no
+ * faster at 128. Code left out is learnt as the guest enters it (HOT_ENTRY).
  */
-export const MAX_INSTRUCTIONS = 512;
+export const MAX_INSTRUCTIONS = 256;
 
 export interface TranslationOptions {
   /**
