@@ -7,13 +7,19 @@
  *     with fresh matrices; each product is verified with Freivalds' check
  *     A*(B*x) == C*x for two vectors x (exact in Z/2^64).
  *   full  (cpubound.elf):       3 MiB CRC stream, 12 products of 64x64 (~300 M instructions)
- *   small (cpubound-small.elf): 64 KiB CRC stream, 1 product of 32x32 (~4 M instructions) */
+ *   small (cpubound-small.elf): 64 KiB CRC stream, 1 product of 32x32 (~4 M instructions)
+ *   long  (long/cpubound.elf):  24 MiB CRC stream, 96 products of 64x64 (~2.4 G instructions):
+ *                               for steady-state speed, where start-up and warm-up are amortised */
 #include "kv.h"
 
 #ifdef SMALL
 #define CRC_BYTES (64UL << 10)
 #define MAT_N 32
 #define MAT_REPS 1
+#elif defined(LONG)
+#define CRC_BYTES (24UL << 20)
+#define MAT_N 64
+#define MAT_REPS 96
 #else
 #define CRC_BYTES (3UL << 20)
 #define MAT_N 64
