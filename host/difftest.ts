@@ -21,15 +21,32 @@
  * compared there, and such "resynchronised" steps are only counted (a way to look for wrong values
  * past a translator whose lockstep is not exact).
  *
+ * Coarse mode (`coarse`): lockstep translations never show the code shape real runs use (direct
+ * forward branches, wasm loops, loops with if/else inside). So the translator's machine runs normal
+ * translations (threshold `jitThreshold`, default 1; compiled synchronously, so a run repeats) in
+ * chunks: hart.run(budget) with a budget drawn log-uniformly from 1..maxChunk by a generator seeded
+ * with `chunkSeed`, so that chunk boundaries land everywhere, mid-loop included. It may retire more
+ * than its budget (translated code checks it only at loop back edges and its dispatch); then the
+ * interpreter's machine, whose run(n) is exact, runs to the same instruction count and pc,
+ * privilege, x1..x31, the CSRs and mip are compared, RAM every `memoryCheckEvery` instructions and
+ * at the end. Devices tick when the count passes a multiple of `tickEvery`, between chunks, on both.
+ * A chunk may end with the translator having taken a trap past its budget (a trap retires nothing)
+ * where the interpreter stands before the trapping instruction: one more run(1) settles that. A
+ * divergence is narrowed down by replays from the start: the first chunk after which anything
+ * differs, then the smallest budget for it that still differs (a bisection), then the interpreter
+ * alone through the instructions the translator ran between the last two budgets' ends, naming the
+ * last one that writes what differs (see ChunkInfo).
+ *
  * `randomStreams` generates random RV64IMAC instruction streams (see `randomStream`), each run
  * through the same comparison by `difftestStreams`.
  */
-import type { Hart } from "../vcpu/hart.ts";
+import type { EngineChoice, Hart } from "../vcpu/hart.ts";
 import { Machine } from "../hypervisor/machine.ts";
 import { planBoot } from "../hypervisor/boot.ts";
 import { ControlSlot, HartSlot, PAGE_SIZE, RAM_BASE } from "../shared-mem/layout.ts";
 import { decode, type Decoded } from "../vcpu/decoder.ts";
 import { ILLEGAL_OP } from "../vcpu/isa.ts";
+import { CsrNumber } from "../vcpu/csr.ts";
 import * as A from "../test/helpers/asm.ts";
 
 // --- comparing two machines ---------------------------------------------------------------------
@@ -58,14 +75,43 @@ export interface DifftestOptions {
    * the comparison: tests corrupt the jit machine here to check that the detector works.
    */
   onStep?: (step: number, machines: MachinePair) => void;
-  /** Called every PROGRESS_EVERY steps with the steps run so far (a progress bar). */
+  /** Called every PROGRESS_EVERY steps with the steps run so far (a progress bar; coarse: instructions). */
   progress?: (steps: number) => void;
+
+  /**
+   * Coarse mode (see the header): the translator's machine runs normal translations (direct
+   * forward branches, wasm loops) in chunks of random size, the interpreter's catches up to the
+   * same instruction count after each, and the states are compared there. `maxSteps` and
+   * `memoryCheckEvery` then count instructions, and `tickEvery` too.
+   */
+  coarse?: boolean;
+  /** Coarse: seed of the chunk sizes (default 1; random streams: the stream's seed). */
+  chunkSeed?: number;
+  /** Coarse: the largest chunk, in instructions; sizes are log-uniform in 1..maxChunk (default 4096). */
+  maxChunk?: number;
+  /** Coarse: the translator's threshold (JitOptions.threshold, default 1: nearly every page translated). */
+  jitThreshold?: number;
+  /**
+   * Coarse: JitOptions.extraEntries percent (seeded by chunkSeed): translations get entries at
+   * random offsets too, as a long run learns them (inside loops, on back edges). Default 0.
+   */
+  extraEntries?: number;
+  /**
+   * Coarse: called after every chunk (1 = the first), once both machines retired as many
+   * instructions, before the comparison; again at the same chunk whenever a divergence is narrowed
+   * down (replays), also for the shortened probes of the failing chunk. Tests corrupt the jit
+   * machine here to check that the detector works.
+   */
+  onChunk?: (chunk: number, machines: MachinePair) => void;
 }
 
 export type DivergenceKind = "pc" | "priv" | "register" | "csr" | "memory" | "exit" | "retired";
 
 export interface Divergence {
-  /** The step that diverged (1 = the first instruction). */
+  /**
+   * The step that diverged (1 = the first instruction). Coarse: the instructions retired when the
+   * difference was seen (the end of `chunk.spanStart..step`).
+   */
   step: number;
   /** What differs: pc, priv, a register (x1..x31), a CSR, a RAM byte, the exit, instructions retired. */
   kind: DivergenceKind;
@@ -88,10 +134,37 @@ export interface Divergence {
   note?: string;
   /** True when the step was narrowed down exactly (memory/CSR divergences found at a checkpoint). */
   exact: boolean;
+  /** Coarse mode: where it was found and how far it was narrowed down (see ChunkInfo). */
+  chunk?: ChunkInfo;
+}
+
+/**
+ * Where a coarse divergence was found. The states agreed after chunk `chunk - 1` (`start`
+ * instructions, at `startPc`) and differed after chunk `chunk`. Rerun from the start with shorter
+ * budgets for that chunk, they still differ with `narrowedBudget` and agree with one less: so the
+ * difference arose among the instructions spanStart+1..step, which the translator ran without
+ * returning in between (a straight run or one round of a loop). `pc`/`instruction` of the
+ * Divergence name the suspect: the last instruction of that span (as the interpreter ran it) that
+ * writes what differs, else the span's last instruction; `recent` lists the span before it.
+ */
+export interface ChunkInfo {
+  chunk: number;
+  /** The chunk's budget in the run (`budget` of the translator's hart.run), and the narrowed one. */
+  budget: number;
+  narrowedBudget: number;
+  /** Instructions retired before the chunk, and where it began. */
+  start: number;
+  startPc: bigint;
+  startPriv: number;
+  spanStart: number;
+  /** False when the replays did not repeat the divergence (not narrowed: reported as first seen). */
+  narrowed: boolean;
+  /** The seed of the chunk sizes (DifftestOptions.chunkSeed), to repeat the run. */
+  chunkSeed: number;
 }
 
 export interface DifftestResult {
-  /** Steps compared. */
+  /** Steps compared (coarse: chunks). */
   steps: number;
   /** Instructions retired by the interpreter's hart. */
   instructions: number;
@@ -100,7 +173,10 @@ export interface DifftestResult {
   /** The guest's exit code (finisher), when it exited on both. */
   exitCode?: number;
   divergence?: Divergence;
-  /** With `resync`: steps in which one engine retired more than one instruction (see the header). */
+  /**
+   * With `resync`: steps in which one engine retired more than one instruction (see the header).
+   * Coarse: chunks that ended on a trap the translator took past its budget, settled by one more step.
+   */
   resyncs: number;
   milliseconds: number;
 }
@@ -236,30 +312,21 @@ export function firstRamDifference(a: Machine, b: Machine): number | undefined {
   return undefined;
 }
 
-/** One pair of machines stepped in lockstep. */
-class Lockstep {
+/** The interpreter's machine and the translator's, loaded with the same guest, and comparisons of their state. */
+class Pair {
   readonly machines: MachinePair;
-  private readonly a: Hart;
-  private readonly b: Hart;
-  private readonly wa: Int32Array;
-  private readonly wb: Int32Array;
-  private readonly baseA: number;
-  private readonly baseB: number;
+  protected readonly a: Hart;
+  protected readonly b: Hart;
+  protected readonly wa: Int32Array;
+  protected readonly wb: Int32Array;
+  protected readonly baseA: number;
+  protected readonly baseB: number;
   private readonly stopA: number;
   private readonly stopB: number;
-  /** pc (two words) and privilege before each of the last RECENT steps. */
-  private readonly ring = new Int32Array(RECENT * 3);
-  step = 0;
-  resyncs = 0;
 
-  constructor(setup: Setup, private readonly options: Required<Pick<DifftestOptions, "ramSize" | "tickEvery">> & DifftestOptions) {
-    const make = (jit: boolean) => {
-      const machine = new Machine({
-        ramSize: options.ramSize,
-        harts: 1,
-        engine: jit ? { kind: "jit", threshold: 0, lockstep: true } : { kind: "interp" },
-        output: () => {},
-      });
+  constructor(setup: Setup, ramSize: number, jitEngine: EngineChoice) {
+    const make = (engine: EngineChoice) => {
+      const machine = new Machine({ ramSize, harts: 1, engine, output: () => {} });
       setup(machine);
       const hart = machine.harts[0]!;
       // The virtual clock: one tick per instruction retired before the one reading it (see the
@@ -268,7 +335,7 @@ class Lockstep {
       machine.clint.mtime = () => BigInt(hart.retired) + view.getBigUint64(hart.base + HartSlot.RETIRED, true);
       return machine;
     };
-    this.machines = { interp: make(false), jit: make(true) };
+    this.machines = { interp: make({ kind: "interp" }), jit: make(jitEngine) };
     this.a = this.machines.interp.harts[0]!;
     this.b = this.machines.jit.harts[0]!;
     this.wa = new Int32Array(this.machines.interp.memory.buffer);
@@ -279,8 +346,97 @@ class Lockstep {
     this.stopB = (this.machines.jit.layout.controlOffset + ControlSlot.STOP) >> 2;
   }
 
+  /** Instructions retired by the interpreter's hart. */
   get instructions(): number {
     return this.a.retired;
+  }
+
+  /** Compare pc, x1..x31 and priv, and whether the guest exited. */
+  compareHarts(): Found | "exit" | undefined {
+    const { wa, wb, baseA, baseB, a, b } = this;
+    // pc (two words), then x1..x31, then priv: the words are compared before any BigInt is made.
+    const pc = HartSlot.PC >> 2;
+    if (wa[baseA + pc] !== wb[baseB + pc] || wa[baseA + pc + 1] !== wb[baseB + pc + 1]) {
+      return { kind: "pc", interp: a.pc, jit: b.pc };
+    }
+    for (let w = 2; w < 64; w++) {
+      if (wa[baseA + w] !== wb[baseB + w]) {
+        const register = w >> 1;
+        return { kind: "register", register, interp: a.x(register), jit: b.x(register) };
+      }
+    }
+    const priv = HartSlot.PRIV >> 2;
+    if (wa[baseA + priv] !== wb[baseB + priv]) return { kind: "priv", interp: BigInt(a.priv), jit: BigInt(b.priv) };
+    const stopped = wa[this.stopA]! | wb[this.stopB]!;
+    if (stopped !== 0) {
+      const code = (w: Int32Array, stop: number) => (w[stop] ? w[stop + (ControlSlot.EXIT_CODE >> 2)]! : -1);
+      const [x, y] = [code(wa, this.stopA), code(wb, this.stopB)];
+      if (x !== y) return { kind: "exit", interp: BigInt(x), jit: BigInt(y) };
+      return "exit";
+    }
+    return undefined;
+  }
+
+  /** The guest's exit code (once stopped). */
+  exitCode(): number {
+    return this.wa[this.stopA + (ControlSlot.EXIT_CODE >> 2)]!;
+  }
+
+  /** Compare the CSRs (they live in host objects, not in the hart's shared slots) and mip. */
+  compareCsrs(): Found | undefined {
+    const ca = this.a.csrs;
+    const cb = this.b.csrs;
+    for (const csr of CSRS) {
+      if (ca[csr] !== cb[csr]) return { kind: "csr", csr, interp: BigInt(ca[csr]), jit: BigInt(cb[csr]) };
+    }
+    const mip = HartSlot.MIP >> 2;
+    if (this.wa[this.baseA + mip] !== this.wb[this.baseB + mip]) {
+      return { kind: "csr", csr: "mip", interp: BigInt(this.a.mip), jit: BigInt(this.b.mip) };
+    }
+    return undefined;
+  }
+
+  /** Compare all of RAM. */
+  compareRam(): Found | undefined {
+    const address = firstRamDifference(this.machines.interp, this.machines.jit);
+    if (address === undefined) return undefined;
+    const aligned = address - (address % 8);
+    const word = (m: Machine) => {
+      const bytes = m.readRam(aligned, Math.min(8, RAM_BASE + m.layout.ramSize - aligned));
+      let v = 0n;
+      bytes.forEach((byte, i) => (v |= BigInt(byte) << BigInt(8 * i)));
+      return v;
+    };
+    return {
+      kind: "memory",
+      address,
+      interp: BigInt(this.machines.interp.readRam(address, 1)[0]!),
+      jit: BigInt(this.machines.jit.readRam(address, 1)[0]!),
+      word: { address: aligned, interp: word(this.machines.interp), jit: word(this.machines.jit) },
+    };
+  }
+
+  /** Compare CSRs and RAM (the expensive part of the state). */
+  compareCheckpoint(): Found | undefined {
+    return this.compareCsrs() ?? this.compareRam();
+  }
+
+  /** An instruction as the interpreter's hart would fetch it, disassembled, and decoded. */
+  protected describe(pc: bigint, priv: number): { d: Decoded | undefined; text: string } {
+    const d = instructionAt(this.machines.interp, this.a, pc, priv);
+    return { d, text: d ? disassemble(d, pc) : "(unreadable)" };
+  }
+}
+
+/** One pair of machines stepped in lockstep. */
+class Lockstep extends Pair {
+  /** pc (two words) and privilege before each of the last RECENT steps. */
+  private readonly ring = new Int32Array(RECENT * 3);
+  step = 0;
+  resyncs = 0;
+
+  constructor(setup: Setup, private readonly options: Required<Pick<DifftestOptions, "ramSize" | "tickEvery">> & DifftestOptions) {
+    super(setup, options.ramSize, { kind: "jit", threshold: 0, lockstep: true });
   }
 
   /** Steps left in which a difference is tolerated after a resynchronised step (see `advance`). */
@@ -321,7 +477,7 @@ class Lockstep {
       this.machines.interp.bus.tick();
       this.machines.jit.bus.tick();
     }
-    const found = this.compareStep();
+    const found = this.compareHarts();
     if (found === undefined || found === "exit") {
       this.grace = 0;
       return found;
@@ -339,79 +495,15 @@ class Lockstep {
     return found;
   }
 
-  /** Compare pc, x1..x31 and priv, and whether the guest exited. */
-  private compareStep(): Found | "exit" | undefined {
-    const { wa, wb, baseA, baseB, a, b } = this;
-    // pc (two words), then x1..x31, then priv: the words are compared before any BigInt is made.
-    const pc = HartSlot.PC >> 2;
-    if (wa[baseA + pc] !== wb[baseB + pc] || wa[baseA + pc + 1] !== wb[baseB + pc + 1]) {
-      return { kind: "pc", interp: a.pc, jit: b.pc };
-    }
-    for (let w = 2; w < 64; w++) {
-      if (wa[baseA + w] !== wb[baseB + w]) {
-        const register = w >> 1;
-        return { kind: "register", register, interp: a.x(register), jit: b.x(register) };
-      }
-    }
-    const priv = HartSlot.PRIV >> 2;
-    if (wa[baseA + priv] !== wb[baseB + priv]) return { kind: "priv", interp: BigInt(a.priv), jit: BigInt(b.priv) };
-    const stopped = wa[this.stopA]! | wb[this.stopB]!;
-    if (stopped !== 0) {
-      const code = (w: Int32Array, stop: number) => (w[stop] ? w[stop + (ControlSlot.EXIT_CODE >> 2)]! : -1);
-      const [x, y] = [code(wa, this.stopA), code(wb, this.stopB)];
-      if (x !== y) return { kind: "exit", interp: BigInt(x), jit: BigInt(y) };
-      return "exit";
-    }
-    return undefined;
-  }
-
-  /** The guest's exit code (once stopped). */
-  exitCode(): number {
-    return this.wa[this.stopA + (ControlSlot.EXIT_CODE >> 2)]!;
-  }
-
-  /** Compare CSRs and RAM (the expensive part of the state). */
-  compareCheckpoint(): Found | undefined {
-    const ca = this.a.csrs;
-    const cb = this.b.csrs;
-    for (const csr of CSRS) {
-      if (ca[csr] !== cb[csr]) return { kind: "csr", csr, interp: BigInt(ca[csr]), jit: BigInt(cb[csr]) };
-    }
-    const mip = HartSlot.MIP >> 2;
-    if (this.wa[this.baseA + mip] !== this.wb[this.baseB + mip]) {
-      return { kind: "csr", csr: "mip", interp: BigInt(this.a.mip), jit: BigInt(this.b.mip) };
-    }
-    const address = firstRamDifference(this.machines.interp, this.machines.jit);
-    if (address === undefined) return undefined;
-    const aligned = address - (address % 8);
-    const word = (m: Machine) => {
-      const bytes = m.readRam(aligned, Math.min(8, RAM_BASE + m.layout.ramSize - aligned));
-      let v = 0n;
-      bytes.forEach((byte, i) => (v |= BigInt(byte) << BigInt(8 * i)));
-      return v;
-    };
-    return {
-      kind: "memory",
-      address,
-      interp: BigInt(this.machines.interp.readRam(address, 1)[0]!),
-      jit: BigInt(this.machines.jit.readRam(address, 1)[0]!),
-      word: { address: aligned, interp: word(this.machines.interp), jit: word(this.machines.jit) },
-    };
-  }
-
   /** Describe the divergence found at the current step. */
   report(found: Found, exact: boolean): Divergence {
-    const machine = this.machines.interp;
     const entries: { pc: bigint; priv: number }[] = [];
     for (let i = Math.max(0, this.step - RECENT); i < this.step; i++) {
       const slot = (i % RECENT) * 3;
       const pc = (BigInt(this.ring[slot + 1]! >>> 0) << 32n) | BigInt(this.ring[slot]! >>> 0);
       entries.push({ pc, priv: this.ring[slot + 2]! });
     }
-    const describe = (e: { pc: bigint; priv: number }) => {
-      const d = instructionAt(machine, this.a, e.pc, e.priv);
-      return { d, text: d ? disassemble(d, e.pc) : "(unreadable)" };
-    };
+    const describe = (e: { pc: bigint; priv: number }) => this.describe(e.pc, e.priv);
     const last = entries.at(-1) ?? { pc: this.a.pc, priv: this.a.priv };
     const { d, text } = describe(last);
     const readsClock = d?.name.startsWith("csr") && CLOCK_CSRS.has(d.imm);
@@ -451,6 +543,7 @@ function resolved(options: DifftestOptions, ramSize: number) {
 
 /** Run `setup`'s guest on both engines in lockstep until it exits, diverges, or maxSteps. */
 function compare(setup: Setup, options: ReturnType<typeof resolved>): { result: DifftestResult; machines: MachinePair } {
+  if (options.coarse) return compareCoarse(setup, options);
   const started = performance.now();
   const run = new Lockstep(setup, options);
   let lastGood = 0;
@@ -534,6 +627,302 @@ function narrow(setup: Setup, options: ReturnType<typeof resolved>, good: number
   }
 }
 
+// --- coarse mode ----------------------------------------------------------------------------------
+
+const DEFAULT_MAX_CHUNK = 4096;
+const DEFAULT_COARSE_THRESHOLD = 1;
+/** Instructions of a narrowed span listed in a coarse report (the last ones before the suspect). */
+const SPAN_LISTED = 12;
+/** Chunks in a row in which neither machine retires anything before a coarse run gives up. */
+const IDLE_CHUNKS = 1000;
+
+type Resolved = ReturnType<typeof resolved>;
+
+/** The two machines of coarse mode: the translator's runs chunks, the interpreter's catches up. */
+class Coarse extends Pair {
+  /** Chunks run. */
+  chunk = 0;
+  /** Chunks that ended on a trap the translator took past its budget, settled (see `advance`). */
+  settles = 0;
+  private readonly sizes: Random;
+  private readonly chunkBits: number;
+
+  constructor(setup: Setup, private readonly options: Resolved) {
+    const percent = options.extraEntries ?? 0;
+    super(setup, options.ramSize, {
+      kind: "jit",
+      threshold: options.jitThreshold ?? DEFAULT_COARSE_THRESHOLD,
+      synchronous: true,
+      ...(percent > 0 ? { extraEntries: { seed: options.chunkSeed ?? 1, percent } } : {}),
+    });
+    this.sizes = new Random(options.chunkSeed ?? 1);
+    this.chunkBits = Math.log2((options.maxChunk ?? DEFAULT_MAX_CHUNK) + 1);
+  }
+
+  /** Budget of the next chunk: log-uniform in 1..maxChunk, so that boundaries land everywhere. */
+  private nextBudget(): number {
+    return Math.floor(2 ** ((this.sizes.u32() / 2 ** 32) * this.chunkBits));
+  }
+
+  /**
+   * Run the next chunk: the translator's hart.run(budget) (it may retire more: translated code checks
+   * its budget only at loop back edges and its dispatch), then the interpreter's, whose run(n) is
+   * exact, until it retired as many. `budget` replaces the chunk's own (narrowing), which is still
+   * drawn so that the chunks after it keep theirs. A "retired" difference when the interpreter
+   * cannot catch up.
+   */
+  advance(budget?: number): { found?: Found; budget: number } {
+    const drawn = this.nextBudget();
+    const { a, b } = this;
+    const before = b.retired;
+    b.run(budget ?? drawn);
+    this.catchUp();
+    // Past its budget, the translator may have run into an instruction that traps (a trap retires
+    // nothing) and taken the trap, where the interpreter stopped before it: both are right at this
+    // count. Settle by one more run(1) of the translator (the interpreter then takes the trap too).
+    for (let i = 0; i < SETTLE_STEPS && a.retired === b.retired && !this.samePc() && atTrapVector(b) && !atTrapVector(a); i++) {
+      this.settles++;
+      b.run(1);
+      this.catchUp();
+    }
+    const target = b.retired;
+    this.chunk++;
+    const tickEvery = this.options.tickEvery;
+    if (Math.floor(target / tickEvery) !== Math.floor(before / tickEvery)) {
+      this.machines.interp.bus.tick();
+      this.machines.jit.bus.tick();
+    }
+    this.options.onChunk?.(this.chunk, this.machines);
+    if (a.retired !== b.retired) return { found: { kind: "retired", interp: BigInt(a.retired), jit: BigInt(b.retired) }, budget: drawn };
+    return { budget: drawn };
+  }
+
+  /** Run the interpreter's hart (whose run(n) is exact) until it retired as many as the translator's. */
+  private catchUp(): void {
+    const { a, b } = this;
+    for (let idle = 0; a.retired < b.retired && idle < 2; ) if (a.run(b.retired - a.retired) === 0) idle++;
+  }
+
+  private samePc(): boolean {
+    const pc = HartSlot.PC >> 2;
+    return this.wa[this.baseA + pc] === this.wb[this.baseB + pc] && this.wa[this.baseA + pc + 1] === this.wb[this.baseB + pc + 1];
+  }
+
+  /** Run chunks (not compared) until `chunk` have run: a replay of a deterministic run. */
+  replayTo(chunk: number): void {
+    while (this.chunk < chunk) this.advance();
+  }
+
+  /** Compare pc, registers, priv, CSRs, and RAM when `ram`; "exit" when both stopped alike. */
+  compare(ram: boolean): Found | "exit" | undefined {
+    const harts = this.compareHarts();
+    if (harts !== undefined && harts !== "exit") return harts;
+    return this.compareCsrs() ?? (ram || harts === "exit" ? this.compareRam() : undefined) ?? harts;
+  }
+
+  /** Where the interpreter's hart stands. */
+  position(): { retired: number; pc: bigint; priv: number } {
+    return { retired: this.a.retired, pc: this.a.pc, priv: this.a.priv };
+  }
+
+  /**
+   * Step the interpreter's hart alone from here to `end` instructions and describe the last
+   * instructions from `from` on: the span of a narrowed divergence. The suspect is the last
+   * instruction of the span that writes what differs (a register, CSR, or the RAM byte), else the
+   * last one.
+   */
+  traceSpan(from: number, end: number, found: Found): { suspect: SpanEntry; recent: SpanEntry[]; note?: string } {
+    const span: SpanEntry[] = [];
+    let suspect: SpanEntry | undefined;
+    const a = this.a;
+    for (let guard = 0; a.retired < end && guard < 4 * (end - from) + 16; guard++) {
+      const at = a.retired;
+      const pc = a.pc;
+      const priv = a.priv;
+      const { d, text } = at >= from ? this.describe(pc, priv) : { d: undefined, text: "" };
+      const writes = at >= from && d !== undefined && this.writes(d, found, priv);
+      stepHart(a);
+      if (at < from) continue;
+      const entry = { pc, priv, text };
+      span.push(entry);
+      if (writes) suspect = entry;
+    }
+    const last = span.at(-1) ?? { pc: a.pc, priv: a.priv, text: this.describe(a.pc, a.priv).text };
+    const chosen = suspect ?? last;
+    const before = span.slice(0, span.lastIndexOf(chosen) + 1 || span.length);
+    const what = found.kind === "register" ? `x${found.register}` : found.kind === "csr" ? found.csr : found.kind === "memory" ? "that byte" : undefined;
+    const note =
+      suspect ? `the last instruction of the span that writes ${what} (the span has ${span.length})`
+      : what ? `no instruction of the span writes ${what} (as the interpreter ran it): its last one is shown`
+      : undefined;
+    return { suspect: chosen, recent: before.slice(-SPAN_LISTED - 1, -1), note };
+  }
+
+  /** Whether instruction `d`, about to run on the interpreter's hart, writes what `found` names. */
+  private writes(d: Decoded, found: Found, priv: number): boolean {
+    const n = d.name;
+    if (d.op === ILLEGAL_OP) return false;
+    if (found.kind === "register") {
+      if (d.rd !== found.register || /^(s[bhwd]|b.*|fence.*|ecall|ebreak|mret|sret|wfi|sfence\.vma)$/.test(n)) return false;
+      return true;
+    }
+    if (found.kind === "csr") return n.startsWith("csr") && CSR_NUMBERS.get(found.csr!) === d.imm;
+    if (found.kind !== "memory") return false;
+    const width = /^s[bhwd]$/.test(n) ? ({ b: 1, h: 2, w: 4, d: 8 } as const)[n[1] as "b"] : /^(amo|sc)/.test(n) ? (n.endsWith(".d") ? 8 : 4) : 0;
+    if (width === 0) return false;
+    const address = BigInt.asUintN(64, this.a.x(d.rs1) + BigInt(n.startsWith("s") && !n.startsWith("sc") ? d.imm : 0));
+    // Where the bytes land: through a read-only Sv39 walk (as fetches; MPRV not considered).
+    for (let i = 0; i < width; i++) {
+      const physical = fetchAddress(this.machines.interp, this.a, address + BigInt(i), priv);
+      if (physical !== undefined && Number(physical) === found.address) return true;
+    }
+    return false;
+  }
+}
+
+interface SpanEntry {
+  pc: bigint;
+  priv: number;
+  text: string;
+}
+
+const CSR_NUMBERS = new Map<string, number>(Object.entries(CsrNumber));
+
+/** Run `setup`'s guest in coarse mode until it exits, diverges, or maxSteps instructions. */
+function compareCoarse(setup: Setup, options: Resolved): { result: DifftestResult; machines: MachinePair } {
+  const started = performance.now();
+  const run = new Coarse(setup, options);
+  /** The last chunk after which the whole state, RAM included, agreed. */
+  let lastFull = 0;
+  let nextRam = options.memoryCheckEvery;
+  let nextProgress = PROGRESS_EVERY;
+  let idle = 0;
+  let end: DifftestResult["end"] = "max-steps";
+  let found: Found | undefined;
+  while (run.instructions < options.maxSteps && idle < IDLE_CHUNKS) {
+    const before = run.instructions;
+    const chunk = run.advance();
+    const ram = run.instructions >= nextRam || run.instructions >= options.maxSteps;
+    const compared = chunk.found ?? run.compare(ram);
+    if (compared === "exit") {
+      lastFull = run.chunk;
+      end = "exit";
+      break;
+    }
+    if (compared) {
+      found = compared;
+      break;
+    }
+    if (ram) {
+      lastFull = run.chunk;
+      nextRam = run.instructions + options.memoryCheckEvery;
+    }
+    idle = run.instructions === before ? idle + 1 : 0;
+    if (run.instructions >= nextProgress) {
+      options.progress?.(run.instructions);
+      nextProgress = run.instructions + PROGRESS_EVERY;
+    }
+  }
+  if (!found && lastFull !== run.chunk) found = run.compareCheckpoint();
+  const divergence = found && narrowCoarse(setup, options, lastFull, run, found);
+  const result: DifftestResult = {
+    steps: run.chunk,
+    instructions: run.instructions,
+    end: divergence ? "divergence" : end,
+    exitCode: !divergence && end === "exit" ? run.exitCode() : undefined,
+    divergence,
+    resyncs: run.settles,
+    milliseconds: performance.now() - started,
+  };
+  return { result, machines: run.machines };
+}
+
+/**
+ * The whole state agreed after chunk `good` and `found` differed after chunk `bad.chunk`: find the
+ * first chunk after which anything differs (replaying from the start, comparing everything after
+ * each chunk from `good` on), then the smallest budget for that chunk with which the states still
+ * differ (a bisection, each probe a replay), then trace the interpreter through the span between
+ * the two budgets' ends (see ChunkInfo). The runs are deterministic (virtual clock, synchronous
+ * translation), so the replays repeat the original run; when one does not, the divergence is
+ * reported as found.
+ */
+function narrowCoarse(setup: Setup, options: Resolved, good: number, bad: Coarse, found: Found): Divergence {
+  const seen = bad.position();
+  const unnarrowed = (chunk: number, budget: number): Divergence => ({
+    ...found, step: seen.retired, pc: seen.pc, priv: seen.priv, instruction: "(after the chunk: not narrowed)", recent: [],
+    exact: false,
+    chunk: {
+      chunk, budget, narrowedBudget: budget, start: seen.retired, startPc: seen.pc, startPriv: seen.priv,
+      spanStart: seen.retired, narrowed: false, chunkSeed: options.chunkSeed ?? 1,
+    },
+  });
+  // The first chunk after which the state differs, its budget and the difference.
+  let first = bad.chunk;
+  let budget = 0;
+  let difference: Found | undefined;
+  {
+    const replay = new Coarse(setup, options);
+    replay.replayTo(good);
+    while (replay.chunk < bad.chunk) {
+      const chunk = replay.advance();
+      const compared = chunk.found ?? replay.compare(true);
+      if (compared && compared !== "exit") {
+        first = replay.chunk;
+        budget = chunk.budget;
+        difference = compared;
+        break;
+      }
+    }
+    if (!difference) return unnarrowed(bad.chunk, budget);
+  }
+  // Probes: chunk `first` with a shorter budget, from a replay of the chunks before it.
+  // (Only what the report needs is kept: two machines with a guest's RAM each are large.)
+  const probes = new Map<number, { start: ReturnType<Coarse["position"]>; end: number; found?: Found }>();
+  const probe = (b: number) => {
+    const known = probes.get(b);
+    if (known) return known;
+    const replay = new Coarse(setup, options);
+    replay.replayTo(first - 1);
+    const start = replay.position();
+    const chunk = replay.advance(b);
+    const compared = chunk.found ?? replay.compare(true);
+    const result = { start, end: replay.instructions, found: compared === "exit" ? undefined : compared };
+    probes.set(b, result);
+    return result;
+  };
+  let lo = 0;
+  let hi = budget;
+  while (hi - lo > 1) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (probe(mid).found) hi = mid;
+    else lo = mid;
+  }
+  const low = probe(lo);
+  const high = probe(hi);
+  if (!high.found) return unnarrowed(first, budget);
+  difference = high.found;
+  const spanStart = low.found ? low.start.retired : low.end;
+  const end = high.end;
+  // The interpreter alone through the span, from the start of the chunk.
+  const tracer = new Coarse(setup, options);
+  tracer.replayTo(first - 1);
+  const { suspect, recent, note } = tracer.traceSpan(spanStart, end, difference);
+  return {
+    ...difference,
+    step: end,
+    pc: suspect.pc,
+    priv: suspect.priv,
+    instruction: suspect.text,
+    recent: recent.map((e) => `${hex(e.pc)}: ${e.text}`),
+    note,
+    exact: end - spanStart === 1,
+    chunk: {
+      chunk: first, budget, narrowedBudget: hi, start: high.start.retired, startPc: high.start.pc, startPriv: high.start.priv,
+      spanStart, narrowed: true, chunkSeed: options.chunkSeed ?? 1,
+    },
+  };
+}
+
 /** Compare an ELF guest (booted like `kmemvisor run --bios none`) on both engines. */
 export function difftestGuest(elf: Uint8Array, options: DifftestOptions = {}, name = "guest"): DifftestResult {
   const setup: Setup = (machine) => {
@@ -542,6 +931,8 @@ export function difftestGuest(elf: Uint8Array, options: DifftestOptions = {}, na
   };
   return compare(setup, resolved(options, 128 << 20)).result;
 }
+
+const priv = (p: number) => "USHM"[p] ?? String(p);
 
 /** A human-readable report of a divergence, one line each. */
 export function formatDivergence(d: Divergence): string[] {
@@ -553,13 +944,22 @@ export function formatDivergence(d: Divergence): string[] {
     : d.kind === "retired" ? "instructions retired in one step"
     : d.kind;
   const value = (v: bigint) => (d.kind === "retired" || d.kind === "exit" ? String(BigInt.asIntN(64, v)) : hex(v));
-  const lines = [
-    `divergence at step ${d.step}${d.exact ? "" : " (at or before)"}: ${what}: interp ${value(d.interp)}, jit ${value(d.jit)}`,
-    `  instruction: ${hex(d.pc)}: ${d.instruction} (priv ${"USHM"[d.priv] ?? d.priv})`,
-  ];
+  const c = d.chunk;
+  const where = c ? `after instruction ${d.step}` : `at step ${d.step}${d.exact ? "" : " (at or before)"}`;
+  const lines = [`divergence ${where}: ${what}: interp ${value(d.interp)}, jit ${value(d.jit)}`];
+  if (c) {
+    lines.push(
+      `  chunk ${c.chunk} (budget ${c.budget}, chunk seed ${c.chunkSeed}) from instruction ${c.start} at ${hex(c.startPc)} (priv ${priv(c.startPriv)})`,
+      c.narrowed
+        ? `  narrowed: agree with budget ${c.narrowedBudget - 1} (after instruction ${c.spanStart}), differ with ${c.narrowedBudget}: ` +
+            `instructions ${c.spanStart + 1}..${d.step}, run by the translator without returning`
+        : "  not narrowed: the replays did not repeat it",
+    );
+  }
+  lines.push(`  ${c ? "suspect" : "instruction"}: ${hex(d.pc)}: ${d.instruction} (priv ${priv(d.priv)})`);
   if (d.word) lines.push(`  word at ${hex(d.word.address)}: interp ${hex(d.word.interp)}, jit ${hex(d.word.jit)}`);
   if (d.note) lines.push(`  note: ${d.note}`);
-  if (d.recent.length > 0) lines.push("  before it:", ...d.recent.map((r) => `    ${r}`));
+  if (d.recent.length > 0) lines.push(c ? "  the span before it:" : "  before it:", ...d.recent.map((r) => `    ${r}`));
   return lines;
 }
 
@@ -903,6 +1303,8 @@ export interface RandomStream {
   /** Instructions in the random body (it runs `loops` times). */
   instructions: number;
   loops: number;
+  /** A bound on the instructions it runs, when the default (10 per instruction and loop) is too low. */
+  maxSteps?: number;
 }
 
 /**
@@ -979,8 +1381,9 @@ export function difftestStream(stream: RandomStream, options: DifftestOptions = 
     machine.start(stream.entry);
   };
   // A stream that overwrote its own loop may never end: bound it well above its expected length.
-  const maxSteps = options.maxSteps ?? (stream.instructions * 10 + 2000) * stream.loops;
-  const { result, machines } = compare(setup, resolved({ ...options, memoryCheckEvery: options.memoryCheckEvery ?? 2000, maxSteps }, STREAM_RAM));
+  const maxSteps = options.maxSteps ?? stream.maxSteps ?? (stream.instructions * 10 + 2000) * stream.loops;
+  const chunkSeed = options.chunkSeed ?? stream.seed;
+  const { result, machines } = compare(setup, resolved({ ...options, memoryCheckEvery: options.memoryCheckEvery ?? 2000, maxSteps, chunkSeed }, STREAM_RAM));
   // s9 counts the traps the handler served (on the interpreter's machine: the reference).
   return { ...result, traps: Number(machines.interp.harts[0]!.x(TRAPS)) };
 }

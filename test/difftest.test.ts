@@ -155,21 +155,28 @@ test("a RAM byte corrupted between checkpoints is narrowed down to the exact ste
   t.is(d.word!.address, address - 3);
 });
 
-test("a RAM byte corrupted in a large RAM is narrowed down too (several replay passes)", (t) => {
-  const address = 0x8010_0007;
-  const result = difftestGuest(HELLO, {
-    ramSize: 16 << 20,
-    memoryCheckEvery: 100_000,
-    onStep: (step, { jit }) => {
-      if (step === 777) jit.writeRam(address, Uint8Array.of(0x5a));
-    },
+// Lockstep: HELLO, step 777, narrowed to that step. Coarse: ISA_TEST, chunk 300, found in that chunk.
+for (const coarse of [false, true]) {
+  const title = coarse ? "(coarse: in its chunk, RAM compared every 100 000 instructions)" : "(several replay passes)";
+  test(`a RAM byte corrupted in a large RAM is narrowed down too ${title}`, (t) => {
+    const address = 0x8010_0007;
+    const at = coarse ? 300 : 777;
+    const corrupt = (n: number, { jit }: MachinePair) => {
+      if (n === at) jit.writeRam(address, Uint8Array.of(0x5a));
+    };
+    const result = difftestGuest(coarse ? ISA_TEST : HELLO, {
+      ramSize: 16 << 20,
+      memoryCheckEvery: 100_000,
+      ...(coarse ? { coarse, onChunk: corrupt } : { onStep: corrupt }),
+    });
+    const d = divergenceOf(t, result);
+    t.is(d.kind, "memory");
+    t.is(d.address, address);
+    t.is(d.jit, 0x5an);
+    if (coarse) t.is(d.chunk?.chunk, at);
+    else t.is(d.step, at);
   });
-  const d = divergenceOf(t, result);
-  t.is(d.kind, "memory");
-  t.is(d.address, address);
-  t.is(d.step, 777);
-  t.is(d.jit, 0x5an);
-});
+}
 
 test("a CSR corrupted in the translator's machine is found at a checkpoint and narrowed down", (t) => {
   // sscratch: compared at checkpoints, never touched by the streams (M-mode only).
@@ -199,6 +206,61 @@ test("a step that retires two instructions on one engine is a divergence, unless
   const resynced = difftestGuest(ISA_TEST, { ramSize: 16 << 20, maxSteps: 3000, onStep, resync: true });
   noDivergence(t, resynced);
   t.is(resynced.resyncs, 1);
+});
+
+// --- coarse mode ------------------------------------------------------------------------------------
+
+// The translator's real code shape (direct forward branches, wasm loops, if/else inside loops) run
+// in chunks of random size, compared with the interpreter after each.
+for (const [guest, chunkSeed] of [["isa-test", 1], ["cpubound-small", 2], ["memstress-small", 3], ["seqwrite-small", 4], ["minikernel", 5]] as const) {
+  test(`coarse: ${guest}.elf agrees on both engines to its exit (chunk seed ${chunkSeed})`, (t) => {
+    const result = difftestGuest(readFileSync(join(GUESTS, `${guest}.elf`)), { coarse: true, ramSize: 16 << 20, chunkSeed });
+    noDivergence(t, result);
+    t.is(result.end, "exit");
+    t.true(result.instructions > 40_000, `${result.instructions} instructions`);
+    t.log(`${result.instructions} instructions in ${result.steps} chunks, ${result.resyncs} settled, ${Math.round(result.milliseconds)} ms`);
+  });
+}
+
+test("coarse: a register corrupted after a chunk is reported in that chunk, narrowed to its first instructions", (t) => {
+  const result = difftestGuest(ISA_TEST, {
+    coarse: true,
+    ramSize: 16 << 20,
+    onChunk: (chunk, { jit }) => {
+      if (chunk === 100) jit.harts[0]!.setX(9, jit.harts[0]!.x(9) ^ 0x40n);
+    },
+  });
+  const d = divergenceOf(t, result);
+  t.is(d.kind, "register");
+  t.is(d.register, 9);
+  t.is(d.interp ^ d.jit, 0x40n);
+  t.is(d.chunk?.chunk, 100);
+  t.true(d.chunk!.narrowed);
+  // The hook corrupts every replay of chunk 100, whatever its budget: the smallest budget, 1, differs.
+  t.is(d.chunk!.narrowedBudget, 1);
+  t.is(d.chunk!.spanStart, d.chunk!.start);
+  t.true(d.step > d.chunk!.start);
+  t.regex(formatDivergence(d).join("\n"), /chunk 100 .* chunk seed 1/);
+});
+
+test("coarse: a CSR corrupted in the translator's machine is reported in its chunk", (t) => {
+  const result = difftestStream(randomStream(11, 500), {
+    coarse: true,
+    onChunk: (chunk, { jit }) => {
+      if (chunk === 5) jit.harts[0]!.csrs.sscratch ^= 1n;
+    },
+  });
+  const d = divergenceOf(t, result);
+  t.is(d.kind, "csr");
+  t.is(d.csr, "sscratch");
+  t.is(d.chunk?.chunk, 5);
+});
+
+test("coarse: random streams agree (normal translations, random chunk boundaries)", (t) => {
+  const summary = difftestStreams({ seed: 100, count: 6, length: 1200, coarse: true });
+  noDivergence(t, summary);
+  t.true(summary.instructions > 50_000, `${summary.instructions} instructions`);
+  t.true(summary.traps > 300, `${summary.traps} traps`);
 });
 
 // --- the command line ------------------------------------------------------------------------------
