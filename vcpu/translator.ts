@@ -264,8 +264,8 @@ class TranslatorSem extends WasmSem {
   current!: Instruction;
   currentPc = 0n;
   pending = 0;
-  /** Set when the current instruction called a slow path (it may have asked to stop after it). */
-  calledHost = false;
+  /** Set when the current instruction's slow path may ask to stop after it (the stopAfter flag). */
+  stopAfterSet = false;
   exitLabel = 0;
   dispatchLabel = 0;
   /** Entry offset → the depth its block was opened at, while that block is still open. */
@@ -375,7 +375,6 @@ class TranslatorSem extends WasmSem {
 
   syncForHost(): void {
     const f = this.f;
-    this.calledHost = true;
     this.releaseHeldLock();
     f.get(this.hart).i64(BigInt.asIntN(64, this.currentPc)).mem(Op.i64_store, HartSlot.PC);
     f.get(this.hart).get(this.l.retired).i32(this.pending).op(Op.i32_add).op(Op.i64_extend_i32_u).mem(Op.i64_store, HartSlot.RETIRED);
@@ -392,6 +391,19 @@ class TranslatorSem extends WasmSem {
 
   protected returnAfterThisInstruction(): void {
     this.f.i32(1).set(this.l.stopAfter);
+    this.stopAfterSet = true;
+  }
+
+  /**
+   * A load's or store's slow path asked to return (a store into translated code, a device that
+   * wants the hart, another thread's request): leave from the slow path itself, the load's result
+   * written to rd first — so the fast path carries no stop-after test (plain loads and stores are
+   * exactly setRd(load) and store in semantics.ts).
+   */
+  protected override returnAfterMemoryAccess(loadResult: number | undefined): void {
+    const rd = this.current.d.rd;
+    if (loadResult !== undefined && rd !== 0) this.f.get(loadResult).set(this.l.x[rd]!);
+    this.leave(Exit.Budget, this.currentPc + BigInt(this.current.d.length), this.pending + 1);
   }
 
   override illegal(): void {
@@ -504,14 +516,14 @@ export function translatePage(
       }
       s.current = { offset, d };
       s.currentPc = virtualPage + BigInt(offset);
-      s.calledHost = false;
+      s.stopAfterSet = false;
       s.resetTemps();
       const meaning = SEMANTICS[d.name];
       if (!meaning) throw new Error(`no semantics for instruction ${d.name}`);
       meaning(s);
       const next = offset + d.length;
       const nextPc = s.currentPc + BigInt(d.length);
-      if (s.calledHost) {
+      if (s.stopAfterSet) {
         // A slow path asked to return after this instruction (CSR write, MMIO, stop request).
         f.get(l.stopAfter).ifHinted(false);
         s.leave(Exit.Budget, nextPc, s.pending + 1);

@@ -172,6 +172,14 @@ export abstract class WasmSem implements Sem {
   protected abstract syncForHost(): void;
   /** Finish the current instruction, then leave with Exit.Budget. */
   protected abstract returnAfterThisInstruction(): void;
+  /**
+   * The same, from the slow path of a plain load (its result in local `loadResult`, to go to rd)
+   * or store (`loadResult` undefined): the host has done the access, so an engine may leave from
+   * right there instead of flagging the return for after the instruction.
+   */
+  protected returnAfterMemoryAccess(_loadResult: number | undefined): void {
+    this.returnAfterThisInstruction();
+  }
 
   /**
    * Engine prologue: read the TLB generation tag. Host code flushes only between engine calls,
@@ -311,14 +319,17 @@ export abstract class WasmSem implements Sem {
     // run stale: nothing to flush here.
   }
 
-  /** After a slow-path call: abandon the instruction on a trap, or finish it and return. */
-  private checkExitRequest(): void {
+  /**
+   * After a slow-path call: abandon the instruction on a trap, or finish it and return (`finish`:
+   * how; by default returnAfterThisInstruction).
+   */
+  private checkExitRequest(finish: () => void = () => this.returnAfterThisInstruction()): void {
     const f = this.f;
     f.get(this.hart).mem(Op.i32_load, HartSlot.EXIT_REQUEST).ifHinted(false);
     f.get(this.hart).mem(Op.i32_load, HartSlot.EXIT_REQUEST).i32(ExitRequest.Trap).op(Op.i32_eq).if();
     this.exitAtCurrent(Exit.Trap);
     f.end();
-    this.returnAfterThisInstruction();
+    finish();
     f.end();
   }
 
@@ -475,8 +486,9 @@ export abstract class WasmSem implements Sem {
         this.syncForHost();
         this.f.get(this.hart);
         a();
-        this.f.i32(width | (signed ? LOAD_SIGNED_FLAG : 0)).call(this.slow.load);
-        this.checkExitRequest();
+        const result = this.temp();
+        this.f.i32(width | (signed ? LOAD_SIGNED_FLAG : 0)).call(this.slow.load).tee(result);
+        this.checkExitRequest(() => this.returnAfterMemoryAccess(result));
       });
     };
   }
@@ -501,7 +513,7 @@ export abstract class WasmSem implements Sem {
       this.f.i32(width);
       v();
       this.f.call(this.slow.store);
-      this.checkExitRequest();
+      this.checkExitRequest(() => this.returnAfterMemoryAccess(undefined));
     });
   }
 
