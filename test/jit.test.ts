@@ -31,7 +31,7 @@ import { translatePage } from "../vcpu/translator.ts";
 import type { EngineMemory } from "../vcpu/wasm/wasm-sem.ts";
 import {
   CSR, Program, R, RAM_BASE,
-  add, addi, amoadd_d, andi, beq, bltu, bne, csrr, csrrsi, csrw, ecall, fence, fence_i, jalr, ld, lhu, lw, mret, mv, sd, sh, slli, sltiu, sw,
+  add, addi, amoadd_d, andi, beq, bltu, bne, csrr, csrrsi, csrw, ecall, fence, fence_i, jalr, ld, lhu, lw, mret, mv, sd, sh, slli, sltiu, sltu, sub, sw,
 } from "./helpers/asm.ts";
 import { EXPECTED, GUESTS, ROOT } from "./helpers/cli.ts";
 import { runProgram as runProgramWithin, type Outcome, type RunProgramOptions } from "./helpers/machine.ts";
@@ -530,6 +530,36 @@ test("a timer interrupt (CLINT mtimecmp) is taken from a translated loop", async
   t.is(run.x(R.s2), 1n, "the handler ran once");
   t.is(run.x(R.s3), (1n << 63n) | 7n, "for the machine timer interrupt");
   t.true(run.x(R.s1) > 0n);
+  t.true(jitStats(t, run.result.harts[0]).pagesCompiled > 0);
+});
+
+test("loads and stores whose slow path must return (another hart keeps raising an interrupt) finish first: the load's value reaches its register", async (t) => {
+  // Hart 0: a translated loop whose store and load cross a page (always the slow path) while
+  // hart 1 toggles hart 0's MSIP (interrupts disabled: never taken), so hart 0's engine is asked
+  // to return again and again, often during those slow paths. The loaded value must be the one
+  // just stored, every iteration.
+  const N = 20_000;
+  const MSIP0 = 0x0200_0000;
+  const p = new Program();
+  p.branch(bne, R.a0, 0, "hart1");
+  p.la(R.s5, "cross").li(R.s0, N).li(R.s6, 0);
+  p.label("loop").emit(
+    sd(R.s0, 0, R.s5),
+    ld(R.t1, 0, R.s5),
+    sub(R.t2, R.t1, R.s0),
+    sltu(R.t2, R.zero, R.t2), // 1 when the register missed the value
+    add(R.s6, R.s6, R.t2),
+    addi(R.s0, R.s0, -1),
+  ).branch(bne, R.s0, 0, "loop");
+  p.la(R.t0, "done").li(R.t1, 1).emit(sw(R.t1, 0, R.t0), fence()).exit(0);
+  p.label("hart1").la(R.t0, "done").li(R.t1, MSIP0).li(R.t2, 1);
+  p.label("toggle").emit(sw(R.t2, 0, R.t1), sw(R.zero, 0, R.t1), lw(R.t3, 0, R.t0)).branch(beq, R.t3, 0, "toggle");
+  p.label("park").j("park");
+  p.align(PAGE_SIZE).label("done").dword(0n).space(PAGE_SIZE - 12).label("cross").dword(0n).dword(0n);
+  const run = await runProgram(p, { engine: JIT_THREAD, harts: 2, machine: { workers: true } });
+  exited(t, run.result);
+  t.is(run.x(R.s0), 0n, "every iteration ran");
+  t.is(run.x(R.s6), 0n, "and each load's value reached its register");
   t.true(jitStats(t, run.result.harts[0]).pagesCompiled > 0);
 });
 
