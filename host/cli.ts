@@ -20,7 +20,8 @@ import { SingleBar } from "cli-progress";
 import { DEFAULT_JIT_THRESHOLD, defaultEngineName, ENGINES } from "../vcpu/jit.ts";
 import type { EngineChoice } from "../vcpu/hart.ts";
 import { randomBytes } from "node:crypto";
-import { difftestGuest, difftestStreams, formatDivergence } from "./difftest.ts";
+import { DEFAULT_COARSE_THRESHOLD, DEFAULT_MAX_CHUNK, difftestGuest, difftestStreams, formatDivergence } from "./difftest.ts";
+import { randomLoopProgram } from "./difftest-loops.ts";
 
 export const ExitStatus = { Timeout: 124, GuestFault: 70, Usage: 64, BadInput: 65, NoInput: 66 } as const;
 
@@ -380,21 +381,31 @@ export function buildProgram(): Command {
   program
     .command("difftest")
     .description(
-      "lockstep differential tester: run a guest, or random instruction streams, on the interpreter and on the " +
-        "translator one instruction at a time and stop at the first divergence of pc, registers, CSRs or memory " +
-        "(exit status 1 when one is found, 0 when none)",
+      "differential tester: run a guest, or random programs, on the interpreter and on the translator and stop at " +
+        "the first divergence of pc, registers, CSRs or memory (exit status 1 when one is found, 0 when none). " +
+        "Lockstep (default): one instruction at a time, every instruction a translation entry. --coarse: the " +
+        "translator's real code shape (direct branches, wasm loops) run in chunks of random size, the interpreter " +
+        "catching up after each; --loops: random loop-shaped programs through --coarse",
     )
     .argument("[FILE]", "guest ELF, booted as by run --bios none (default: random RV64IMAC instruction streams)")
     .option("--seed <N>", "seed of the first random stream; stream i has seed N + i (default: random, printed)")
     .addOption(new Option("--count <N>", "random streams to run").default("50"))
-    .addOption(new Option("--length <N>", "random instructions per stream (each stream loops over them 3 to 6 times)").default("1000"))
-    .option("--max-steps <N>", "stop after N steps (a guest: default 10000000; a stream: 10 times its length per loop)")
-    .option("--check-every <N>", "compare RAM and CSRs every N steps (default 100000 for a guest, 2000 for a stream)")
+    .addOption(new Option("--length <N>", "random instructions per stream (each stream loops over them 3 to 6 times; --loops: static instructions per program)").default("1000"))
+    .option("--max-steps <N>", "stop after N steps (a guest: default 10000000; a stream: 10 times its length per loop; --coarse: instructions)")
+    .option("--check-every <N>", "compare RAM and CSRs every N steps (default 100000 for a guest, 2000 for a stream; --coarse: RAM every N instructions, the rest after every chunk)")
     .option("-m, --memory <SIZE>", "guest RAM for FILE (default 128M)")
-    .option("--resync", "a step in which one engine retires more than one instruction is no divergence: the other catches up")
+    .option("--resync", "a step in which one engine retires more than one instruction is no divergence: the other catches up (lockstep only)")
+    .option("--coarse", "normal translations, run in chunks of random size; the interpreter catches up and the whole state is compared after each")
+    .option("--loops", "random loop-shaped programs (nested counted loops, if/else, early exits, continues, calls, traps, timer interrupts) instead of streams; implies --coarse")
+    .option("--chunk-seed <N>", "--coarse with FILE: seed of the chunk sizes (default: random, printed; streams use their own seed)")
+    .addOption(new Option("--max-chunk <N>", "--coarse: largest chunk, in instructions (sizes are log-uniform from 1)").default(String(DEFAULT_MAX_CHUNK)))
+    .addOption(new Option("--jit-threshold <N>", "--coarse: interpreted jumps within a page before the translator compiles it").default(String(DEFAULT_COARSE_THRESHOLD)))
+    .addOption(new Option("--extra-entries <PERCENT>", "--coarse: translations also get entries at PERCENT% of random offsets (loop bodies, back edges)").default("0"))
     .action(async (file: string | undefined, flags: DifftestFlags, command: Command) => {
-      const given = ["seed", "count", "length"].filter((name) => command.getOptionValueSource(name) === "cli");
-      process.exitCode = await difftestCommand(file, flags, given);
+      const cli = (name: string) => command.getOptionValueSource(name) === "cli";
+      const given = ["seed", "count", "length", "loops"].filter(cli);
+      const coarseOnly = ["chunkSeed", "maxChunk", "jitThreshold", "extraEntries"].filter(cli);
+      process.exitCode = await difftestCommand(file, flags, given, coarseOnly);
     });
   return program;
 }
@@ -407,52 +418,89 @@ interface DifftestFlags {
   checkEvery?: string;
   memory?: string;
   resync?: boolean;
+  coarse?: boolean;
+  loops?: boolean;
+  chunkSeed?: string;
+  maxChunk: string;
+  jitThreshold: string;
+  extraEntries: string;
 }
 
-/** `kmemvisor difftest`; `streamFlags` are the random-stream flags given on the command line. */
-async function difftestCommand(file: string | undefined, flags: DifftestFlags, streamFlags: string[]): Promise<number> {
+/** A whole number from 0 to `max`. */
+function parseWholeNumber(name: string, text: string, max: number): number {
+  if (!/^\d+$/.test(text.trim()) || Number(text) > max) throw new RangeError(`bad ${name} "${text}": expected a whole number from 0 to ${max}`);
+  return Number(text);
+}
+
+/** The flag a usage message names, from its camel-case option name (chunkSeed: --chunk-seed). */
+const flagName = (name: string) => `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+
+/**
+ * `kmemvisor difftest`; `streamFlags` are the random-stream flags given on the command line,
+ * `coarseFlags` the coarse-mode ones.
+ */
+async function difftestCommand(file: string | undefined, flags: DifftestFlags, streamFlags: string[], coarseFlags: string[]): Promise<number> {
   const count = usage(() => parsePositiveInteger("--count", flags.count, 1e9));
   const length = usage(() => parsePositiveInteger("--length", flags.length, 1e6));
   const maxSteps = flags.maxSteps === undefined ? undefined : usage(() => parsePositiveInteger("--max-steps", flags.maxSteps!, Number.MAX_SAFE_INTEGER));
   const memoryCheckEvery = flags.checkEvery === undefined ? undefined : usage(() => parsePositiveInteger("--check-every", flags.checkEvery!, 1e12));
   const ramSize = flags.memory === undefined ? undefined : usage(() => parseMemorySize(flags.memory!));
-  const seed = flags.seed === undefined ? randomBytes(4).readUInt32LE() : usage(() => {
-    if (!/^\d+$/.test(flags.seed!.trim()) || Number(flags.seed) > 0xffff_ffff) throw new RangeError(`bad --seed "${flags.seed}": expected a whole number from 0 to 4294967295`);
-    return Number(flags.seed);
-  });
+  const seed = flags.seed === undefined ? randomBytes(4).readUInt32LE() : usage(() => parseWholeNumber("--seed", flags.seed!, 0xffff_ffff));
+  const coarse = flags.coarse === true || flags.loops === true;
+  const maxChunk = usage(() => parsePositiveInteger("--max-chunk", flags.maxChunk, 1e9));
+  const jitThreshold = usage(() => parseWholeNumber("--jit-threshold", flags.jitThreshold, 1e9));
+  const extraEntries = usage(() => parseWholeNumber("--extra-entries", flags.extraEntries, 100));
   if (file !== undefined && streamFlags.length > 0) {
     throw new UsageError(`--${streamFlags[0]} chooses random streams: give it without FILE`);
   }
   if (file === undefined && ramSize !== undefined) throw new UsageError("-m sets the RAM of FILE's machines: random streams have their own");
-  const options = { maxSteps, memoryCheckEvery, ramSize, resync: flags.resync === true };
+  if (!coarse && coarseFlags.length > 0) throw new UsageError(`${flagName(coarseFlags[0]!)} is for --coarse (or --loops)`);
+  if (coarse && flags.resync) throw new UsageError("--resync is for lockstep: --coarse compares where both engines retired as many instructions");
+  if (file === undefined && flags.chunkSeed !== undefined) throw new UsageError("--chunk-seed is for FILE: each random stream's chunk sizes come from its own seed");
+  const chunkSeed = flags.chunkSeed === undefined ? randomBytes(4).readUInt32LE() : usage(() => parseWholeNumber("--chunk-seed", flags.chunkSeed!, 0xffff_ffff));
+  const options = {
+    maxSteps, memoryCheckEvery, ramSize, resync: flags.resync === true,
+    ...(coarse ? { coarse, maxChunk, jitThreshold, extraEntries } : {}),
+  };
   const say = (line: string) => process.stdout.write(line + "\n");
-  const rate = (steps: number, ms: number) => `${Math.round((steps / Math.max(ms, 1)) * 1000)} steps/s`;
+  const unit = coarse ? "instructions" : "steps";
+  const rate = (n: number, ms: number) => `${Math.round((n / Math.max(ms, 1)) * 1000)} ${unit}/s`;
   const resyncNote = (resyncs: number) =>
-    resyncs === 0 ? "" : `; ${resyncs} step(s) in which one engine ran past one instruction and the other caught up (--resync)`;
+    resyncs === 0 ? ""
+    : coarse ? `; ${resyncs} chunk(s) ended on a trap the translator took past its budget, settled by one more step`
+    : `; ${resyncs} step(s) in which one engine ran past one instruction and the other caught up (--resync)`;
+  // The flags that change a coarse run, to repeat it.
+  const coarseArgs = coarse
+    ? [flags.loops ? "--loops" : "--coarse", ...(["maxChunk", "jitThreshold", "extraEntries"] as const).filter((k) => coarseFlags.includes(k)).map((k) => `${flagName(k)} ${flags[k]}`)].join(" ")
+    : "";
 
   if (file !== undefined) {
     const elf = readInput(file, "guest");
-    const bar = new SingleBar({ format: "difftest {file} | {value} steps", stream: process.stderr, hideCursor: true });
+    if (coarse) process.stderr.write(`difftest: chunk seed ${chunkSeed}\n`);
+    const bar = new SingleBar({ format: `difftest {file} | {value} ${unit}`, stream: process.stderr, hideCursor: true });
     bar.start(options.maxSteps ?? 10_000_000, 0, { file });
     let result;
     try {
-      result = guarded(() => difftestGuest(elf, { ...options, progress: (steps) => bar.update(steps) }, file));
+      result = guarded(() => difftestGuest(elf, { ...options, chunkSeed, progress: (steps) => bar.update(steps) }, file));
     } finally {
       bar.stop();
     }
     if (result.divergence) {
       say(`difftest: ${file}: divergence after ${result.instructions} instructions`);
+      if (coarse) say(`  again: kmemvisor difftest ${coarseArgs} --chunk-seed ${chunkSeed} ${file}${flags.memory ? ` -m ${flags.memory}` : ""}`);
       for (const line of formatDivergence(result.divergence)) say(line);
       return 1;
     }
     const ending = result.end === "exit" ? `exited with code ${result.exitCode}` : `stopped after --max-steps`;
-    say(`difftest: ${file}: ${result.instructions} instructions in ${result.steps} steps (${rate(result.steps, result.milliseconds)}), ${ending}, no divergence${resyncNote(result.resyncs)}`);
+    const done = coarse ? `${result.steps} chunks (coarse), ${rate(result.instructions, result.milliseconds)}` : `${result.steps} steps (${rate(result.steps, result.milliseconds)})`;
+    say(`difftest: ${file}: ${result.instructions} instructions in ${done}, ${ending}, no divergence${resyncNote(result.resyncs)}`);
     return 0;
   }
 
+  const what = flags.loops ? "loop programs" : "streams";
   process.stderr.write(`difftest: seed ${seed}\n`);
   const bar = new SingleBar({
-    format: "difftest [{bar}] {value}/{total} streams | {instructions} instructions | {traps} traps",
+    format: `difftest [{bar}] {value}/{total} ${what} | {instructions} instructions | {traps} traps`,
     stream: process.stderr,
     noTTYOutput: true,
     notTTYSchedule: 2000,
@@ -460,14 +508,16 @@ async function difftestCommand(file: string | undefined, flags: DifftestFlags, s
   });
   bar.start(count, 0, { instructions: 0, traps: 0 });
   const total = { streams: 0, steps: 0, instructions: 0, traps: 0, resyncs: 0, unfinished: 0, milliseconds: 0 };
+  const generator = flags.loops ? randomLoopProgram : undefined;
   try {
     for (let i = 0; i < count; i++) {
-      const summary = difftestStreams({ seed: seed + i, count: 1, length, ...options });
+      const summary = difftestStreams({ seed: seed + i, count: 1, length, generator, ...options });
       for (const key of ["streams", "steps", "instructions", "traps", "resyncs", "unfinished", "milliseconds"] as const) total[key] += summary[key];
       bar.update(total.streams, { instructions: total.instructions, traps: total.traps });
       if (summary.divergence) {
         bar.stop();
-        say(`difftest: divergence in the stream of seed ${summary.divergence.seed} (again: kmemvisor difftest --seed ${summary.divergence.seed} --count 1 --length ${length})`);
+        const again = ["--seed", summary.divergence.seed, "--count 1 --length", length, coarseArgs].join(" ").trim();
+        say(`difftest: divergence in the ${flags.loops ? "loop program" : "stream"} of seed ${summary.divergence.seed} (again: kmemvisor difftest ${again})`);
         for (const line of formatDivergence(summary.divergence)) say(line);
         return 1;
       }
@@ -478,9 +528,10 @@ async function difftestCommand(file: string | undefined, flags: DifftestFlags, s
     bar.stop();
   }
   const unfinished = total.unfinished === 0 ? "" : `, ${total.unfinished} stopped at --max-steps`;
+  const counted = coarse ? total.instructions : total.steps;
   say(
-    `difftest: ${total.streams} streams, ${total.instructions} instructions, no divergence ` +
-      `(${total.traps} traps, ${rate(total.steps, total.milliseconds)}${unfinished}${resyncNote(total.resyncs)})`,
+    `difftest: ${total.streams} ${what}, ${total.instructions} instructions, no divergence ` +
+      `(${coarse ? "coarse, " : ""}${total.traps} traps, ${rate(counted, total.milliseconds)}${unfinished}${resyncNote(total.resyncs)})`,
   );
   return 0;
 }

@@ -38,7 +38,8 @@
  * last one that writes what differs (see ChunkInfo).
  *
  * `randomStreams` generates random RV64IMAC instruction streams (see `randomStream`), each run
- * through the same comparison by `difftestStreams`.
+ * through the same comparison by `difftestStreams`; host/difftest-loops.ts generates loop-shaped
+ * programs of the same form (`StreamOptions.generator`), the fuzzer of the translator's loops.
  */
 import type { EngineChoice, Hart } from "../vcpu/hart.ts";
 import { Machine } from "../hypervisor/machine.ts";
@@ -47,6 +48,7 @@ import { ControlSlot, HartSlot, PAGE_SIZE, RAM_BASE } from "../shared-mem/layout
 import { decode, type Decoded } from "../vcpu/decoder.ts";
 import { ILLEGAL_OP } from "../vcpu/isa.ts";
 import { CsrNumber } from "../vcpu/csr.ts";
+import { CLINT_BASE } from "../hypervisor/devices/clint.ts";
 import * as A from "../test/helpers/asm.ts";
 
 // --- comparing two machines ---------------------------------------------------------------------
@@ -629,8 +631,8 @@ function narrow(setup: Setup, options: ReturnType<typeof resolved>, good: number
 
 // --- coarse mode ----------------------------------------------------------------------------------
 
-const DEFAULT_MAX_CHUNK = 4096;
-const DEFAULT_COARSE_THRESHOLD = 1;
+export const DEFAULT_MAX_CHUNK = 4096;
+export const DEFAULT_COARSE_THRESHOLD = 1;
 /** Instructions of a narrowed span listed in a coarse report (the last ones before the suspect). */
 const SPAN_LISTED = 12;
 /** Chunks in a row in which neither machine retires anything before a coarse run gives up. */
@@ -1003,10 +1005,10 @@ export class Random {
 
 /** Where a stream lives in guest RAM (RAM of a stream machine: STREAM_RAM bytes from RAM_BASE). */
 export const STREAM_RAM = 1 << 20;
-const CODE = BigInt(RAM_BASE);
+export const CODE = BigInt(RAM_BASE);
 const HANDLER = BigInt(RAM_BASE + 0x4_0000);
-const SCRATCH = RAM_BASE + 0x8_0000;
-const SCRATCH_SIZE = 0x4000;
+export const SCRATCH = RAM_BASE + 0x8_0000;
+export const SCRATCH_SIZE = 0x4000;
 
 /**
  * Registers the random code never writes: sp and s10, s11, t3 point into the scratch area (bases of
@@ -1014,10 +1016,10 @@ const SCRATCH_SIZE = 0x4000;
  * trap handler.
  */
 const BASES = [A.R.sp, A.R.s10, A.R.s11, A.R.t3];
-const TRAPS = A.R.s9;
+export const TRAPS = A.R.s9;
 const LOOPS = A.R.t4;
-const RESERVED = new Set<number>([0, ...BASES, TRAPS, LOOPS, A.R.t5, A.R.t6]);
-const WRITABLE = Array.from({ length: 32 }, (_, r) => r).filter((r) => !RESERVED.has(r));
+export const RESERVED = new Set<number>([0, ...BASES, TRAPS, LOOPS, A.R.t5, A.R.t6]);
+export const WRITABLE = Array.from({ length: 32 }, (_, r) => r).filter((r) => !RESERVED.has(r));
 /**
  * Registers that receive code addresses (return addresses of jumps, auipc for an indirect jump):
  * loads and stores "through any register" avoid them, so that the stream rarely overwrites its own
@@ -1027,16 +1029,16 @@ const LINKS = [A.R.ra, A.R.t0];
 const ANY_BASE = WRITABLE.filter((r) => !LINKS.includes(r as 1 | 5));
 const COMPRESSED_REGS = [8, 9, 10, 11, 12, 13, 14, 15];
 
-const INTERESTING = [
+export const INTERESTING = [
   0n, 1n, 2n, -1n, -2n, 0x7fn, 0x80n, 0xffn, 0x7fffn, 0x8000n, 0xffffn, 0x7fff_ffffn, 0x8000_0000n, 0xffff_ffffn,
   0x1_0000_0000n, -0x8000_0000n, 0x7fff_ffff_ffff_ffffn, -0x8000_0000_0000_0000n, 31n, 32n, 63n, 64n,
 ];
 
 /** A piece of code: 32-bit words and 16-bit parcels, in order. */
-type Code = { bits: number; half: boolean }[];
-const words = (...ws: (number | number[])[]): Code => ws.flat().map((w) => ({ bits: w >>> 0, half: false }));
-const halves = (...hs: number[]): Code => hs.map((h) => ({ bits: h & 0xffff, half: true }));
-const sizeOf = (code: Code) => code.reduce((n, p) => n + (p.half ? 2 : 4), 0);
+export type Code = { bits: number; half: boolean }[];
+export const words = (...ws: (number | number[])[]): Code => ws.flat().map((w) => ({ bits: w >>> 0, half: false }));
+export const halves = (...hs: number[]): Code => hs.map((h) => ({ bits: h & 0xffff, half: true }));
+export const sizeOf = (code: Code) => code.reduce((n, p) => n + (p.half ? 2 : 4), 0);
 
 /** c.beqz / c.bnez rs1', offset (CB format). */
 export function cBranch(nonZero: boolean, rs1: number, offset: number): number {
@@ -1056,15 +1058,15 @@ export function cJump(offset: number): number {
     (bit(7) << 6) | (((o >> 1) & 7) << 3) | (bit(5) << 2) | 1;
 }
 
-const ALU_R = [A.add, A.sub, A.sll, A.slt, A.sltu, A.xor, A.srl, A.sra, A.or, A.and, A.addw, A.subw, A.sllw, A.srlw, A.sraw];
+export const ALU_R = [A.add, A.sub, A.sll, A.slt, A.sltu, A.xor, A.srl, A.sra, A.or, A.and, A.addw, A.subw, A.sllw, A.srlw, A.sraw];
 const ALU_I = [A.addi, A.slti, A.sltiu, A.xori, A.ori, A.andi, A.addiw];
 const SHIFTS: [typeof A.slli, number][] = [[A.slli, 63], [A.srli, 63], [A.srai, 63], [A.slliw, 31], [A.srliw, 31], [A.sraiw, 31]];
 const MULDIV = [A.mul, A.mulh, A.mulhsu, A.mulhu, A.div, A.divu, A.rem, A.remu, A.mulw, A.divw, A.divuw, A.remw, A.remuw];
-const LOADS: [typeof A.ld, number][] = [[A.lb, 1], [A.lbu, 1], [A.lh, 2], [A.lhu, 2], [A.lw, 4], [A.lwu, 4], [A.ld, 8]];
-const STORES: [typeof A.sd, number][] = [[A.sb, 1], [A.sh, 2], [A.sw, 4], [A.sd, 8]];
+export const LOADS: [typeof A.ld, number][] = [[A.lb, 1], [A.lbu, 1], [A.lh, 2], [A.lhu, 2], [A.lw, 4], [A.lwu, 4], [A.ld, 8]];
+export const STORES: [typeof A.sd, number][] = [[A.sb, 1], [A.sh, 2], [A.sw, 4], [A.sd, 8]];
 const BRANCHES = [A.beq, A.bne, A.blt, A.bge, A.bltu, A.bgeu];
-const AMOS_W = [A.amoswap_w, A.amoadd_w, A.amoxor_w, A.amoand_w, A.amoor_w, A.amomin_w, A.amomax_w, A.amominu_w, A.amomaxu_w];
-const AMOS_D = [A.amoswap_d, A.amoadd_d, A.amoxor_d, A.amoand_d, A.amoor_d, A.amomin_d, A.amomax_d, A.amominu_d, A.amomaxu_d];
+export const AMOS_W = [A.amoswap_w, A.amoadd_w, A.amoxor_w, A.amoand_w, A.amoor_w, A.amomin_w, A.amomax_w, A.amominu_w, A.amomaxu_w];
+export const AMOS_D = [A.amoswap_d, A.amoadd_d, A.amoxor_d, A.amoand_d, A.amoor_d, A.amomin_d, A.amomax_d, A.amominu_d, A.amomaxu_d];
 /** CSRs the stream reads (including one that does not exist: illegal instruction). */
 const CSR_READS = [
   A.CSR.mscratch, A.CSR.mstatus, A.CSR.misa, A.CSR.mhartid, A.CSR.mcause, A.CSR.mepc, A.CSR.mtval, A.CSR.mtvec,
@@ -1076,14 +1078,28 @@ const CODE_CSRS: readonly number[] = [A.CSR.mtvec, A.CSR.mepc, A.CSR.mtval];
 const CSR_OPS = [A.csrrw, A.csrrs, A.csrrc];
 const CSR_IMM_OPS = [A.csrrwi, A.csrrsi, A.csrrci];
 
-/** Generates the random code of one stream. */
-class StreamGenerator {
+/**
+ * Generates the random code of one stream. `reserved` registers are never written (default: those
+ * of a stream; host/difftest-loops.ts reserves its loop counters too).
+ */
+export class StreamGenerator {
   /** Instructions generated (an li counts each of its instructions). */
   count = 0;
-  constructor(private readonly rng: Random) {}
+  private readonly writable: number[];
+  private readonly anyBase: number[];
+  /** LINKS that may be written (code addresses go there). */
+  private readonly links: number[];
+  /** x8..x15 that may be written (bases and destinations of compressed loads). */
+  private readonly compressedWritable: number[];
+  constructor(private readonly rng: Random, private readonly reserved: ReadonlySet<number> = RESERVED) {
+    this.writable = WRITABLE.filter((r) => !reserved.has(r));
+    this.anyBase = ANY_BASE.filter((r) => !reserved.has(r));
+    this.links = LINKS.filter((r) => !reserved.has(r));
+    this.compressedWritable = COMPRESSED_REGS.filter((r) => !reserved.has(r));
+  }
 
   private rd(): number {
-    return this.rng.pick(WRITABLE);
+    return this.rng.pick(this.writable);
   }
   private rs(): number {
     return this.rng.below(32);
@@ -1136,7 +1152,7 @@ class StreamGenerator {
     }
     if (k < 545) {
       // Through a register holding anything: mostly access faults, exact traps mid-block.
-      const base = r.pick(ANY_BASE);
+      const base = r.pick(this.anyBase);
       if (r.chance(0.5)) {
         const [op] = r.pick(LOADS);
         return this.emit(words(op(this.rd(), this.imm12(), base)));
@@ -1159,7 +1175,7 @@ class StreamGenerator {
     return this.emit(words(r.pick(ALU_I)(this.rd(), this.rs(), this.imm12())));
   }
 
-  private mulDiv(): Code {
+  mulDiv(): Code {
     const r = this.rng;
     const op = r.pick(MULDIV);
     const [rs1, rs2] = [this.rd(), this.rd()];
@@ -1173,7 +1189,7 @@ class StreamGenerator {
     return this.emit(words(setup, op(this.rd(), special < 2 ? rs1 : this.rs(), special < 2 ? rs2 : this.rs())));
   }
 
-  private amo(): Code {
+  amo(): Code {
     const r = this.rng;
     const double = r.chance(0.5);
     const address = this.rd();
@@ -1182,7 +1198,7 @@ class StreamGenerator {
     return this.emit(words(A.addi(address, this.base(), this.offset(double ? 8 : 4)), op(this.rd(), this.rs(), address, order)));
   }
 
-  private lrsc(): Code {
+  lrsc(): Code {
     const r = this.rng;
     const double = r.chance(0.5);
     const address = this.rd();
@@ -1209,13 +1225,13 @@ class StreamGenerator {
     if (kind === 0 && size <= 254) {
       jump = halves(cBranch(r.chance(0.5), r.pick(COMPRESSED_REGS), size + 2));
     } else if (kind === 1) {
-      jump = words(A.jal(r.chance(0.3) ? 0 : r.pick(LINKS), size + 4));
+      jump = words(A.jal(r.chance(0.3) ? 0 : r.pick(this.links), size + 4));
     } else if (kind === 2) {
       jump = halves(cJump(size + 2));
     } else if (kind === 3) {
       // auipc + jalr: an indirect jump (bit 0 of the target is ignored by jalr)
-      const via = r.pick(LINKS);
-      jump = words(A.auipc(via, 0), A.jalr(r.chance(0.3) ? 0 : r.pick(LINKS), via, size + 8 + (r.chance(0.3) ? 1 : 0)));
+      const via = r.pick(this.links);
+      jump = words(A.auipc(via, 0), A.jalr(r.chance(0.3) ? 0 : r.pick(this.links), via, size + 8 + (r.chance(0.3) ? 1 : 0)));
     } else {
       jump = words(r.pick(BRANCHES)(this.rs(), this.rs(), size + 4));
     }
@@ -1224,7 +1240,7 @@ class StreamGenerator {
   }
 
   /** A random 16-bit parcel the decoder accepts, that neither jumps nor writes a reserved register. */
-  private compressed(): Code {
+  compressed(): Code {
     for (;;) {
       const bits = this.rng.below(0x10000);
       if ((bits & 3) === 3) continue;
@@ -1232,23 +1248,23 @@ class StreamGenerator {
       if (d.op === ILLEGAL_OP && this.rng.chance(0.9)) continue; // keep a few illegal ones
       if (d.op !== ILLEGAL_OP) {
         if (["jal", "jalr", "beq", "bne"].includes(d.name)) continue;
-        if (!/^s[bhwd]$/.test(d.name) && d.name !== "ebreak" && RESERVED.has(d.rd)) continue;
+        if (!/^s[bhwd]$/.test(d.name) && d.name !== "ebreak" && this.reserved.has(d.rd)) continue;
       }
       return this.emit(halves(bits));
     }
   }
 
   /** Point a compressed register into the scratch area, then a random c.lw/c.ld/c.sw/c.sd through it. */
-  private compressedMemory(): Code {
+  compressedMemory(): Code {
     const r = this.rng;
-    const base = r.pick(COMPRESSED_REGS);
+    const base = r.pick(this.compressedWritable);
     const funct3 = r.pick([2, 3, 6, 7]);
-    const parcel = (funct3 << 13) | (r.below(8) << 10) | ((base - 8) << 7) | (r.below(4) << 5) | (r.pick(COMPRESSED_REGS) - 8) << 2;
+    const parcel = (funct3 << 13) | (r.below(8) << 10) | ((base - 8) << 7) | (r.below(4) << 5) | (r.pick(this.compressedWritable) - 8) << 2;
     const setup = A.addi(base, this.base(), this.offset(8) & ~0xff);
     if (r.chance(0.5)) {
       // sp-relative forms too: c.lwsp / c.ldsp / c.swsp / c.sdsp (sp points into the scratch area)
       const spForm = r.pick([2, 3, 6, 7]);
-      const rd = r.pick(WRITABLE.filter((x) => x !== 0));
+      const rd = r.pick(this.writable);
       const sp = (spForm << 13) | (r.below(2) << 12) | (rd << 7) | (r.below(32) << 2) | 2;
       const d = decode(sp);
       if (d.op !== ILLEGAL_OP) return this.emit([...words(setup), ...halves(parcel, sp)]);
@@ -1256,10 +1272,10 @@ class StreamGenerator {
     return this.emit([...words(setup), ...halves(parcel)]);
   }
 
-  private csr(): Code {
+  csr(): Code {
     const r = this.rng;
     // CSRs that hold code addresses (mtvec, mepc, mtval) go to the link registers, like jumps.
-    const rdFor = (csr: number) => (CODE_CSRS.includes(csr) ? r.pick(LINKS) : this.rd());
+    const rdFor = (csr: number) => (CODE_CSRS.includes(csr) ? r.pick(this.links) : this.rd());
     if (r.chance(0.6)) {
       const csr = r.pick(CSR_READS);
       return this.emit(words(A.csrr(rdFor(csr), csr)));
@@ -1271,7 +1287,7 @@ class StreamGenerator {
   }
 
   /** Random bits with an ALU major opcode: mostly reserved encodings (illegal), sometimes real ones. */
-  private illegalish(): Code {
+  illegalish(): Code {
     const r = this.rng;
     if (r.chance(0.2)) return this.emit(halves(0)); // the all-zero parcel: defined illegal
     const opcode = r.pick([0x13, 0x33, 0x1b, 0x3b, 0x73, 0x0f, 0x2f]);
@@ -1283,9 +1299,9 @@ class StreamGenerator {
   }
 
   /** Overwrite an instruction ahead with another, then FENCE.I: the translation must be redone. */
-  private selfModifying(): Code {
+  selfModifying(): Code {
     const r = this.rng;
-    const via = r.pick(LINKS);
+    const via = r.pick(this.links);
     const value = this.rd();
     const patched = A.addi(this.rd(), this.rs(), this.imm12());
     const load = A.li(value, BigInt.asIntN(32, BigInt(patched)));
@@ -1322,9 +1338,8 @@ export function randomStream(seed: number, length: number): RandomStream {
   const gen = new StreamGenerator(rng);
   const loops = rng.between(3, 6);
   const p = new A.Program(CODE);
-  p.li(A.R.t6, HANDLER).emit(A.csrw(A.CSR.mtvec, A.R.t6));
-  p.li(A.R.sp, SCRATCH + 0x3000).li(A.R.s10, SCRATCH + 0x800).li(A.R.s11, SCRATCH + 0x1000).li(A.R.t3, SCRATCH + 0x2800);
-  p.li(TRAPS, 0).li(LOOPS, loops);
+  p.emit(streamPrologue());
+  p.li(LOOPS, loops);
   for (const r of WRITABLE) p.li(r, rng.chance(0.3) ? rng.pick(INTERESTING) : rng.u64());
   p.label("top");
   while (gen.count < length) {
@@ -1335,30 +1350,57 @@ export function randomStream(seed: number, length: number): RandomStream {
   }
   p.emit(A.addi(LOOPS, LOOPS, -1)).branch(A.beq, LOOPS, 0, "done").j("top");
   p.label("done").exit(0);
-  const codeEnd = p.here;
+  return {
+    seed,
+    segments: streamSegments(p.code(), streamHandler(p.here, p.address("done")), rng),
+    entry: CODE,
+    instructions: gen.count,
+    loops,
+  };
+}
 
+/** The start of a stream's code: the trap vector, the scratch bases, the trap counter. */
+export function streamPrologue(): number[] {
+  return [
+    ...A.li(A.R.t6, HANDLER), A.csrw(A.CSR.mtvec, A.R.t6),
+    ...A.li(A.R.sp, SCRATCH + 0x3000), ...A.li(A.R.s10, SCRATCH + 0x800), ...A.li(A.R.s11, SCRATCH + 0x1000),
+    ...A.li(A.R.t3, SCRATCH + 0x2800), ...A.li(TRAPS, 0),
+  ];
+}
+
+/** Where a stream's code, handler and scratch area go (the scratch area's random bytes drawn last). */
+export function streamSegments(code: Uint8Array, handler: Uint8Array, rng: Random): RandomStream["segments"] {
+  const scratch = new Uint8Array(SCRATCH_SIZE);
+  for (let i = 0; i < scratch.length; i += 4) new DataView(scratch.buffer).setUint32(i, rng.u32(), true);
+  return [
+    { address: Number(CODE), bytes: code },
+    { address: Number(HANDLER), bytes: handler },
+    { address: SCRATCH, bytes: scratch },
+  ];
+}
+
+/**
+ * The trap handler of a stream (at HANDLER): skips the faulting instruction (2 or 4 bytes, from the
+ * bits at mepc), counts the trap in s9 and returns; a fault outside the code (CODE..codeEnd: a jump
+ * gone wild after the code overwrote itself) goes to `done` instead. With `timerPeriod`, an
+ * interrupt (the machine timer) sets the next one `timerPeriod` ticks of mtime ahead, counts it in
+ * s9 too and returns where it interrupted. Uses t5 and t6 only.
+ */
+export function streamHandler(codeEnd: bigint, done: bigint, timerPeriod?: number): Uint8Array {
   const h = new A.Program(HANDLER);
+  if (timerPeriod !== undefined) h.emit(A.csrr(A.R.t6, A.CSR.mcause)).branch(A.blt, A.R.t6, 0, "interrupt");
   h.emit(A.csrr(A.R.t6, A.CSR.mepc));
   h.li(A.R.t5, codeEnd).branch(A.bgeu, A.R.t6, A.R.t5, "escape");
   h.li(A.R.t5, CODE).branch(A.bltu, A.R.t6, A.R.t5, "escape");
   h.emit(A.lhu(A.R.t5, 0, A.R.t6), A.andi(A.R.t5, A.R.t5, 3), A.addi(A.R.t6, A.R.t6, 2), A.addi(A.R.t5, A.R.t5, -3));
   h.branch(A.bne, A.R.t5, 0, "short").emit(A.addi(A.R.t6, A.R.t6, 2));
   h.label("short").emit(A.csrw(A.CSR.mepc, A.R.t6), A.addi(TRAPS, TRAPS, 1), A.mret());
-  h.label("escape").li(A.R.t6, p.address("done")).emit(A.csrw(A.CSR.mepc, A.R.t6), A.mret());
-
-  const scratch = new Uint8Array(SCRATCH_SIZE);
-  for (let i = 0; i < scratch.length; i += 4) new DataView(scratch.buffer).setUint32(i, rng.u32(), true);
-  return {
-    seed,
-    segments: [
-      { address: Number(CODE), bytes: p.code() },
-      { address: Number(HANDLER), bytes: h.code() },
-      { address: SCRATCH, bytes: scratch },
-    ],
-    entry: CODE,
-    instructions: gen.count,
-    loops,
-  };
+  h.label("escape").li(A.R.t6, done).emit(A.csrw(A.CSR.mepc, A.R.t6), A.mret());
+  if (timerPeriod !== undefined) {
+    h.label("interrupt").emit(A.csrr(A.R.t6, A.CSR.time)).li(A.R.t5, timerPeriod).emit(A.add(A.R.t6, A.R.t6, A.R.t5));
+    h.li(A.R.t5, CLINT_BASE + 0x4000).emit(A.sd(A.R.t6, 0, A.R.t5), A.addi(TRAPS, TRAPS, 1), A.mret());
+  }
+  return h.code();
 }
 
 export interface StreamOptions {
@@ -1367,11 +1409,14 @@ export interface StreamOptions {
   count: number;
   /** Random instructions per stream body (default 500). */
   length?: number;
+  /** Makes the stream of a seed (default `randomStream`; host/difftest-loops.ts: `randomLoopProgram`). */
+  generator?: (seed: number, length: number) => RandomStream;
 }
 
 /** `count` random streams, with seeds seed, seed + 1, ... */
 export function* randomStreams(options: StreamOptions): Generator<RandomStream> {
-  for (let i = 0; i < options.count; i++) yield randomStream(options.seed + i, options.length ?? 500);
+  const generate = options.generator ?? randomStream;
+  for (let i = 0; i < options.count; i++) yield generate(options.seed + i, options.length ?? 500);
 }
 
 /** Compare one random stream on both engines. */

@@ -11,6 +11,7 @@ import {
   cBranch, cJump, difftestGuest, difftestStream, difftestStreams, formatDivergence, randomStream, type DifftestResult,
   type MachinePair,
 } from "../host/difftest.ts";
+import { randomLoopProgram } from "../host/difftest-loops.ts";
 import { decode } from "../vcpu/decoder.ts";
 import { ILLEGAL_OP } from "../vcpu/isa.ts";
 import { GUESTS, kmemvisor } from "./helpers/cli.ts";
@@ -256,6 +257,71 @@ test("coarse: a CSR corrupted in the translator's machine is reported in its chu
   t.is(d.chunk?.chunk, 5);
 });
 
+// --- loop programs (host/difftest-loops.ts) ----------------------------------------------------------
+
+/** Decoded instructions of a program's code (its first segment), with their offsets. */
+function decodeAll(code: Uint8Array): { offset: number; d: ReturnType<typeof decode> }[] {
+  const out = [];
+  for (let offset = 0; offset + 2 <= code.length; ) {
+    const low = code[offset]! | (code[offset + 1]! << 8);
+    const raw = (low & 3) === 3 ? (low | (code[offset + 2]! << 16) | (code[offset + 3]! << 24)) >>> 0 : low;
+    const d = decode(raw);
+    out.push({ offset, d });
+    offset += d.length;
+  }
+  return out;
+}
+
+test("a loop program is repeatable from its seed and has the shapes it promises", (t) => {
+  t.deepEqual(randomLoopProgram(9, 1500), randomLoopProgram(9, 1500));
+  t.notDeepEqual(randomLoopProgram(10, 1500).segments[0], randomLoopProgram(9, 1500).segments[0]);
+  const count = (pattern: (d: ReturnType<typeof decode>) => boolean) => {
+    let n = 0;
+    for (let seed = 1; seed <= 4; seed++) for (const { d } of decodeAll(randomLoopProgram(seed, 1500).segments[0]!.bytes)) if (pattern(d)) n++;
+    return n;
+  };
+  const branch = (d: ReturnType<typeof decode>) => /^b(eq|ne|lt|ge|ltu|geu)$/.test(d.name);
+  for (const [what, pattern, least] of [
+    ["back edges (conditional)", (d) => branch(d) && d.imm < 0, 40],
+    ["back edges (jumps)", (d) => d.name === "jal" && d.rd === 0 && d.imm < 0, 10],
+    ["forward branches", (d) => branch(d) && d.imm > 0, 100],
+    ["c.beqz/c.bnez", (d) => branch(d) && d.length === 2, 20],
+    ["c.j", (d) => d.name === "jal" && d.length === 2, 20],
+    ["calls", (d) => d.name === "jal" && d.rd === 1, 5],
+    ["returns", (d) => d.name === "jalr" && d.rs1 === 1 && d.rd === 0, 4],
+    ["page-crossing accesses (through s11 just below its page)", (d) => /^[ls][hwd]u?$/.test(d.name) && d.rs1 === 27 && d.imm < 0 && d.imm > -8, 4],
+    ["AMOs", (d) => d.name.startsWith("amo"), 20],
+    ["clock reads", (d) => d.name === "csrrs" && [0xc00, 0xc01, 0xc02, 0xb00, 0xb02].includes(d.imm), 10],
+  ] as [string, (d: ReturnType<typeof decode>) => boolean, number][]) {
+    const n = count(pattern);
+    t.true(n >= least, `${what}: ${n}`);
+  }
+});
+
+test("coarse: loop programs agree on both engines (the translator's wasm loops, if/else inside, mid-loop chunk ends)", (t) => {
+  const summary = difftestStreams({ seed: 1, count: 8, length: 600, coarse: true, generator: randomLoopProgram });
+  noDivergence(t, summary);
+  t.is(summary.streams, 8);
+  t.true(summary.unfinished <= 1, `${summary.unfinished} programs overwrote their own loops and hit the step limit`);
+  t.true(summary.instructions > 40_000, `${summary.instructions} instructions`);
+  t.true(summary.traps > 1000, `${summary.traps} traps and timer interrupts`);
+  t.log(`${summary.streams} programs, ${summary.instructions} instructions, ${summary.traps} traps, ${Math.round(summary.milliseconds)} ms`);
+});
+
+test("coarse: loop programs agree with small chunks, extra entries and threshold 0 too", (t) => {
+  const summary = difftestStreams({
+    seed: 50, count: 4, length: 400, coarse: true, generator: randomLoopProgram, maxChunk: 64, extraEntries: 20, jitThreshold: 0,
+  });
+  noDivergence(t, summary);
+  t.true(summary.instructions > 10_000, `${summary.instructions} instructions`);
+});
+
+test("lockstep: loop programs agree too", (t) => {
+  const summary = difftestStreams({ seed: 200, count: 2, length: 300, generator: randomLoopProgram });
+  noDivergence(t, summary);
+  t.true(summary.instructions > 3_000, `${summary.instructions} instructions`);
+});
+
 test("coarse: random streams agree (normal translations, random chunk boundaries)", (t) => {
   const summary = difftestStreams({ seed: 100, count: 6, length: 1200, coarse: true });
   noDivergence(t, summary);
@@ -278,6 +344,18 @@ test("kmemvisor difftest FILE: a guest, exit 0", async (t) => {
   t.regex(r.stdout, /hello\.elf: \d+ instructions .* exited with code 0, no divergence/);
 });
 
+test("kmemvisor difftest --loops and --coarse: random programs, a guest, exit 0 with a summary line", async (t) => {
+  const [loops, guest] = await Promise.all([
+    kmemvisor(["difftest", "--loops", "--seed", "3", "--count", "2", "--length", "300"]),
+    kmemvisor(["difftest", "--coarse", join(GUESTS, "hello.elf"), "-m", "16M", "--chunk-seed", "7", "--max-chunk", "100"]),
+  ]);
+  t.is(loops.status, 0, loops.stderr + loops.stdout);
+  t.regex(loops.stdout, /^difftest: 2 loop programs, \d+ instructions, no divergence \(coarse, /m);
+  t.is(guest.status, 0, guest.stderr + guest.stdout);
+  t.regex(guest.stdout, /hello\.elf: \d+ instructions in \d+ chunks \(coarse\).* exited with code 0, no divergence/);
+  t.regex(guest.stderr, /chunk seed 7/);
+});
+
 test("kmemvisor difftest: bad flags exit 64, a missing file 66, a bad ELF 65", async (t) => {
   const notElf = join(dir, "notes.txt");
   writeFileSync(notElf, "not a guest\n");
@@ -286,6 +364,9 @@ test("kmemvisor difftest: bad flags exit 64, a missing file 66, a bad ELF 65", a
     [["--seed", "-1"], 64, /--seed/],
     [["--bogus"], 64, /unknown option/],
     [[join(GUESTS, "hello.elf"), "--seed", "1"], 64, /without FILE/],
+    [[join(GUESTS, "hello.elf"), "--loops"], 64, /without FILE/],
+    [["--chunk-seed", "1", join(GUESTS, "hello.elf")], 64, /--chunk-seed is for --coarse/],
+    [["--coarse", "--resync"], 64, /--resync is for lockstep/],
     [[join(dir, "missing.elf")], 66, /does not exist/],
     [[notElf], 65, /ELF/],
   ] as const;
