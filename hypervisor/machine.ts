@@ -105,6 +105,12 @@ export const DEFAULT_SPARE_FRAMES = 64;
 
 /** Instructions a hart runs between looks at devices and interrupts. */
 const SLICE = 50_000;
+/**
+ * The same under the translator, which runs them 4–15× faster: the machine-timer latency stays
+ * about the same (≤ ~0.2 ms at translated speed), and the per-slice host work (timer, pause gate,
+ * page lookup) drops from ~7% of a translated hot loop's time to ~2%.
+ */
+const JIT_SLICE = 200_000;
 /** Longest the run loop keeps the host event loop (stdin, timers) waiting. */
 const YIELD_EVERY_MS = 20;
 
@@ -354,6 +360,11 @@ export class Machine implements MachineControl {
     for (let h = 0; h < this.harts.length; h++) requestTlbShootdown(this.words, this.layout.hartOffset(h));
   }
 
+  /** Instructions a hart in its own thread runs between looks at devices and interrupts. */
+  private get slice(): number {
+    return this.engine.kind === "jit" ? JIT_SLICE : SLICE;
+  }
+
   // --- running -------------------------------------------------------------------------------
   async run(options: RunOptions = {}): Promise<RunResult> {
     return this.workers ? this.runInWorkers(options) : this.runInline(options);
@@ -393,7 +404,7 @@ export class Machine implements MachineControl {
         perPageProtection: this.perPageProtection,
         hart,
         ...start,
-        slice: SLICE,
+        slice: this.slice,
       };
       const translatorPort = this.translator?.connect();
       if (translatorPort) task.translatorPort = translatorPort;
@@ -506,7 +517,10 @@ export class Machine implements MachineControl {
     for (let h = 0; h < this.harts.length; h++) kickHart(this.words, this.layout.hartOffset(h));
   }
 
-  /** All harts take turns on this thread, SLICE instructions at a time. */
+  /**
+   * All harts take turns on this thread, SLICE instructions at a time (not JIT_SLICE: a hart
+   * spinning on another's progress would spin 4× longer before the other gets its turn).
+   */
   private async runInline(options: RunOptions): Promise<RunResult> {
     const started = performance.now();
     const deadline = options.timeoutMs === undefined ? Infinity : started + options.timeoutMs;

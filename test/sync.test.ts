@@ -243,7 +243,10 @@ test("stress --sync atomic finds divergent words on the racy guest: plain-store 
 });
 
 test("stress --sync none finds divergent words even on the data-race-free guest (racing swaps and SCs)", async (t) => {
-  const { report } = await stress("race-drf.elf", "none", UNTIL_FOUND);
+  // On the interpreter: translated code leaves only a few machine instructions between a swap's
+  // write to the primary and to the copy, a window the two harts hit too rarely for a test (none
+  // in 200 rounds of the suite on a loaded machine) — `none` promises nothing either way.
+  const { report } = await stress("race-drf.elf", "none", [...UNTIL_FOUND, "--engine", "interp"]);
   t.true(report.divergentWords > 0, `rounds ${report.rounds}`);
 });
 
