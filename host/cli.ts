@@ -390,7 +390,7 @@ export function buildProgram(): Command {
     .argument("[FILE]", "guest ELF, booted as by run --bios none (default: random RV64IMAC instruction streams)")
     .option("--seed <N>", "seed of the first random stream; stream i has seed N + i (default: random, printed)")
     .addOption(new Option("--count <N>", "random streams to run").default("50"))
-    .addOption(new Option("--length <N>", "random instructions per stream (each stream loops over them 3 to 6 times; --loops: static instructions per program)").default("1000"))
+    .option("--length <N>", "random instructions per stream, which loops over them 3 to 6 times (default 1000); --loops: static instructions per program body, which runs 2 to 4 times (default 200: the translator's first translation of a page takes up to 256)")
     .option("--max-steps <N>", "stop after N steps (a guest: default 10000000; a stream: 10 times its length per loop; --coarse: instructions)")
     .option("--check-every <N>", "compare RAM and CSRs every N steps (default 100000 for a guest, 2000 for a stream; --coarse: RAM every N instructions, the rest after every chunk)")
     .option("-m, --memory <SIZE>", "guest RAM for FILE (default 128M)")
@@ -413,7 +413,7 @@ export function buildProgram(): Command {
 interface DifftestFlags {
   seed?: string;
   count: string;
-  length: string;
+  length?: string;
   maxSteps?: string;
   checkEvery?: string;
   memory?: string;
@@ -441,7 +441,7 @@ const flagName = (name: string) => `--${name.replace(/[A-Z]/g, (c) => `-${c.toLo
  */
 async function difftestCommand(file: string | undefined, flags: DifftestFlags, streamFlags: string[], coarseFlags: string[]): Promise<number> {
   const count = usage(() => parsePositiveInteger("--count", flags.count, 1e9));
-  const length = usage(() => parsePositiveInteger("--length", flags.length, 1e6));
+  const length = usage(() => parsePositiveInteger("--length", flags.length ?? (flags.loops ? "200" : "1000"), 1e6));
   const maxSteps = flags.maxSteps === undefined ? undefined : usage(() => parsePositiveInteger("--max-steps", flags.maxSteps!, Number.MAX_SAFE_INTEGER));
   const memoryCheckEvery = flags.checkEvery === undefined ? undefined : usage(() => parsePositiveInteger("--check-every", flags.checkEvery!, 1e12));
   const ramSize = flags.memory === undefined ? undefined : usage(() => parseMemorySize(flags.memory!));

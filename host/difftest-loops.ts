@@ -24,23 +24,27 @@
  * Compressed branches and jumps (c.beqz/c.bnez/c.j) are used where they reach, else the 32-bit
  * forms, else an inverted branch over a `jal`. Half the programs also enable the machine timer: the
  * handler sets the next interrupt ahead, so interrupts land inside loops and the translator is
- * re-entered mid-loop. A random pad before the body moves the loops across page boundaries.
+ * re-entered mid-loop. The body runs 2 to 4 times (an outer loop), from the start of the second page
+ * or a little into it (so that long bodies cross into a third).
  *
  * The layout, handler and scratch area are a stream's (see `randomStream`).
  */
 import * as A from "../test/helpers/asm.ts";
 import {
-  AMOS_D, AMOS_W, CODE, LOADS, Random, RESERVED, STORES, StreamGenerator, WRITABLE, INTERESTING, cBranch, cJump,
+  AMOS_D, AMOS_W, CODE, LOADS, LOOPS, Random, RESERVED, STORES, StreamGenerator, WRITABLE, INTERESTING, cBranch, cJump,
   halves, sizeOf, streamHandler, streamPrologue, streamSegments, words, type Code, type RandomStream,
 } from "./difftest.ts";
 import { CLINT_BASE } from "../hypervisor/devices/clint.ts";
+import { PAGE_SIZE } from "../shared-mem/layout.ts";
+import { decode, type Decoded } from "../vcpu/decoder.ts";
+import { ILLEGAL_OP } from "../vcpu/isa.ts";
 
 /** Loop counters, one per nesting depth (s0 is x8: c.beqz/c.bnez can test it). */
 const COUNTERS = [A.R.s0, A.R.s2, A.R.s3];
 /** The counter of a loop inside a subroutine (called from any depth). */
 const SUB_COUNTER = A.R.s4;
 /** Largest trip count of a loop at each depth, and in a subroutine. */
-const MAX_TRIPS = [24, 8, 4];
+const MAX_TRIPS = [32, 8, 4];
 const SUB_TRIPS = 4;
 /** Largest body of a loop (static instructions) at each depth. */
 const MAX_BODY = [90, 45, 20];
@@ -69,6 +73,7 @@ const LONG = 2;
 type Item =
   | { kind: "code"; code: Code }
   | { kind: "label"; label: number }
+  | { kind: "pad"; to: number }
   | { kind: "branch"; op: BranchName; rs1: number; rs2: number; label: number; form: number }
   | { kind: "jump"; rd: number; label: number; form: number };
 
@@ -87,6 +92,10 @@ class Assembler {
   code(code: Code): void {
     if (code.length > 0) this.items.push({ kind: "code", code });
   }
+  /** Zeros up to offset `to` (all before must be of fixed size: no branch or jump). */
+  padTo(to: number): void {
+    this.items.push({ kind: "pad", to });
+  }
   /** `op rs1, rs2, label`; compressed (c.beqz/c.bnez) when asked and possible. */
   branch(op: BranchName, rs1: number, rs2: number, label: number, compressed: boolean): void {
     const can = compressed && rs2 === 0 && rs1 >= 8 && rs1 <= 15 && (op === "beq" || op === "bne");
@@ -102,9 +111,13 @@ class Assembler {
     return this.placed[label]!;
   }
 
-  private static size(item: Item): number {
+  private static size(item: Item, at: number): number {
     if (item.kind === "code") return sizeOf(item.code);
     if (item.kind === "label") return 0;
+    if (item.kind === "pad") {
+      if (at > item.to) throw new RangeError(`padding to ${item.to} from ${at}`);
+      return item.to - at;
+    }
     return item.form === COMPRESSED ? 2 : item.form === NORMAL ? 4 : 8;
   }
 
@@ -118,7 +131,7 @@ class Assembler {
       for (const item of this.items) {
         at.push(offset);
         if (item.kind === "label") this.placed[item.label] = offset;
-        offset += Assembler.size(item);
+        offset += Assembler.size(item, offset);
       }
       this.items.forEach((item, i) => {
         if (item.kind !== "branch" && item.kind !== "jump") return;
@@ -130,14 +143,16 @@ class Assembler {
         }
       });
     }
-    const total = at.length === 0 ? 0 : at.at(-1)! + Assembler.size(this.items.at(-1)!);
+    const total = at.length === 0 ? 0 : at.at(-1)! + Assembler.size(this.items.at(-1)!, at.at(-1)!);
     const out = new Uint8Array(total);
     const view = new DataView(out.buffer);
     let offset = 0;
     const word = (w: number) => (view.setUint32(offset, w >>> 0, true), (offset += 4));
     const half = (h: number) => (view.setUint16(offset, h & 0xffff, true), (offset += 2));
     for (const item of this.items) {
-      if (item.kind === "code") {
+      if (item.kind === "pad") {
+        offset = item.to;
+      } else if (item.kind === "code") {
         for (const part of item.code) (part.half ? half : word)(part.bits);
       } else if (item.kind === "branch") {
         const distance = this.placed[item.label]! - offset;
@@ -162,11 +177,20 @@ interface Loop {
   shape: "top" | "bottom" | "rotated";
 }
 
-/** Where a statement goes: its loops (innermost last), the weight of one instruction there, in a subroutine or not. */
+/**
+ * Where a statement goes: its loops (innermost last), the weight of one instruction there, in a
+ * subroutine or not, and whether its loop is clean: without the instructions that keep the
+ * translator from making a loop a wasm loop (calls, ecall/ebreak/wfi/fence.i, encodings that do not
+ * decode), and without traps (the guest resuming after one enters the page mid-loop, which soon
+ * makes the translator pin an entry there): the random code is then ALU and M only, memory accesses
+ * are the data accesses (aligned AMOs; misaligned plain accesses do not trap), CSR accesses clock
+ * reads.
+ */
 interface Context {
   loops: readonly Loop[];
   weight: number;
   inSub: boolean;
+  clean: boolean;
 }
 
 class LoopProgramGenerator {
@@ -201,6 +225,14 @@ class LoopProgramGenerator {
     this.count++;
     this.dynamic += weight;
   }
+  /** A piece of the streams' random code; in a clean loop, one without what would spoil it (see Context). */
+  private piece(at: Context): Code {
+    for (;;) {
+      const code = this.generator(at).piece(true);
+      if (!at.clean || code.every((part) => quiet(decode(part.bits)))) return code;
+    }
+  }
+
   /** The random code's generator: subroutines keep their return address. */
   private generator({ inSub }: Pick<Context, "inSub">): StreamGenerator {
     return inSub ? this.subGen : this.gen;
@@ -219,23 +251,23 @@ class LoopProgramGenerator {
     const r = this.rng;
     const k = r.below(100);
     const innermost = at.loops.at(-1);
-    if (k < 34) {
-      for (let n = r.between(1, 3); n > 0; n--) this.emit(this.generator(at).piece(true), at.weight);
-    } else if (k < 48) {
+    if (k < 30) {
+      for (let n = r.between(1, 3); n > 0; n--) this.emit(this.piece(at), at.weight);
+    } else if (k < 42) {
       this.dataAccess(innermost, at);
-    } else if (k < 61 && budget >= 10 && depth < (at.inSub ? 1 : COUNTERS.length)) {
+    } else if (k < 54 && budget >= 10 && depth < (at.inSub ? 1 : COUNTERS.length)) {
       this.loop(budget, depth, at);
-    } else if (k < 75 && budget >= 5) {
+    } else if (k < 72 && budget >= 5) {
       this.ifElse(budget, depth, at);
-    } else if (k < 81 && innermost) {
+    } else if (k < 78 && innermost) {
       // An early exit: out of this loop, or out of an enclosing one too.
       const loop = r.chance(0.6) ? innermost : r.pick(at.loops);
       this.condition(loop.exit, at, true);
-    } else if (k < 88 && innermost) {
+    } else if (k < 85 && innermost) {
       this.continueStatement(r.chance(0.7) ? innermost : r.pick(at.loops), at);
-    } else if (k < 94) {
+    } else if (k < 91 && !at.clean) {
       this.trap(at);
-    } else if (k < 97 && !at.inSub) {
+    } else if (k < 94 && !at.inSub && !at.clean) {
       this.jump(r.pick(this.subs), at.weight, A.R.ra);
       this.callWeight += at.weight;
     } else {
@@ -248,13 +280,14 @@ class LoopProgramGenerator {
   private loop(budget: number, depth: number, at: Context): void {
     const r = this.rng;
     const counter = at.inSub ? SUB_COUNTER : COUNTERS[depth]!;
-    const shape = r.pick(["top", "bottom", "rotated"] as const);
+    // (Rotated loops are entered at their latch, from outside: never a wasm loop, so fewer of them.)
+    const shape = r.pick(["top", "top", "bottom", "bottom", "rotated"] as const);
     const trips = r.between(shape === "bottom" ? 1 : 0, at.inSub ? SUB_TRIPS : MAX_TRIPS[depth]!);
     const head = this.asm.label();
     const exit = this.asm.label();
     const latch = this.asm.label();
     const loop: Loop = { next: shape === "rotated" ? latch : head, exit, counter, shape };
-    const inner: Context = { loops: [...at.loops, loop], weight: at.weight * (trips + 1), inSub: at.inSub };
+    const inner: Context = { loops: [...at.loops, loop], weight: at.weight * (trips + 1), inSub: at.inSub, clean: r.chance(0.7) };
     const body = r.between(3, Math.max(3, Math.min(budget - 5, MAX_BODY[depth]!)));
     const decrement = () => this.emit(r.chance(0.5) ? halves(cAddi(counter, -1)) : words(A.addi(counter, counter, -1)), inner.weight);
     this.emit(words(A.li(counter, trips)), at.weight);
@@ -303,7 +336,7 @@ class LoopProgramGenerator {
 
   /**
    * A conditional branch to `label`: on random registers, the counter's low bits, or the counter
-   * against a constant. A `rare` one (early exits) is seldom taken: registers equal, the low three
+   * against a constant. A `rare` one (early exits) is seldom taken: registers equal, the low four
    * bits of a counter zero, a counter equal to a constant.
    */
   private condition(label: number, at: Context, rare = false): void {
@@ -312,7 +345,7 @@ class LoopProgramGenerator {
     const k = r.below(3);
     if (k === 1 && loop) {
       const t = r.chance(0.6) ? r.pick(COMPRESSED_TEMPS) : this.temp();
-      this.emit(words(A.andi(t, loop.counter, rare ? 7 : r.pick([1, 2, 3, 4, 7]))), at.weight);
+      this.emit(words(A.andi(t, loop.counter, rare ? 15 : r.pick([1, 2, 3, 4, 7]))), at.weight);
       this.branch(rare || r.chance(0.5) ? "beq" : "bne", t, 0, label, at.weight);
     } else if (k === 2 && loop) {
       const t = this.temp();
@@ -406,12 +439,17 @@ class LoopProgramGenerator {
     for (const label of this.subs) {
       const before = this.dynamic;
       this.asm.place(label);
-      this.block(this.rng.between(3, 30), 0, { loops: [], weight: 1, inSub: true });
+      this.block(this.rng.between(3, 30), 0, { loops: [], weight: 1, inSub: true, clean: false });
       this.emit(this.rng.chance(0.5) ? halves(0x8082) : words(A.jalr(0, A.R.ra, 0)), 1); // c.jr ra / jalr zero, 0(ra)
       largest = Math.max(largest, this.dynamic - before);
     }
     this.dynamic += largest * this.callWeight;
   }
+}
+
+/** Whether an instruction may be in a clean loop (see Context): no jump, host instruction, memory or CSR access. */
+function quiet(d: Decoded): boolean {
+  return d.op !== ILLEGAL_OP && !/^(jalr?|ecall|ebreak|mret|sret|wfi|sfence\.vma|fence\.i|l[bhwd]u?|s[bhwd]|amo.*|lr\..|sc\..|csr.*)$/.test(d.name);
 }
 
 /** c.addi rd, imm (CI format; imm in -32..31, not 0). */
@@ -429,7 +467,7 @@ export function cAddi(rd: number, imm: number): number {
 export function randomLoopProgram(seed: number, length: number): RandomStream {
   const rng = new Random(seed);
   const g = new LoopProgramGenerator(rng);
-  const top: Context = { loops: [], weight: 1, inSub: false };
+  const top: Context = { loops: [], weight: 1, inSub: false, clean: false };
   const timer = rng.chance(0.5) ? rng.between(300, 5000) : undefined;
   g.emit(words(streamPrologue()), 1);
   for (const r of WRITABLE) g.emit(words(A.li(r, rng.chance(0.3) ? rng.pick(INTERESTING) : rng.u64())), 1);
@@ -438,16 +476,23 @@ export function randomLoopProgram(seed: number, length: number): RandomStream {
     g.emit(words(A.li(A.R.t6, CLINT_BASE + 0x4000), A.li(A.R.t5, timer), A.sd(A.R.t5, 0, A.R.t6)), 1);
     g.emit(words(A.li(A.R.t5, 1 << 7), A.csrrs(0, A.CSR.mie, A.R.t5), A.csrrsi(0, A.CSR.mstatus, 8)), 1);
   }
-  if (rng.chance(0.5)) {
-    // A pad (never run) that moves what follows across page boundaries.
-    const over = g.asm.label();
-    g.asm.jump(over, false);
-    g.asm.code(halves(...new Array<number>(rng.below(2048)).fill(0)));
-    g.asm.place(over);
-  }
+  // The body starts the next page, or a little into it (then long bodies cross into a third): the
+  // translator's first translation of that page starts at the body, so it sees the loops whole (up
+  // to its instruction limit) before it pins entries it learns while the interpreter runs there.
+  const body = g.asm.label();
+  g.asm.jump(body, false);
+  g.asm.padTo(PAGE_SIZE + (rng.chance(0.5) ? 2 * rng.below(0x400) : 0));
+  g.asm.place(body);
+  // The body runs `rounds` times (counted in t4, as the streams' loops), all of it hot.
+  const rounds = rng.between(2, 4);
+  g.emit(words(A.li(LOOPS, rounds)), 1);
+  const round = g.asm.label();
+  g.asm.place(round);
   const start = g.count;
-  g.block(length, 0, top);
+  g.block(length, 0, { ...top, weight: rounds });
   const instructions = g.count - start;
+  g.emit(words(A.addi(LOOPS, LOOPS, -1)), rounds);
+  g.asm.branch("bne", LOOPS, 0, round, false);
   const done = g.asm.label();
   g.asm.place(done);
   g.emit(words(A.li(A.R.t6, A.FINISHER), A.li(A.R.t5, 0x5555), A.sw(A.R.t5, 0, A.R.t6)), 1);

@@ -36,6 +36,11 @@
  * differs, then the smallest budget for it that still differs (a bisection), then the interpreter
  * alone through the instructions the translator ran between the last two budgets' ends, naming the
  * last one that writes what differs (see ChunkInfo).
+ * Interrupts: the CLINT raises mip only when ticked (between chunks) or at the store to mtimecmp
+ * (both engines return after it), so both take an interrupt at the same instruction. The Sstc timer
+ * (stimecmp), though, is evaluated by the hart at each of its engine exits, which differ between the
+ * engines: a guest that uses it may show interrupt-timing differences that are no translator bug
+ * (none of guests/bin does).
  *
  * `randomStreams` generates random RV64IMAC instruction streams (see `randomStream`), each run
  * through the same comparison by `difftestStreams`; host/difftest-loops.ts generates loop-shaped
@@ -737,7 +742,8 @@ class Coarse extends Pair {
     const span: SpanEntry[] = [];
     let suspect: SpanEntry | undefined;
     const a = this.a;
-    for (let guard = 0; a.retired < end && guard < 4 * (end - from) + 16; guard++) {
+    // (Each step retires one instruction, a few tries when a host request intervenes: bounded.)
+    for (let guard = 4 * (end - a.retired) + 16; a.retired < end && guard > 0; guard--) {
       const at = a.retired;
       const pc = a.pc;
       const priv = a.priv;
@@ -749,15 +755,15 @@ class Coarse extends Pair {
       span.push(entry);
       if (writes) suspect = entry;
     }
-    const last = span.at(-1) ?? { pc: a.pc, priv: a.priv, text: this.describe(a.pc, a.priv).text };
-    const chosen = suspect ?? last;
-    const before = span.slice(0, span.lastIndexOf(chosen) + 1 || span.length);
+    const chosen = suspect ?? span.at(-1) ?? { pc: a.pc, priv: a.priv, text: this.describe(a.pc, a.priv).text };
+    const index = span.lastIndexOf(chosen);
+    const recent = (index < 0 ? span : span.slice(0, index)).slice(-SPAN_LISTED);
     const what = found.kind === "register" ? `x${found.register}` : found.kind === "csr" ? found.csr : found.kind === "memory" ? "that byte" : undefined;
     const note =
       suspect ? `the last instruction of the span that writes ${what} (the span has ${span.length})`
       : what ? `no instruction of the span writes ${what} (as the interpreter ran it): its last one is shown`
       : undefined;
-    return { suspect: chosen, recent: before.slice(-SPAN_LISTED - 1, -1), note };
+    return { suspect: chosen, recent, note };
   }
 
   /** Whether instruction `d`, about to run on the interpreter's hart, writes what `found` names. */
@@ -1017,7 +1023,7 @@ export const SCRATCH_SIZE = 0x4000;
  */
 const BASES = [A.R.sp, A.R.s10, A.R.s11, A.R.t3];
 export const TRAPS = A.R.s9;
-const LOOPS = A.R.t4;
+export const LOOPS = A.R.t4;
 export const RESERVED = new Set<number>([0, ...BASES, TRAPS, LOOPS, A.R.t5, A.R.t6]);
 export const WRITABLE = Array.from({ length: 32 }, (_, r) => r).filter((r) => !RESERVED.has(r));
 /**
