@@ -52,7 +52,7 @@ export interface HartEnvironment {
   readonly perPageProtection: boolean;
   /** Default: the interpreter alone. */
   readonly engine?: EngineChoice;
-  /** Under `--engine jit`: this hart's port to the VM's translator thread (none: translate inline). */
+  /** Under `--engine jit`: this hart's port to the VM's translator thread, asked for when its first page gets hot (none: translate inline). */
   connectTranslator?(): MessagePort | undefined;
 }
 
@@ -154,7 +154,7 @@ export class Hart {
           hartBase: this.base,
           codeMap: this.codeMap,
           flushOwnTlb: () => this.tlb.flushAll(),
-          translatorPort: engine.synchronous || engine.lockstep ? undefined : env.connectTranslator?.(),
+          connectTranslator: engine.synchronous || engine.lockstep ? undefined : env.connectTranslator?.bind(env),
         },
         engine,
       );

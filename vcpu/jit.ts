@@ -100,30 +100,43 @@ export interface JitEnvironment {
   codeMap: CodeMap;
   /** Drop this hart's own TLB (other harts get a shootdown request). */
   flushOwnTlb(): void;
-  /** This hart's port to the VM's translator thread (TranslatorThread.connect()); none: translate here. */
-  translatorPort?: MessagePort;
+  /**
+   * This hart's port to the VM's translator thread (TranslatorThread.connect()), asked for when
+   * the first page gets hot; none: translate here.
+   */
+  connectTranslator?: () => MessagePort | undefined;
 }
 
 /**
- * The VM's translator thread (vcpu/translator-worker.ts), started with the VM so that it has
- * loaded (and warmed up) before the first page gets hot. Each hart talks to it through its own
- * port; the thread does not keep the process alive.
+ * The VM's translator thread (vcpu/translator-worker.ts), started at the first connect(): a VM
+ * whose harts run in worker threads connects them when it starts running, so the thread loads
+ * (and warms up) while they start; a VM run inline connects when its first page gets hot, so a
+ * short run that never gets there never pays for the thread. Each hart talks to it through its
+ * own port; the thread does not keep the process alive.
  */
 export class TranslatorThread {
-  private readonly worker: Worker;
+  private worker: Worker | undefined;
 
-  constructor(memory: WebAssembly.Memory, engineMemory: EngineMemory) {
-    const workerData: TranslatorWorkerData = { kmemvisorTranslator: true, memory, engineMemory };
-    this.worker = new Worker(new URL("./translator-worker-entry.mjs", import.meta.url), { workerData });
-    this.worker.unref();
-    // Should the thread die, harts see no replies and interpret on: slower, never wrong.
-    this.worker.on("error", () => {});
+  constructor(
+    private readonly memory: WebAssembly.Memory,
+    private readonly engineMemory: EngineMemory,
+  ) {}
+
+  private started(): Worker {
+    if (!this.worker) {
+      const workerData: TranslatorWorkerData = { kmemvisorTranslator: true, memory: this.memory, engineMemory: this.engineMemory };
+      this.worker = new Worker(new URL("./translator-worker-entry.mjs", import.meta.url), { workerData });
+      this.worker.unref();
+      // Should the thread die, harts see no replies and interpret on: slower, never wrong.
+      this.worker.on("error", () => {});
+    }
+    return this.worker;
   }
 
   /** A port for one hart (transferable to the hart's worker thread). */
   connect(): MessagePort {
     const { port1, port2 } = new MessageChannel();
-    this.worker.postMessage({ port: port2 }, [port2]);
+    this.started().postMessage({ port: port2 }, [port2]);
     port1.unref();
     return port1;
   }
@@ -161,6 +174,7 @@ export class Jit {
   private readonly invalidationsOf = new Map<number, number>();
   private readonly pending = new Map<number, TranslationRequest>();
   private port: MessagePort | undefined;
+  private askedForPort = false;
   private synchronous: boolean;
   readonly stats: JitStats = { pagesCompiled: 0, recompiles: 0, instructionsTranslated: 0, invalidations: 0, compileMilliseconds: 0 };
 
@@ -342,9 +356,11 @@ export class Jit {
 
   /** The port to the VM's translator thread, or undefined (then translations are made here). */
   private translatorPort(): MessagePort | undefined {
-    if (!this.port && this.env.translatorPort) {
-      this.port = this.env.translatorPort;
-      this.port.unref();
+    // Asked once: a VM without a translator thread answers undefined, and stays so.
+    if (!this.askedForPort) {
+      this.askedForPort = true;
+      this.port = this.env.connectTranslator?.();
+      this.port?.unref();
     }
     return this.port;
   }
