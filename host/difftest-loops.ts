@@ -8,7 +8,9 @@
  * - counted loops, nested up to three deep, each with its own counter register (s0, s2, s3) that the
  *   random code never writes, in three shapes: tested at the top (`beqz; addi -1; body; j head`),
  *   at the bottom (`addi -1; body; bnez head`), and rotated (`j test; body; test: addi -1; bgez
- *   body`, entered at its latch). Trip counts are bounded (12, 6, 4 by depth), so programs end;
+ *   body`, entered at its latch). Trip counts are bounded (32, 8, 4 by depth), so programs end.
+ *   70% of the loops are clean (see Context): the translator can make the innermost of those wasm
+ *   loops (a rotated loop never: it is entered from outside);
  * - if/else inside them: a forward branch to the else part, `j` over it (conditions on random
  *   registers, the counter's low bits, the counter against a constant);
  * - early exits (a branch to the exit of the loop or of an enclosing one) and `continue`s: extra
@@ -20,7 +22,9 @@
  *   page, a store then an overlapping load, AMOs; traps on purpose (illegal instructions, misaligned
  *   AMOs, loads from addresses outside RAM, ecall/ebreak), which the handler skips;
  * - reads of the clock and instret inside loops; calls (`jal ra`) to random leaf subroutines after
- *   the program, some with a loop of their own (counter s4), returning with `c.jr ra`/`jalr`.
+ *   the program, some with a loop of their own (counter s4), returning with `c.jr ra`/`jalr`;
+ *   writes of mstatus or mie with their own value and, once at most, a patch of the code ahead
+ *   (`sideExit`): exits from translated code mid-loop that are no trap.
  * Compressed branches and jumps (c.beqz/c.bnez/c.j) are used where they reach, else the 32-bit
  * forms, else an inverted branch over a `jal`. Half the programs also enable the machine timer: the
  * handler sets the next interrupt ahead, so interrupts land inside loops and the translator is
@@ -55,7 +59,7 @@ const TEMPS = WRITABLE.filter((r) => !SUB_RESERVED.has(r));
 const COMPRESSED_TEMPS = TEMPS.filter((r) => r >= 8 && r <= 15);
 /** Bases into the scratch area (see difftest.ts): s10 = +0x800, s11 = +0x1000 (a page boundary), t3 = +0x2800. */
 const DATA_BASES = [A.R.s10, A.R.s11, A.R.t3];
-/** A register holding an address outside RAM and every device: loads through it fault. */
+/** Addresses outside RAM (and, as far as the machine's map goes, every device): loads there fault. */
 const NOWHERE = [0x1234_5678_0000n, 0x4000_0000n, 0x8000_0000n - 0x1000n];
 
 type BranchName = "beq" | "bne" | "blt" | "bge" | "bltu" | "bgeu";
@@ -203,6 +207,8 @@ class LoopProgramGenerator {
   /** Labels of the subroutines, and the summed weight of the calls to them. */
   readonly subs: number[];
   callWeight = 0;
+  /** Whether the program has patched its own code (once at most: the translator gives up on a page rewritten too often). */
+  private patched = false;
 
   constructor(private readonly rng: Random) {
     this.gen = new StreamGenerator(rng, LOOP_RESERVED);
@@ -270,6 +276,8 @@ class LoopProgramGenerator {
     } else if (k < 94 && !at.inSub && !at.clean) {
       this.jump(r.pick(this.subs), at.weight, A.R.ra);
       this.callWeight += at.weight;
+    } else if (k < 96 && !at.clean) {
+      this.sideExit(at);
     } else {
       // The clock and instret inside loops: the translator must count what it retired exactly.
       const csr = r.pick([A.CSR.time, A.CSR.instret, A.CSR.cycle, A.CSR.minstret, A.CSR.mcycle]);
@@ -413,6 +421,22 @@ class LoopProgramGenerator {
     } else {
       this.emit(this.generator({ inSub }).compressedMemory(), weight);
     }
+  }
+
+  /**
+   * Leave translated code after an instruction that does not trap: rewrite mstatus or mie with its
+   * own value (the host then looks for an interrupt to take), or, once per program, patch the
+   * instruction ahead (a store into translated code, then FENCE.I).
+   */
+  private sideExit(at: Context): void {
+    if (!this.patched && this.rng.chance(0.2)) {
+      this.patched = true;
+      this.emit(this.generator(at).selfModifying(), at.weight);
+      return;
+    }
+    const t = this.temp();
+    const csr = this.rng.pick([A.CSR.mstatus, A.CSR.mie]);
+    this.emit(words(A.csrr(t, csr), A.csrw(csr, t)), at.weight);
   }
 
   /** An instruction that traps on purpose (the handler skips it). */
