@@ -151,8 +151,6 @@ interface TranslatedPage {
   generation: number;
   run: TranslatedRun;
   entries: Set<number>;
-  /** The offsets this translation was asked for (the entries it must have). */
-  wanted: number[];
   /** Offsets the guest entered at that the translation lacks, and how often (for the next recompile). */
   misses: Map<number, number>;
   recompiles: number;
@@ -280,9 +278,7 @@ export class Jit {
     // the guest keeps using is worth translating the page again.
     if (seen < HOT_ENTRY || page.recompiles >= MAX_RECOMPILES || this.pending.has(page.frame)) return undefined;
     this.stats.recompiles++;
-    // The entries asked for before, not every leader the last translation had: a leader that was
-    // only a jump target stays free to become a block inside a loop (see translator.ts).
-    const again = this.request(page.frame, page.vpnLow, page.vpnHigh, [...page.wanted, ...page.misses.keys()], page.recompiles + 1);
+    const again = this.request(page.frame, page.vpnLow, page.vpnHigh, [...page.entries, ...page.misses.keys()], page.recompiles + 1);
     return again?.entries.has(offset) ? again : undefined;
   }
 
@@ -348,7 +344,6 @@ export class Jit {
       generation: reply.generation,
       run: (instance.exports as { run: TranslatedRun }).run,
       entries: new Set(reply.entries),
-      wanted: reply.wanted,
       misses: new Map(),
       recompiles: reply.recompiles,
       bytes: reply.bytes,
