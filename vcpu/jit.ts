@@ -8,10 +8,10 @@
  * frame and virtual page (pc constants are baked in), and entered only through the hart's fetch
  * TLB, so a translation is used only where the guest may execute that frame.
  *
- * Compilation is synchronous but cheap: V8 instantiates a module with its baseline compiler
- * (Liftoff) in well under a millisecond per page and optimises hot functions with TurboFan on
- * background threads, swapping the code in when ready — so the hart never waits for the slow
- * compiler.
+ * Compilation: the VM's translator thread (TranslatorThread) translates and compiles while the hart
+ * interprets on, so the hart never waits; tests and lockstep translate on the hart's own thread
+ * (JitOptions.synchronous). V8 runs a new module with its baseline compiler (Liftoff) and
+ * optimises hot functions with TurboFan on background threads, swapping the code in when ready.
  *
  * Changed code: the shared code map (shared-mem/code-pages.ts) keeps frames with translations out
  * of every store TLB, so any store to them (from any hart, or DMA) takes a slow path that bumps

@@ -4,10 +4,12 @@
  * The function keeps the guest registers the page uses in wasm locals, and dispatches its entry
  * points with one br_table over the page offset: a loop whose body is a nest of blocks, one per
  * entry (leader), innermost first. Straight-line code falls from one leader's code into the next;
- * every taken jump sets `npc` and branches back to the dispatch loop, which checks the budget and
- * the hart's EXIT_REQUEST word (interrupts, stop, pause) — so the latency of an interrupt is
- * bounded by one straight-line run of at most a page. Leaving the page, or reaching an offset with
- * no translation, returns to the host, which dispatches the next page (vcpu/jit.ts).
+ * a forward static jump branches straight out to its target's block; loops laid out in address
+ * order become wasm `loop`s (structuredLoops) whose back edges check the budget and the hart's
+ * EXIT_REQUEST word (interrupts, stop, pause); every other jump sets `npc` and goes round the
+ * dispatch loop, which checks the same — so the latency of an interrupt is bounded by one
+ * straight-line run of at most a page. Leaving the page, or reaching an offset with no
+ * translation, returns to the host, which dispatches the next page (vcpu/jit.ts).
  *
  * What each instruction does comes from semantics.ts through WasmSem, exactly as in the
  * interpreter: operands are constants and locals instead of decoded fields, that is the only
