@@ -67,10 +67,11 @@ const isBranch = (name: string) => name.startsWith("b");
  * Instructions translated per page beyond the straight-line code at the wanted entries (found
  * breadth first, so the code nearest the hot entry comes first). What limits it is not translation
  * time but V8's optimising compiler (TurboFan), which the hot code waits for: its time grows
- * faster than linearly with the function. Measured on cpubound's main page: the whole reachable
- * page (866 instructions) took 280–425 ms to optimise, 512 of them 130–200 ms, 256 of them ~60 ms
- * (translation itself: 40, 25, 20 ms); whole runs were a little faster at 256 than at 512, and no
- * faster at 128. Code left out is learnt as the guest enters it (HOT_ENTRY).
+ * faster than linearly with the function. Measured on cpubound's main page (bench/compile.ts,
+ * idle 2-core machine): the whole reachable page (866 instructions) took 221 ms to optimise, 512 of
+ * them 110 ms, 256 of them 51 ms, 128 of them 27 ms (2–3× that on a loaded machine); whole runs
+ * were a little faster at 256 than at 512, and no faster at 128. Code left out is learnt as the
+ * guest enters it (HOT_ENTRY).
  */
 export const MAX_INSTRUCTIONS = 256;
 
@@ -80,6 +81,8 @@ export interface TranslationOptions {
    * dispatch loop, which checks the budget, so a call with budget 1 runs exactly one instruction.
    */
   everyInstruction?: boolean;
+  /** Instructions beyond the wanted entries' straight-line code (default MAX_INSTRUCTIONS; bench/compile.ts varies it). */
+  maxInstructions?: number;
 }
 
 export interface Translation {
@@ -430,7 +433,7 @@ export function translatePage(
   wanted: Iterable<number>,
   options: TranslationOptions = {},
 ): Translation | undefined {
-  const found = discover(page, wanted, options.everyInstruction);
+  const found = discover(page, wanted, options.everyInstruction, options.maxInstructions);
   const { code, leaders } = found;
   if (leaders.size === 0) return undefined;
   const offsets = [...code.keys()].sort((a, b) => a - b);
