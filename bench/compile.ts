@@ -28,7 +28,7 @@ if (!segment) throw new Error(`${guest}: no loaded bytes at 0x${pageAddress.toSt
 const page = new Uint8Array(PAGE_SIZE); // (bytes past the segment's file data are zero, as in RAM)
 const from = Number(pageAddress - segment.paddr);
 page.set(segment.fileData.subarray(from, from + PAGE_SIZE));
-const unmirrored: EngineMemory = { ramSize: 128 << 20, ramOffset: 0, mirrorOffsets: [], perPageProtection: false, sync: "striped", lockOffset: 0 };
+const unmirrored: EngineMemory = { ramSize: 128 << 20, ramOffset: 0, mirrorOffsets: [], perPageProtection: false, sync: "striped", lockOffset: 0, lockFree: false };
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 console.log(`${guest}, page 0x${pageAddress.toString(16)}, entry 0x${entry.toString(16)}`);

@@ -11,11 +11,13 @@ import type { JitStats } from "../vcpu/jit.ts";
 import { setPendingInterrupts } from "../vcpu/interrupts.ts";
 import { MmioMailboxClient } from "../sync/mailbox.ts";
 import { PauseGate } from "../sync/pause.ts";
+import { hartOwnsMemory, MemoryOwner } from "../sync/owner.ts";
 import { PhysicalMap } from "../shared-mem/p2m.ts";
 import { PageRecovery, UnrecoverableMemoryError } from "../mirror/recovery.ts";
 import { MirrorControl } from "../mirror/policy.ts";
 import { requestTlbShootdown } from "../vcpu/interrupts.ts";
 import { Clint, CLINT_BASE, CLINT_SIZE } from "./devices/clint.ts";
+import type { AccessWidth } from "./devices/device.ts";
 
 export interface HartTask {
   memory: WebAssembly.Memory;
@@ -76,6 +78,12 @@ export function runHart(task: HartTask): HartTaskResult {
     () => recovery.stats().recoveries,
   );
   const mailbox = new MmioMailboxClient(buffer, layout.hartOffset(task.hart), layout.controlOffset);
+  // The main thread's devices may DMA while serving a request: a hart that owns guest memory
+  // (sync/owner.ts) lets go of it while it waits for the reply.
+  const owner = hartOwnsMemory(layout) ? new MemoryOwner(words, layout) : undefined;
+  const mailboxRead = (addr: number, width: AccessWidth) => (owner ? owner.setAside(() => mailbox.read(addr, width)) : mailbox.read(addr, width));
+  const mailboxWrite = (addr: number, width: AccessWidth, value: bigint) =>
+    owner ? owner.setAside(() => mailbox.write(addr, width, value)) : mailbox.write(addr, width, value);
   const inClint = (addr: number) => addr >= CLINT_BASE && addr < CLINT_BASE + CLINT_SIZE;
   const hart = new Hart(task.hart, {
     memory: task.memory,
@@ -83,9 +91,9 @@ export function runHart(task: HartTask): HartTaskResult {
     interpreter: task.interpreter,
     engine: task.engine,
     connectTranslator: () => task.translatorPort,
-    mmioRead: (addr, width) => (inClint(addr) ? clint.read(addr - CLINT_BASE, width) : mailbox.read(addr, width)),
+    mmioRead: (addr, width) => (inClint(addr) ? clint.read(addr - CLINT_BASE, width) : mailboxRead(addr, width)),
     mmioWrite: (addr, width, value) => {
-      if (!inClint(addr)) return mailbox.write(addr, width, value);
+      if (!inClint(addr)) return mailboxWrite(addr, width, value);
       clint.write(addr - CLINT_BASE, width, value);
       return true;
     },

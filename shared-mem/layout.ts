@@ -91,8 +91,14 @@ export const ControlSlot = {
   /** Pause gate (sync/pause.ts): non-zero while harts must hold still; how many do. */
   PAUSE: 52,
   PAUSED: 56,
-  /** CLINT registers (hypervisor/devices/clint.ts, clintStateBytes). */
+  /** CLINT registers (hypervisor/devices/clint.ts, clintStateBytes: at most 848 bytes). */
   CLINT: 64,
+  /**
+   * A mirrored one-hart VM's memory-owner lock, and the host threads waiting for it (sync/owner.ts).
+   * In their own host cache line: the hart takes the lock per run, host writers count themselves in.
+   */
+  OWNER_LOCK: 1024,
+  OWNER_WAITERS: 1028,
 } as const;
 export const CONTROL_BLOCK_SIZE = PAGE_SIZE;
 

@@ -7,10 +7,13 @@
  *
  * Host code (slow-path stores, MMU A/D updates, DMA, the scrubber) locks through this class;
  * engines compute the same lock address inline (vcpu/wasm/wasm-sem.ts, lockAddressOf below).
+ * A mirrored one-hart VM uses no stripe at all: its hart owns the memory for each run, and host
+ * writers take the owner lock instead (sync/owner.ts).
  */
 import { LOCK_STRIDE, STRIPE_COUNT, STRIPE_LINE_SHIFT, type MemoryLayout, type SyncStrategy } from "../shared-mem/layout.ts";
 import { lockWord, unlockWord } from "./mutex.ts";
 import { locksAtomics, locksStores } from "./strategy.ts";
+import { hartOwnsMemory, MemoryOwner } from "./owner.ts";
 
 /** Stripe number of a host (primary) address. */
 export function stripeOf(hostAddress: number): number {
@@ -27,11 +30,14 @@ export class MirrorLocks {
   private readonly words: Int32Array;
   /** Whether there is anything to keep consistent: an unmirrored VM never locks. */
   private readonly mirrored: boolean;
+  /** A one-hart VM's memory owner (sync/owner.ts), which stands in for every stripe. */
+  readonly owner: MemoryOwner | undefined;
 
   constructor(buffer: ArrayBufferLike, private readonly layout: MemoryLayout) {
     this.words = new Int32Array(buffer);
     this.strategy = layout.sync;
     this.mirrored = layout.copies > 1;
+    this.owner = hartOwnsMemory(layout) ? new MemoryOwner(this.words, layout) : undefined;
   }
 
   /** Run `write`, which updates every copy of [host, host+length), as the strategy says stores must. */
@@ -39,17 +45,24 @@ export class MirrorLocks {
     return this.mirrored && locksStores(this.strategy) ? this.holding(host, length, write) : write();
   }
 
-  /** Run `update`, an atomic read-modify-write of every copy of the word at `host`. */
+  /**
+   * Run `update`, an atomic read-modify-write of every copy of the word at `host`. With one hart
+   * only that hart runs atomics, so under `atomic` (where host writers take no lock) there is
+   * nothing to exclude; under `striped`/`global` the owner lock excludes the host writers.
+   */
   forAtomic<T>(host: number, width: number, update: () => T): T {
-    return this.mirrored && locksAtomics(this.strategy) ? this.holding(host, width, update) : update();
+    if (!this.mirrored || !locksAtomics(this.strategy)) return update();
+    if (this.owner && !locksStores(this.strategy)) return update();
+    return this.holding(host, width, update);
   }
 
   /**
    * Hold every lock covering [host, host+length) while `body` runs. Locks are taken in ascending
    * word order, so two threads needing overlapping sets cannot deadlock (an engine holds one lock
-   * at a time, and the host takes its set in the same order).
+   * at a time, and the host takes its set in the same order). Under memory ownership: the owner lock.
    */
   holding<T>(host: number, length: number, body: () => T): T {
+    if (this.owner) return this.owner.holding(body);
     const indices = this.lockIndices(host, length);
     for (const index of indices) lockWord(this.words, index);
     try {

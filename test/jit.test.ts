@@ -167,7 +167,7 @@ test("a loop with an if/else inside is one wasm loop (inner targets are not entr
   const N = 1001;
   const p = loopWithIfElse(N);
   const offset = (label: string) => Number(p.address(label) - RAM_BASE);
-  const unmirrored: EngineMemory = { ramSize: 1 << 20, ramOffset: 0, mirrorOffsets: [], perPageProtection: false, sync: "striped", lockOffset: 0 };
+  const unmirrored: EngineMemory = { ramSize: 1 << 20, ramOffset: 0, mirrorOffsets: [], perPageProtection: false, sync: "striped", lockOffset: 0, lockFree: false };
   const translation = translatePage(unmirrored, 32, p.code().slice(0, PAGE_SIZE), RAM_BASE, [offset("loop")]);
   t.truthy(translation);
   t.true(translation!.entries.includes(offset("loop")), "the loop head is an entry");
@@ -192,7 +192,7 @@ test("a loop with an if/else inside is one wasm loop (inner targets are not entr
 test("every page of every guest translates to a valid module, whatever entries it is asked for", (t) => {
   // Entries decide the shape of the code (which loops are structured, which blocks are open where):
   // any shape must validate. Pages of data translate too, as far as their bytes decode.
-  const unmirrored: EngineMemory = { ramSize: 1 << 20, ramOffset: 0, mirrorOffsets: [], perPageProtection: false, sync: "striped", lockOffset: 0 };
+  const unmirrored: EngineMemory = { ramSize: 1 << 20, ramOffset: 0, mirrorOffsets: [], perPageProtection: false, sync: "striped", lockOffset: 0, lockFree: false };
   let modules = 0;
   for (const file of readdirSync(GUESTS).filter((name) => name.endsWith(".elf"))) {
     const elf = readFileSync(join(GUESTS, file));
@@ -212,16 +212,22 @@ test("every page of every guest translates to a valid module, whatever entries i
 
 // --- b. cross-modifying code ---------------------------------------------------------------------
 
+const MTIMECMP = 0x0200_4000;
+const MTIME = 0x0200_bff8;
+
 /**
  * Hart 1 calls f (alone in its page) in a loop until hart 0 sets `flag`, executes FENCE.I, then
- * calls f M more times and stores the sum. Hart 0 waits until hart 1 made `warm` calls, rewrites
- * f's `addi a0, a0, 1` into `addi a0, a0, 100`, fences, sets the flag, waits for `done`, exits.
+ * calls f M more times and stores the sum. Hart 0 waits until hart 1 made `warm` calls and at
+ * least `minTicks` of mtime (10 MHz) passed, rewrites f's `addi a0, a0, 1` into
+ * `addi a0, a0, 100`, fences, sets the flag, waits for `done`, exits.
  */
-function crossModifying(M: number, warm: number, touchCodePageFirst: boolean): Program {
+function crossModifying(M: number, warm: number, touchCodePageFirst: boolean, minTicks = 0): Program {
   const p = new Program();
   p.branch(bne, R.a0, 0, "hart1");
   // hart 0
   if (touchCodePageFirst) p.la(R.t0, "fdata").emit(sd(R.zero, 0, R.t0)); // f's page in hart 0's store TLB
+  p.li(R.s4, MTIME).emit(ld(R.s5, 0, R.s4)).li(R.t0, minTicks).emit(add(R.s5, R.s5, R.t0));
+  p.label("wait_time").emit(ld(R.t0, 0, R.s4)).branch(bltu, R.t0, R.s5, "wait_time");
   p.la(R.s2, "progress").li(R.s3, warm);
   p.label("wait_warm").emit(ld(R.t0, 0, R.s2)).branch(bltu, R.t0, R.s3, "wait_warm");
   p.la(R.t0, "f").li(R.t1, addi(R.a0, R.a0, 100)).emit(sw(R.t1, 0, R.t0), fence());
@@ -255,7 +261,9 @@ test("cross-modifying code with the harts in worker threads and the translator t
   const M = 20_000;
   // Hart 0 first stores into f's page, so it may still hold the page in its store TLB when hart 1
   // has it translated: then only FENCE.I (which compares the page with memory) finds the change.
-  const p = crossModifying(M, 100_000, true);
+  // Hart 1 warms up for at least 0.3 s: the translator thread starts on demand, and under a loaded
+  // test run its first translation can take longer than 100,000 calls.
+  const p = crossModifying(M, 100_000, true, 3_000_000);
   const run = await runProgram(p, { engine: JIT_THREAD, harts: 2, machine: { workers: true } });
   exited(t, run.result);
   t.is(run.ram64(p.address("result")), BigInt(100 * M));
@@ -514,8 +522,6 @@ for (const kind of ["load", "store", "amo"] as const) {
 
 // --- e. interrupts -------------------------------------------------------------------------------
 
-const MTIMECMP = 0x0200_4000;
-const MTIME = 0x0200_bff8;
 
 test("a timer interrupt (CLINT mtimecmp) is taken from a translated loop", async (t) => {
   const p = new Program();

@@ -215,9 +215,15 @@ export class Hart {
   // --- the run loop ------------------------------------------------------------------------
   /**
    * Run up to `budget` instructions (fewer if an exit needs the machine: WFI, stop request).
-   * Returns the number retired.
+   * Returns the number retired. A mirrored one-hart VM's hart owns guest memory meanwhile
+   * (sync/owner.ts): host writers wait for the run to end, and its stores take no mirror lock.
    */
   run(budget: number): number {
+    const owner = this.mirrorLocks.owner;
+    return owner ? owner.whileRunning(() => this.runOwning(budget)) : this.runOwning(budget);
+  }
+
+  private runOwning(budget: number): number {
     const start = this.retired;
     this.waitingForInterrupt = false;
     let stalled = 0;

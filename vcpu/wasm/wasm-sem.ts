@@ -6,6 +6,7 @@
 import { HartSlot, LOCK_STRIDE, mirrorOffsetsOf, type MemoryLayout, STRIPE_COUNT, STRIPE_LINE_SHIFT, TLB_ENTRIES, TLB_SET_SIZE, type SyncStrategy } from "../../shared-mem/layout.ts";
 import { CONTENDED, FREE, HELD } from "../../sync/mutex.ts";
 import { locksAtomics, locksStores } from "../../sync/strategy.ts";
+import { hartOwnsMemory } from "../../sync/owner.ts";
 import { Cause, Exit, ExitRequest } from "../exits.ts";
 import type { AmoKind, Cond, CsrKind, Expr, HostOp, Sem, Width } from "../sem.ts";
 import { AtomicOp, FunctionBody, ModuleBuilder, Op, ValType, rmwOpcode } from "./encoder.ts";
@@ -36,6 +37,11 @@ export interface EngineMemory {
   sync: SyncStrategy;
   /** Host offset of the mirror lock table (MemoryLayout.lockOffset). */
   lockOffset: number;
+  /**
+   * No mirror locks at all, whatever `sync` says: the VM has one hart, which owns the memory for
+   * each whole run while host writers wait for it (sync/owner.ts), and no other hart to exclude.
+   */
+  lockFree: boolean;
 }
 
 /** What the engines of a VM with this layout must know of it. */
@@ -47,6 +53,7 @@ export function engineMemoryOf(layout: MemoryLayout, perPageProtection: boolean)
     perPageProtection,
     sync: layout.sync,
     lockOffset: layout.lockOffset,
+    lockFree: hartOwnsMemory(layout),
   };
 }
 
@@ -152,8 +159,8 @@ export abstract class WasmSem implements Sem {
     this.heldLock = f.local(ValType.I32);
     this.tlbTag = f.local(ValType.I64);
     const mirrored = memory.mirrorOffsets.length > 0;
-    this.storesLock = mirrored && locksStores(memory.sync);
-    this.atomicsLock = mirrored && locksAtomics(memory.sync);
+    this.storesLock = mirrored && !memory.lockFree && locksStores(memory.sync);
+    this.atomicsLock = mirrored && !memory.lockFree && locksAtomics(memory.sync);
   }
 
   // --- what subclasses provide ------------------------------------------------------------
