@@ -9,7 +9,7 @@ import { computeLayout, ControlSlot, type LayoutOptions } from "../shared-mem/la
 import { Hart, GuestFault, type EngineChoice } from "../vcpu/hart.ts";
 import type { JitStats } from "../vcpu/jit.ts";
 import { setPendingInterrupts } from "../vcpu/interrupts.ts";
-import { MmioMailboxClient } from "../sync/mailbox.ts";
+import { MmioMailboxClient, MmioShortcuts } from "../sync/mailbox.ts";
 import { PauseGate } from "../sync/pause.ts";
 import { hartOwnsMemory, MemoryOwner } from "../sync/owner.ts";
 import { PhysicalMap } from "../shared-mem/p2m.ts";
@@ -84,6 +84,8 @@ export function runHart(task: HartTask): HartTaskResult {
   const mailboxRead = (addr: number, width: AccessWidth) => (owner ? owner.setAside(() => mailbox.read(addr, width)) : mailbox.read(addr, width));
   const mailboxWrite = (addr: number, width: AccessWidth, value: bigint) =>
     owner ? owner.setAside(() => mailbox.write(addr, width, value)) : mailbox.write(addr, width, value);
+  // Console output without round trips: THR writes posted, LSR read from the UART's copy.
+  const shortcuts = new MmioShortcuts(buffer, layout.controlOffset);
   const inClint = (addr: number) => addr >= CLINT_BASE && addr < CLINT_BASE + CLINT_SIZE;
   const hart = new Hart(task.hart, {
     memory: task.memory,
@@ -91,9 +93,9 @@ export function runHart(task: HartTask): HartTaskResult {
     interpreter: task.interpreter,
     engine: task.engine,
     connectTranslator: () => task.translatorPort,
-    mmioRead: (addr, width) => (inClint(addr) ? clint.read(addr - CLINT_BASE, width) : mailboxRead(addr, width)),
+    mmioRead: (addr, width) => (inClint(addr) ? clint.read(addr - CLINT_BASE, width) : (shortcuts.copyOf(addr, width) ?? mailboxRead(addr, width))),
     mmioWrite: (addr, width, value) => {
-      if (!inClint(addr)) return mailboxWrite(addr, width, value);
+      if (!inClint(addr)) return (shortcuts.postable(addr, width) && mailbox.tryPost(addr, width, value)) || mailboxWrite(addr, width, value);
       clint.write(addr - CLINT_BASE, width, value);
       return true;
     },

@@ -99,6 +99,17 @@ export const ControlSlot = {
    */
   OWNER_LOCK: 1024,
   OWNER_WAITERS: 1028,
+  /**
+   * MMIO shortcuts one device (the console UART) publishes for harts in worker threads
+   * (sync/mailbox.ts MmioShortcuts): its base (0 = none), the offset of the register whose 1-byte
+   * writes may be posted and whether they may now, the offset of the register harts may read from
+   * a copy and the copy (-1 while they may not).
+   */
+  SHORTCUT_BASE: 1088,
+  SHORTCUT_POST_OFFSET: 1092,
+  SHORTCUT_POSTABLE: 1096,
+  SHORTCUT_READ_OFFSET: 1100,
+  SHORTCUT_READ_VALUE: 1104,
 } as const;
 export const CONTROL_BLOCK_SIZE = PAGE_SIZE;
 
@@ -116,7 +127,16 @@ export const TLB_ENTRIES = 4096;
 export const TLB_ENTRY_SIZE = 16;
 export const TLB_SET_SIZE = TLB_ENTRIES * TLB_ENTRY_SIZE;
 export const TLB_SETS = 9;
-export const HART_AREA_SIZE = alignUp(TLB_OFFSET + TLB_SETS * TLB_SET_SIZE, PAGE_SIZE);
+/**
+ * A hart's ring of posted MMIO writes (sync/mailbox.ts): a header (consumer index at +0, producer
+ * index at +64, in separate host cache lines) and POSTED_RING_ENTRIES entries {address: u32,
+ * width: u32, value: u64}.
+ */
+export const POSTED_RING_OFFSET = TLB_OFFSET + TLB_SETS * TLB_SET_SIZE;
+export const POSTED_RING_ENTRIES = 128;
+export const POSTED_RING_HEADER = 128;
+export const POSTED_ENTRY_SIZE = 16;
+export const HART_AREA_SIZE = alignUp(POSTED_RING_OFFSET + POSTED_RING_HEADER + POSTED_RING_ENTRIES * POSTED_ENTRY_SIZE, PAGE_SIZE);
 
 /**
  * How the copies stay identical when harts race (see sync/strategy.ts): `none`, `atomic` (AMOs and

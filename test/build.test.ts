@@ -155,10 +155,11 @@ test("the built CLI runs guests (hart and translator threads too) without tsx; a
   await fromDist(["run", hello], expected("hello"));
   await fromDist(["run", "--smp", "2", hello], expected("hello"));
   // A translator thread that fails goes unnoticed but for its statistics (harts interpret on), and
-  // one that starts late on a loaded machine may miss a short guest: up to three tries.
+  // one that starts late on a loaded machine may miss a short guest: cpubound (0.3 G instructions,
+  // not isa-test's 0.6 M), up to three tries.
   let pagesCompiled = 0;
   for (let attempt = 0; attempt < 3 && pagesCompiled === 0; attempt++) {
-    const jit = await fromDist(["run", "--engine", "jit", "--jit-threshold", "0", "--json", join(GUESTS, "isa-test.elf")], expected("isa-test"));
+    const jit = await fromDist(["run", "--engine", "jit", "--json", join(GUESTS, "cpubound.elf")], expected("cpubound"));
     const stats = JSON.parse(jit.stderr.trim().split("\n").pop()!) as { harts: { jit: { pagesCompiled: number } }[] };
     pagesCompiled = stats.harts[0]!.jit.pagesCompiled;
   }

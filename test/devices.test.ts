@@ -211,6 +211,29 @@ test('uart: loopback', (t) => {
   t.deepEqual(out, [0x56]);
 });
 
+test('uart: what it publishes for harts in worker threads (posted THR writes, a copy of LSR)', (t) => {
+  const published: { thrWritesPostable: boolean; lsr: number | undefined }[] = [];
+  const uart = new Uart16550({ output: () => {}, publish: (state) => published.push(state) });
+  const last = () => published[published.length - 1]!;
+  t.deepEqual(last(), { thrWritesPostable: true, lsr: 0x60 }, 'from the start: THR empty, nothing received');
+  uart.pushInput(new Uint8Array([0x41]));
+  t.deepEqual(last(), { thrWritesPostable: true, lsr: 0x61 }, 'input sets DR in the copy at once');
+  rd(uart, RBR);
+  t.is(last().lsr, 0x60, 'and reading it clears DR');
+  wr(uart, LCR, 0x83);
+  t.false(last().thrWritesPostable, 'DLAB set: offset 0 is the divisor latch, not THR');
+  wr(uart, LCR, 0x03);
+  t.true(last().thrWritesPostable);
+  wr(uart, MCR, 0x10);
+  t.false(last().thrWritesPostable, 'loopback: a THR write changes LSR (DR), so it must not be posted');
+  wr(uart, FCR, 0); // FIFO off: capacity 1, so a second looped-back byte overruns
+  wr(uart, RBR, 1);
+  wr(uart, RBR, 2);
+  t.is(last().lsr, undefined, 'an error bit is set, which reading LSR clears: no copy');
+  t.is(rd(uart, LSR) & 0x02, 0x02, 'overrun');
+  t.is(last().lsr, 0x61, 'read and cleared: the copy is back');
+});
+
 // ---- sifive_test finisher ----
 
 test('finisher: pass, fail with code, reset, reads', (t) => {

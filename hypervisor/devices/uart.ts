@@ -74,7 +74,24 @@ export interface UartOptions {
   output: (byte: number) => void;
   /** Called when the interrupt line changes level (wire it to the PLIC source). */
   irq?: (level: boolean) => void;
+  /**
+   * Called after every access and input with what a hart in another thread may do without a round
+   * trip to this device (sync/mailbox.ts MmioShortcuts): post THR writes (transmitting, outside
+   * loopback and with DLAB clear, only emits a byte and re-arms THRE: nothing a later read could
+   * see early or late), and read LSR from a copy (undefined while an error bit is set, since
+   * reading LSR clears those).
+   */
+  publish?: (state: UartShortcuts) => void;
 }
+
+export interface UartShortcuts {
+  thrWritesPostable: boolean;
+  lsr: number | undefined;
+}
+
+/** Offsets of the registers UartShortcuts speaks of. */
+export const UART_THR_OFFSET = RBR_THR_DLL;
+export const UART_LSR_OFFSET = LSR;
 
 export class Uart16550 implements MmioDevice {
   readonly name = 'uart16550';
@@ -83,6 +100,7 @@ export class Uart16550 implements MmioDevice {
 
   private readonly output: (byte: number) => void;
   private readonly irq: ((level: boolean) => void) | undefined;
+  private readonly publish: ((state: UartShortcuts) => void) | undefined;
 
   private ier = 0;
   private lcr = 0x03; // 8N1, as QEMU resets it
@@ -105,6 +123,8 @@ export class Uart16550 implements MmioDevice {
     this.base = options.base ?? UART_BASE;
     this.output = options.output;
     this.irq = options.irq;
+    this.publish = options.publish;
+    this.update();
   }
 
   /** Current level of the interrupt line. */
@@ -282,5 +302,9 @@ export class Uart16550 implements MmioDevice {
       this.level = level;
       this.irq?.(level);
     }
+    this.publish?.({
+      thrWritesPostable: (this.lcr & LCR_DLAB) === 0 && (this.mcr & MCR_LOOP) === 0,
+      lsr: this.lsrErrors === 0 ? this.lsr() : undefined,
+    });
   }
 }
