@@ -122,7 +122,7 @@ export class Scrubber {
       if (v === winner || Atomics.compareExchange(this.quads, index + offsets[copy]! / 8, v, winner) !== v) return;
       // The primary is what harts run: code translated from the corrupted word must go, as after
       // a store (the mirrors are never executed).
-      if (copy === 0) this.codeMap.invalidate(Math.floor((index * 8) / PAGE_SIZE));
+      if (copy === 0) this.codeMap.invalidateWrite(Math.floor((index * 8) / PAGE_SIZE), (index * 8) % PAGE_SIZE, 8);
     });
     this.count(ControlSlot.SCRUB_REPAIRED, 1);
     return { address, values: values.map((v) => BigInt.asUintN(64, v)), repaired: true };

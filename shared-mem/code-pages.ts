@@ -8,22 +8,70 @@
  * call it too. Invalidation bumps the generation and clears bit 0: later stores run at full speed
  * until the page is hot again.
  *
+ * Code and data often share a frame (a small program's .data and .bss follow its .text; a kernel's
+ * too). So that stores to the data do not throw the code's translations away, each frame also
+ * records which of its 64-byte chunks translated instructions lie in (layout.codeChunksOffset),
+ * and a store outside them invalidates nothing. The chunks are recorded when a translation is
+ * installed; until then (both words zero) the whole frame counts. A translation whose chunks
+ * changed between reading the bytes and recording them is caught by its installer, which records
+ * first and compares the chunks' bytes with memory after (vcpu/jit.ts).
+ *
  * The heat table beside it (layout.heatOffset) counts, per frame, the interpreter's jumps within
  * it; vcpu/jit.ts compiles a frame once its heat reaches the threshold.
  */
 import { PAGE_SIZE, type MemoryLayout } from "./layout.ts";
 
 const HAS_CODE = 1;
+/** Chunks of a frame the code extent is kept in (64 bytes each). */
+export const CODE_CHUNK_SHIFT = 6;
+
+/** The chunk mask, as [bits 0..31, bits 32..63], of the bytes [offset, offset + length) of a frame. */
+export function chunksOf(offset: number, length: number): [number, number] {
+  const mask: [number, number] = [0, 0];
+  if (length <= 0) return mask;
+  const last = Math.min(offset + length - 1, PAGE_SIZE - 1) >> CODE_CHUNK_SHIFT;
+  for (let chunk = Math.max(offset, 0) >> CODE_CHUNK_SHIFT; chunk <= last; chunk++) {
+    if (chunk < 32) mask[0] |= 1 << chunk;
+    else mask[1] |= 1 << (chunk - 32);
+  }
+  return mask;
+}
 
 export class CodeMap {
   private readonly map: Int32Array;
   private readonly heat: Int32Array;
+  private readonly chunks: Int32Array;
   readonly frames: number;
 
   constructor(buffer: ArrayBufferLike, layout: MemoryLayout) {
     this.frames = layout.copyStride / PAGE_SIZE;
     this.map = new Int32Array(buffer, layout.codeMapOffset, this.frames);
     this.heat = new Int32Array(buffer, layout.heatOffset, this.frames);
+    this.chunks = new Int32Array(buffer, layout.codeChunksOffset, 2 * this.frames);
+  }
+
+  /** Record that translated instructions lie in these chunks of the frame (chunksOf). */
+  recordCodeChunks(frame: number, mask: readonly [number, number]): void {
+    Atomics.or(this.chunks, 2 * frame, mask[0]);
+    Atomics.or(this.chunks, 2 * frame + 1, mask[1]);
+  }
+
+  /** The frame's recorded code chunks ([0, 0]: none recorded, the whole frame counts). */
+  codeChunks(frame: number): [number, number] {
+    return [Atomics.load(this.chunks, 2 * frame), Atomics.load(this.chunks, 2 * frame + 1)];
+  }
+
+  /** Whether a write of [offset, offset + length) of the frame may change translated code. */
+  writeTouchesCode(frame: number, offset: number, length: number): boolean {
+    const [low, high] = this.codeChunks(frame);
+    if (low === 0 && high === 0) return true;
+    const [writeLow, writeHigh] = chunksOf(offset, length);
+    return (low & writeLow) !== 0 || (high & writeHigh) !== 0;
+  }
+
+  /** A write of [offset, offset + length) of the frame: invalidate it if the write may change code. */
+  invalidateWrite(frame: number, offset: number, length: number): boolean {
+    return this.hasCode(frame) && this.writeTouchesCode(frame, offset, length) && this.invalidate(frame);
   }
 
   /** Whether some hart may hold a translation of this frame (stores to it must invalidate). */
@@ -56,15 +104,22 @@ export class CodeMap {
       if ((old & HAS_CODE) === 0) return false;
       if (Atomics.compareExchange(this.map, frame, old, (old + 2) & ~HAS_CODE) === old) break;
     }
+    // The next translation of the frame records its own extent.
+    Atomics.store(this.chunks, 2 * frame, 0);
+    Atomics.store(this.chunks, 2 * frame + 1, 0);
     Atomics.store(this.heat, frame, 0);
     return true;
   }
 
-  /** Invalidate every frame that [hostOffset, hostOffset + length) touches (DMA, host writes). */
+  /** Invalidate every frame whose code [hostOffset, hostOffset + length) may change (DMA, host writes). */
   invalidateRange(hostOffset: number, length: number): void {
     if (length <= 0) return;
-    const last = Math.floor((hostOffset + length - 1) / PAGE_SIZE);
-    for (let frame = Math.floor(hostOffset / PAGE_SIZE); frame <= last; frame++) this.invalidate(frame);
+    const end = hostOffset + length;
+    for (let frame = Math.floor(hostOffset / PAGE_SIZE); frame * PAGE_SIZE < end; frame++) {
+      const from = Math.max(hostOffset, frame * PAGE_SIZE);
+      const to = Math.min(end, (frame + 1) * PAGE_SIZE);
+      this.invalidateWrite(frame, from - frame * PAGE_SIZE, to - from);
+    }
   }
 
   heatOf(frame: number): number {

@@ -190,6 +190,12 @@ export interface MemoryLayout extends LayoutOptions {
   codeMapOffset: number;
   /** One i32 per host frame: how often the interpreter jumped within it (hot pages get compiled). */
   heatOffset: number;
+  /**
+   * Two i32 per host frame: bit k set = translated instructions lie in the frame's 64-byte chunk k
+   * (bits 0..31 in the first word, 32..63 in the second); both zero = not known yet, the whole
+   * frame counts as code (shared-mem/code-pages.ts).
+   */
+  codeChunksOffset: number;
   /** First mirror-lock word (STRIPE_COUNT of them, LOCK_STRIDE apart; none when unmirrored). */
   lockOffset: number;
   /** The strategy, defaulted. */
@@ -225,7 +231,8 @@ export function computeLayout(options: LayoutOptions): MemoryLayout {
   const codeMapOffset = protectionOffset + alignUp(ramSize / PAGE_SIZE, PAGE_SIZE);
   const frameTableBytes = alignUp((copyStride / PAGE_SIZE) * 4, PAGE_SIZE);
   const heatOffset = codeMapOffset + frameTableBytes;
-  const lockOffset = heatOffset + frameTableBytes;
+  const codeChunksOffset = heatOffset + frameTableBytes;
+  const lockOffset = codeChunksOffset + 2 * frameTableBytes;
   const hartsOffset = lockOffset + (copies > 1 ? STRIPE_COUNT * LOCK_STRIDE : 0);
   const controlOffset = hartsOffset + harts * HART_AREA_SIZE;
   const totalBytes = alignUp(controlOffset + CONTROL_BLOCK_SIZE, WASM_PAGE);
@@ -243,6 +250,7 @@ export function computeLayout(options: LayoutOptions): MemoryLayout {
     protectionOffset,
     codeMapOffset,
     heatOffset,
+    codeChunksOffset,
     lockOffset,
     sync: options.sync ?? DEFAULT_SYNC,
     hartOffset: (hart) => hartsOffset + hart * HART_AREA_SIZE,

@@ -24,8 +24,8 @@ import { DiskImage } from "../hypervisor/disk-image.ts";
 import { Machine, type HartStats, type RunResult } from "../hypervisor/machine.ts";
 import { compareCopies } from "../mirror/copies.ts";
 import { parseMirrorPolicy } from "../mirror/policy.ts";
-import { CodeMap } from "../shared-mem/code-pages.ts";
-import { HartSlot, PAGE_SIZE, type SyncStrategy } from "../shared-mem/layout.ts";
+import { chunksOf, CodeMap } from "../shared-mem/code-pages.ts";
+import { computeLayout, HartSlot, PAGE_SIZE, type SyncStrategy } from "../shared-mem/layout.ts";
 import type { EngineChoice } from "../vcpu/hart.ts";
 import { translatePage } from "../vcpu/translator.ts";
 import type { EngineMemory } from "../vcpu/wasm/wasm-sem.ts";
@@ -119,6 +119,51 @@ test("self-modifying code: a translated loop rewrites an instruction of its own 
   t.is(jit.result.harts[0]!.instructions, interp.result.harts[0]!.instructions, "and retires as many instructions");
   const stats = jitStats(t, jit.result.harts[0]);
   t.true(stats.pagesCompiled > 0 && stats.invalidations > 0);
+});
+
+test("code map: the chunks a translation records decide which writes invalidate it", (t) => {
+  t.deepEqual(chunksOf(0, 4), [1, 0]);
+  t.deepEqual(chunksOf(60, 8), [0b11, 0], "a write across a chunk boundary touches both");
+  t.deepEqual(chunksOf(2048, 1), [0, 1], "chunk 32 is bit 0 of the second word");
+  t.deepEqual(chunksOf(4095, 8), [0, 1 << 31], "clipped at the frame's end");
+  const layout = computeLayout({ ramSize: 1 << 20, copies: 1, spareFrames: 0, harts: 1 });
+  const memory = new WebAssembly.Memory({ initial: layout.totalBytes / 65536, maximum: layout.totalBytes / 65536, shared: true });
+  const map = new CodeMap(memory.buffer, layout);
+  map.markTranslated(3);
+  t.true(map.writeTouchesCode(3, 3000, 8), "nothing recorded yet: the whole frame counts as code");
+  map.recordCodeChunks(3, chunksOf(0, 100));
+  t.false(map.invalidateWrite(3, 3000, 8), "a write to data beside the code invalidates nothing");
+  t.true(map.hasCode(3));
+  map.invalidateRange(3 * PAGE_SIZE + 1024, 2048);
+  t.true(map.hasCode(3), "nor does a device write to it");
+  t.true(map.invalidateWrite(3, 96, 8), "a write to the code does");
+  t.false(map.hasCode(3));
+  t.deepEqual(map.codeChunks(3), [0, 0], "and the next translation records its own chunks");
+});
+
+test("code and data in one page: stores to the data keep the translation; a store to the code still drops it", async (t) => {
+  const N = 20_000;
+  const p = new Program();
+  p.li(R.s0, N).jal(R.ra, "work");
+  // Rewrite `addi t1, t1, 1` (in the code's first 64-byte chunk) into `addi t1, t1, 3`.
+  p.la(R.t0, "increment").li(R.t1, addi(R.t1, R.t1, 3)).emit(sw(R.t1, 0, R.t0), fence_i());
+  p.li(R.s0, N).jal(R.ra, "work").exit(0);
+  // The loop counts in `datum`, 2 KiB further into the same page (another chunk).
+  p.align(PAGE_SIZE).label("work").la(R.t0, "datum");
+  p.label("loop").emit(ld(R.t1, 0, R.t0)).label("increment").emit(addi(R.t1, R.t1, 1), sd(R.t1, 0, R.t0), addi(R.s0, R.s0, -1));
+  p.branch(bne, R.s0, 0, "loop").emit(ret());
+  p.align(2048).label("datum").dword(0n);
+
+  for (const engine of [JIT, JIT_THREAD, INTERP]) {
+    const run = await runProgram(p, { engine });
+    exited(t, run.result);
+    t.is(run.ram64(p.address("datum")), BigInt(N + 3 * N), `${engine.kind}: +1 a round before the rewrite, +3 after`);
+    if (engine === JIT) {
+      const jit = jitStats(t, run.result.harts[0]);
+      t.true(jit.pagesCompiled > 0, "the page was translated");
+      t.is(jit.invalidations, 1, "and dropped once: by the rewrite, not by the N stores to its data");
+    }
+  }
 });
 
 /**

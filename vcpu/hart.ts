@@ -457,9 +457,10 @@ export class Hart {
 
   /**
    * Translate and, when the page is RAM, fill the TLB. Returns the host offset (RAM), or the
-   * physical address as a bigint (not RAM: MMIO), or a fault cause as { fault }.
+   * physical address as a bigint (not RAM: MMIO), or a fault cause as { fault }. `width`: the
+   * bytes a store writes (whether it reaches translated code).
    */
-  private access(vaddr: bigint, kind: AccessKind): number | bigint | { fault: number } {
+  private access(vaddr: bigint, kind: AccessKind, width = 8): number | bigint | { fault: number } {
     const priv = kind === AccessKind.Fetch ? this.priv : this.dataPriv();
     for (;;) {
       try {
@@ -467,13 +468,19 @@ export class Hart {
         if (t.fault !== undefined) return { fault: t.fault };
         const host = this.physical.hostOffset(t.paddr);
         if (host < 0) return t.paddr;
-        if (kind === AccessKind.Store && this.codeMap?.invalidate(host >>> 12)) {
-          // A store into translated code: every hart's translation of the page is now stale. Leave
-          // the engine after this instruction, which may be running that very code.
-          this.requestReturn();
+        let cacheable = true;
+        if (kind === AccessKind.Store && this.codeMap) {
+          if (this.codeMap.invalidateWrite(host >>> 12, host & 0xfff, width)) {
+            // A store into translated code: every hart's translation of the page is now stale.
+            // Leave the engine after this instruction, which may be running that very code.
+            this.requestReturn();
+          }
+          // A store to data that shares the frame with translated code (code-pages.ts) leaves the
+          // code alone, but the frame stays out of the store TLB: the next store may hit the code.
+          cacheable = !this.codeMap.hasCode(host >>> 12);
         }
         const mirrored = kind === AccessKind.Store && this.isProtected(t.paddr);
-        this.tlb.fill(priv, kind, vaddr, host & ~0xfff, mirrored && this.env.perPageProtection);
+        if (cacheable) this.tlb.fill(priv, kind, vaddr, host & ~0xfff, mirrored && this.env.perPageProtection);
         // Without per-page protection the engine mirrors every page it stores to, and so do we.
         this.lastStoreMirrored = kind === AccessKind.Store && (mirrored || (this.mirrorOffsets.length > 0 && !this.env.perPageProtection));
         return host;
@@ -531,7 +538,7 @@ export class Hart {
     if ((Number(va & 0xfffn) + width) > 4096) {
       // Translate every byte first, so that a fault on the second page leaves memory untouched.
       for (let i = 0; i < width; i++) {
-        const where = this.access(va + BigInt(i), AccessKind.Store);
+        const where = this.access(va + BigInt(i), AccessKind.Store, 1);
         if (typeof where === "object") return this.raise(where.fault, va + BigInt(i));
         if (typeof where === "bigint") return this.raise(Cause.StoreAccessFault, va + BigInt(i));
       }
@@ -539,7 +546,7 @@ export class Hart {
       if (this.lastStoreMirrored) this.countMirroredStore();
       return;
     }
-    const where = this.access(va, AccessKind.Store);
+    const where = this.access(va, AccessKind.Store, width);
     if (typeof where === "number") {
       if (!this.lastStoreMirrored) return writeLittleEndian(this.view, where, width, value);
       this.mirrorLocks.forStore(where, width, () => {

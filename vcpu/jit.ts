@@ -21,7 +21,7 @@
  */
 import { HartSlot, PAGE_SIZE, type MemoryLayout } from "../shared-mem/layout.ts";
 import { cachedFetchPage } from "./tlb.ts";
-import type { CodeMap } from "../shared-mem/code-pages.ts";
+import { CODE_CHUNK_SHIFT, type CodeMap } from "../shared-mem/code-pages.ts";
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from "node:worker_threads";
 import { translateRequest, type TranslationReply, type TranslationRequest, type TranslatorWorkerData } from "./translator-worker.ts";
 import type { EngineMemory } from "./wasm/wasm-sem.ts";
@@ -154,8 +154,10 @@ interface TranslatedPage {
   /** Offsets the guest entered at that the translation lacks, and how often (for the next recompile). */
   misses: Map<number, number>;
   recompiles: number;
-  /** The page's bytes when translated (FENCE.I compares them with memory). */
+  /** The page's bytes when translated (FENCE.I compares its code chunks with memory). */
   bytes: Uint8Array;
+  /** The page's 64-byte chunks the translation's instructions lie in. */
+  codeChunks: [number, number];
 }
 
 export interface JitStats {
@@ -245,16 +247,22 @@ export class Jit {
   /** FENCE.I: drop every translation whose page no longer holds the bytes it was made from. */
   fenceI(): void {
     for (const page of [...this.pages.values()]) {
-      if (page.generation === this.env.codeMap.generation(page.frame) && this.stillHolds(page.frame, page.bytes)) continue;
+      if (page.generation === this.env.codeMap.generation(page.frame) && this.stillHolds(page.frame, page.bytes, page.codeChunks)) continue;
       this.env.codeMap.invalidate(page.frame);
       this.noteInvalidated(page.frame);
       this.pages.delete(page.frame);
     }
   }
 
-  /** Whether the frame still holds the bytes a translation was made from. */
-  private stillHolds(frame: number, bytes: Uint8Array): boolean {
-    return Buffer.compare(this.bytes.subarray(frame * PAGE_SIZE, (frame + 1) * PAGE_SIZE), bytes) === 0;
+  /** Whether the frame's code chunks still hold the bytes a translation was made from. */
+  private stillHolds(frame: number, bytes: Uint8Array, codeChunks: readonly [number, number]): boolean {
+    for (let chunk = 0; chunk < PAGE_SIZE >> CODE_CHUNK_SHIFT; chunk++) {
+      if (((chunk < 32 ? codeChunks[0] >>> chunk : codeChunks[1] >>> (chunk - 32)) & 1) === 0) continue;
+      const from = chunk << CODE_CHUNK_SHIFT;
+      const to = from + (1 << CODE_CHUNK_SHIFT);
+      if (Buffer.compare(this.bytes.subarray(frame * PAGE_SIZE + from, frame * PAGE_SIZE + to), bytes.subarray(from, to)) !== 0) return false;
+    }
+    return true;
   }
 
   /** Number of pages this hart holds translations for. */
@@ -327,12 +335,16 @@ export class Jit {
       this.env.codeMap.setHeat(frame, -this.options.threshold);
       return undefined;
     }
+    // Record where the code lies first, so that every store from now on to those chunks
+    // invalidates (code-pages.ts), and then look for one that came before.
+    this.env.codeMap.recordCodeChunks(frame, reply.codeChunks);
     // Code changed while it was being translated: the result is stale.
     if (reply.generation !== this.env.codeMap.generation(frame)) return undefined;
     // The same, for a store that reached the page without invalidating it (through a store-TLB
-    // entry another hart had not yet dropped when the page was marked) — or a translation the
-    // thread made for another hart before such a store: compare the bytes it was made from.
-    if (!this.stillHolds(frame, reply.bytes)) {
+    // entry another hart had not yet dropped when the page was marked; to chunks an earlier
+    // translation did not cover) — or a translation the thread made for another hart before such
+    // a store: compare the bytes it was made from.
+    if (!this.stillHolds(frame, reply.bytes, reply.codeChunks)) {
       this.env.codeMap.invalidate(frame);
       return undefined;
     }
@@ -347,6 +359,7 @@ export class Jit {
       misses: new Map(),
       recompiles: reply.recompiles,
       bytes: reply.bytes,
+      codeChunks: reply.codeChunks,
     };
     this.pages.set(frame, page);
     if (reply.recompiles === 0) this.stats.pagesCompiled++;

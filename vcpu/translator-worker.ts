@@ -30,6 +30,8 @@ export interface TranslationReply extends TranslationRequest {
   module?: WebAssembly.Module;
   entries: number[];
   instructions: number;
+  /** The frame's chunks the translation's instructions lie in (shared-mem/code-pages.ts). */
+  codeChunks: [number, number];
   bytes: Uint8Array;
   milliseconds: number;
 }
@@ -51,6 +53,7 @@ export function translateRequest(
     module,
     entries: translation?.entries ?? [],
     instructions: translation?.instructions ?? 0,
+    codeChunks: translation?.codeChunks ?? [0, 0],
     bytes,
     milliseconds: performance.now() - started,
   };

@@ -21,6 +21,7 @@
  * locals and are written back there, so the host sees precise state.
  */
 import { HartSlot } from "../shared-mem/layout.ts";
+import { chunksOf } from "../shared-mem/code-pages.ts";
 import { decode, type Decoded } from "./decoder.ts";
 import { Cause, Exit } from "./exits.ts";
 import { ILLEGAL_OP } from "./isa.ts";
@@ -92,6 +93,8 @@ export interface Translation {
   entries: number[];
   /** Instructions translated. */
   instructions: number;
+  /** The page's 64-byte chunks the translated instructions lie in (code-pages.ts chunksOf). */
+  codeChunks: [number, number];
 }
 
 interface Instruction {
@@ -566,5 +569,11 @@ export function translatePage(
   f.get(l.exitCode);
 
   m.defineFunction({ params: [ValType.I32, ValType.I32], results: [ValType.I32] }, f, "run");
-  return { bytes: m.encode(), entries, instructions: code.size };
+  const codeChunks: [number, number] = [0, 0];
+  for (const [offset, d] of code) {
+    const [low, high] = chunksOf(offset, d.length);
+    codeChunks[0] |= low;
+    codeChunks[1] |= high;
+  }
+  return { bytes: m.encode(), entries, instructions: code.size, codeChunks };
 }
