@@ -506,7 +506,8 @@ export class Machine implements MachineControl {
       wallMilliseconds: performance.now() - started,
       memory: this.memoryStats(),
       scrubReports: this.scrubReports,
-      harts: results.map((r, hart) => ({
+      // Array.from, not map: a hart whose worker failed left a hole, which map would skip.
+      harts: Array.from(results, (r, hart) => ({
         hart,
         instructions: r?.instructions ?? 0,
         wfiMilliseconds: r?.wfiMilliseconds ?? 0,
