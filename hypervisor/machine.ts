@@ -49,7 +49,7 @@ export interface MachineConfig {
   spareFrames?: number;
   /** How the copies stay identical when harts race (sync/strategy.ts; default `striped`). */
   sync?: SyncStrategy;
-  /** The execution engine (vcpu/hart.ts EngineChoice; default: the interpreter alone). */
+  /** The execution engine (vcpu/hart.ts EngineChoice; default: vcpu/jit.ts defaultEngineName). */
   engine?: EngineChoice;
   /**
    * Run each hart in its own worker thread (the default for `kmemvisor run`). Otherwise all harts

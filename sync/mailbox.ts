@@ -133,6 +133,9 @@ export class MmioMailboxServer extends MailboxView {
       const box = base + HartSlot.MAILBOX;
       const state = (box + Field.STATE) >> 2;
       if (Atomics.load(this.words, state) !== State.Posted) continue;
+      // Again, now that the request is seen: the hart may have posted more since the drain above
+      // (then found its ring full and asked instead), and those come first.
+      served += this.drainPosted();
       const v = this.view;
       const width = v.getInt32(box + Field.WIDTH, true) as AccessWidth;
       const addr = v.getUint32(box + Field.ADDR, true);

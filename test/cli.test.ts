@@ -229,4 +229,12 @@ test("--engine jit runs a guest; bad engine flags and KMEMVISOR_ENGINE values ar
   const env = await kmemvisor(["run", hello], { env: { KMEMVISOR_ENGINE: "fast" } });
   t.is(env.status, 64);
   t.regex(env.stderr, /KMEMVISOR_ENGINE must be one of interp, jit, got "fast"/);
+  // Unnamed, the engine is the translator (its statistics are in the report); KMEMVISOR_ENGINE picks.
+  const engineOf = async (value: string) => {
+    const r = await kmemvisor(["run", "--json", hello], { env: { KMEMVISOR_ENGINE: value } });
+    t.is(r.status, 0, r.stderr);
+    return (JSON.parse(r.stderr.trim().split("\n").pop()!) as { harts: { jit?: unknown }[] }).harts[0]!.jit === undefined ? "interp" : "jit";
+  };
+  t.is(await engineOf(""), "jit", "the default engine");
+  t.is(await engineOf("interp"), "interp");
 });

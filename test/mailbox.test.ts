@@ -14,11 +14,14 @@ const newMemory = () => new WebAssembly.Memory({ initial: layout.totalBytes / 65
 /** A device that records every access in order; reads return how many writes it has seen. */
 class RecordingDevice implements MmioHandler {
   readonly log: string[] = [];
+  /** Busy time per write, so that a hart posting fast fills its ring. */
+  constructor(private readonly writeMicros = 0) {}
   read(addr: number, width: AccessWidth): bigint {
     this.log.push(`r ${addr.toString(16)}/${width}`);
     return BigInt(this.log.filter((entry) => entry.startsWith("w")).length);
   }
   write(addr: number, width: AccessWidth, value: bigint): boolean {
+    for (const start = performance.now(); performance.now() - start < this.writeMicros / 1000; );
     this.log.push(`w ${addr.toString(16)}/${width}=${value}`);
     return true;
   }
@@ -72,6 +75,18 @@ test("a full ring refuses the post; the synchronous write that follows drains it
   t.is(results.filter((r) => r === false).length, 5, "and every one after it");
   const expected = Array.from({ length: POSTED_RING_ENTRIES }, (_, i) => `w 10/1=${i}`);
   t.deepEqual(device.log, [...expected, "w 18/4=99"], "the accepted posts were carried out, in order, before the write");
+});
+
+test("a hart posting faster than the device takes writes: posts and the writes of a full ring keep their order", async (t) => {
+  const memory = newMemory();
+  const device = new RecordingDevice(5);
+  const server = new MmioMailboxServer(memory.buffer, [layout.hartOffset(0)], layout.controlOffset, device);
+  const n = 5000;
+  await runHart(memory, server, 0, [["count", 0x10, 1, n]]);
+  const values = device.log.map((entry) => Number(entry.split("=")[1]));
+  t.is(values.length, n);
+  const firstOutOfOrder = values.findIndex((v, i) => v !== i);
+  t.is(firstOutOfOrder, -1, `value ${values[firstOutOfOrder]} came at position ${firstOutOfOrder}`);
 });
 
 test("shortcuts: only the declared register, one byte wide, while the device allows it", (t) => {

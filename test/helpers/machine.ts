@@ -22,7 +22,7 @@ export interface RunProgramOptions {
   ramSize?: number;
   harts?: number;
   timeoutMs?: number;
-  /** Execution engine (default: the Machine's, i.e. KMEMVISOR_ENGINE or the interpreter). */
+  /** Execution engine (default: the Machine's, i.e. KMEMVISOR_ENGINE or the translator). */
   engine?: EngineChoice;
   /** Copies of guest RAM (`--mirror vm --nmr N`); default 1. */
   copies?: number;
