@@ -43,10 +43,13 @@ async function runHart(memory: WebAssembly.Memory, server: MmioMailboxServer, ha
   const exited = new Promise((resolve) => worker.on("exit", resolve));
   let done = false;
   void exited.then(() => (done = true));
+  // Atomics.waitAsync does not keep Node's event loop alive (nor does an exited worker): this does.
+  const keepAlive = setInterval(() => {}, 1000);
   while (!done) {
     server.serve();
     await server.waitForRequests(1);
   }
+  clearInterval(keepAlive);
   if (failure) throw failure;
   return result!;
 }
