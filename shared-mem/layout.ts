@@ -133,7 +133,7 @@ export const TLB_SETS = 9;
  * width: u32, value: u64}.
  */
 export const POSTED_RING_OFFSET = TLB_OFFSET + TLB_SETS * TLB_SET_SIZE;
-export const POSTED_RING_ENTRIES = 128;
+export const POSTED_RING_ENTRIES = 128; // a power of two (slots are index & (entries - 1))
 export const POSTED_RING_HEADER = 128;
 export const POSTED_ENTRY_SIZE = 16;
 export const HART_AREA_SIZE = alignUp(POSTED_RING_OFFSET + POSTED_RING_HEADER + POSTED_RING_ENTRIES * POSTED_ENTRY_SIZE, PAGE_SIZE);

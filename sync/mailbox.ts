@@ -80,12 +80,13 @@ export class MmioMailboxClient extends MailboxView implements MmioHandler {
   tryPost(addr: number, width: AccessWidth, value: bigint): boolean {
     const ring = this.ring;
     const tail = Atomics.load(this.words, (ring + Ring.TAIL) >> 2);
-    if (tail - Atomics.load(this.words, (ring + Ring.HEAD) >> 2) >= POSTED_RING_ENTRIES) return false;
-    const entry = ring + POSTED_RING_HEADER + (tail % POSTED_RING_ENTRIES) * POSTED_ENTRY_SIZE;
+    // The indices run free and wrap at 2^32 (| 0): differences and slots stay right across the wrap.
+    if (((tail - Atomics.load(this.words, (ring + Ring.HEAD) >> 2)) | 0) >= POSTED_RING_ENTRIES) return false;
+    const entry = ring + POSTED_RING_HEADER + (tail & (POSTED_RING_ENTRIES - 1)) * POSTED_ENTRY_SIZE;
     this.view.setUint32(entry, addr, true);
     this.view.setUint32(entry + 4, width, true);
     this.view.setBigUint64(entry + 8, BigInt.asUintN(64, value), true);
-    Atomics.store(this.words, (ring + Ring.TAIL) >> 2, tail + 1);
+    Atomics.store(this.words, (ring + Ring.TAIL) >> 2, (tail + 1) | 0);
     this.ringDoorbell();
     return true;
   }
@@ -173,8 +174,8 @@ export class MmioMailboxServer extends MailboxView {
       const tail = Atomics.load(this.words, (ring + Ring.TAIL) >> 2);
       let head = Atomics.load(this.words, headIndex);
       if (head === tail) continue;
-      for (; head !== tail; head++) {
-        const entry = ring + POSTED_RING_HEADER + (head % POSTED_RING_ENTRIES) * POSTED_ENTRY_SIZE;
+      for (; head !== tail; head = (head + 1) | 0) {
+        const entry = ring + POSTED_RING_HEADER + (head & (POSTED_RING_ENTRIES - 1)) * POSTED_ENTRY_SIZE;
         const v = this.view;
         try {
           this.handler.write(v.getUint32(entry, true), v.getUint32(entry + 4, true) as AccessWidth, v.getBigUint64(entry + 8, true));

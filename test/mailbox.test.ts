@@ -4,7 +4,7 @@
  */
 import test from "ava";
 import { Worker } from "node:worker_threads";
-import { computeLayout, POSTED_RING_ENTRIES } from "../shared-mem/layout.ts";
+import { computeLayout, POSTED_RING_ENTRIES, POSTED_RING_OFFSET } from "../shared-mem/layout.ts";
 import { MmioMailboxServer, MmioShortcuts, type MmioHandler } from "../sync/mailbox.ts";
 import type { AccessWidth } from "../hypervisor/devices/device.ts";
 
@@ -80,17 +80,22 @@ test("a full ring refuses the post; the synchronous write that follows drains it
   t.deepEqual(device.log, [...expected, "w 18/4=99"], "the accepted posts were carried out, in order, before the write");
 });
 
-test("a hart posting faster than the device takes writes: posts and the writes of a full ring keep their order", async (t) => {
-  const memory = newMemory();
-  const device = new RecordingDevice(5);
-  const server = new MmioMailboxServer(memory.buffer, [layout.hartOffset(0)], layout.controlOffset, device);
-  const n = 5000;
-  await runHart(memory, server, 0, [["count", 0x10, 1, n]]);
-  const values = device.log.map((entry) => Number(entry.split("=")[1]));
-  t.is(values.length, n);
-  const firstOutOfOrder = values.findIndex((v, i) => v !== i);
-  t.is(firstOutOfOrder, -1, `value ${values[firstOutOfOrder]} came at position ${firstOutOfOrder}`);
-});
+for (const start of [0, 0x7fff_ff00]) {
+  test(`a hart posting faster than the device takes writes: posts and the writes of a full ring keep their order (ring indices from 0x${start.toString(16)})`, async (t) => {
+    const memory = newMemory();
+    // From just below 2^31 the indices wrap (to negative i32) half-way through.
+    const ring = new Int32Array(memory.buffer, layout.hartOffset(0) + POSTED_RING_OFFSET, 32);
+    ring[0] = ring[16] = start; // head (+0) and tail (+64)
+    const device = new RecordingDevice(5);
+    const server = new MmioMailboxServer(memory.buffer, [layout.hartOffset(0)], layout.controlOffset, device);
+    const n = 5000;
+    await runHart(memory, server, 0, [["count", 0x10, 1, n]]);
+    const values = device.log.map((entry) => Number(entry.split("=")[1]));
+    t.is(values.length, n);
+    const firstOutOfOrder = values.findIndex((v, i) => v !== i);
+    t.is(firstOutOfOrder, -1, `value ${values[firstOutOfOrder]} came at position ${firstOutOfOrder}`);
+  });
+}
 
 test("shortcuts: only the declared register, one byte wide, while the device allows it", (t) => {
   const memory = newMemory();
