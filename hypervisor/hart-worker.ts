@@ -17,7 +17,6 @@ import { PageRecovery, UnrecoverableMemoryError } from "../mirror/recovery.ts";
 import { MirrorControl } from "../mirror/policy.ts";
 import { requestTlbShootdown } from "../vcpu/interrupts.ts";
 import { Clint, CLINT_BASE, CLINT_SIZE } from "./devices/clint.ts";
-import type { AccessWidth } from "./devices/device.ts";
 
 export interface HartTask {
   memory: WebAssembly.Memory;
@@ -81,9 +80,7 @@ export function runHart(task: HartTask): HartTaskResult {
   // The main thread's devices may DMA while serving a request: a hart that owns guest memory
   // (sync/owner.ts) lets go of it while it waits for the reply.
   const owner = hartOwnsMemory(layout) ? new MemoryOwner(words, layout) : undefined;
-  const mailboxRead = (addr: number, width: AccessWidth) => (owner ? owner.setAside(() => mailbox.read(addr, width)) : mailbox.read(addr, width));
-  const mailboxWrite = (addr: number, width: AccessWidth, value: bigint) =>
-    owner ? owner.setAside(() => mailbox.write(addr, width, value)) : mailbox.write(addr, width, value);
+  const viaMailbox = <T,>(call: () => T): T => (owner ? owner.setAside(call) : call());
   // Console output without round trips: THR writes posted, LSR read from the UART's copy.
   const shortcuts = new MmioShortcuts(buffer, layout.controlOffset);
   const inClint = (addr: number) => addr >= CLINT_BASE && addr < CLINT_BASE + CLINT_SIZE;
@@ -93,9 +90,9 @@ export function runHart(task: HartTask): HartTaskResult {
     interpreter: task.interpreter,
     engine: task.engine,
     connectTranslator: () => task.translatorPort,
-    mmioRead: (addr, width) => (inClint(addr) ? clint.read(addr - CLINT_BASE, width) : (shortcuts.copyOf(addr, width) ?? mailboxRead(addr, width))),
+    mmioRead: (addr, width) => (inClint(addr) ? clint.read(addr - CLINT_BASE, width) : (shortcuts.copyOf(addr, width) ?? viaMailbox(() => mailbox.read(addr, width)))),
     mmioWrite: (addr, width, value) => {
-      if (!inClint(addr)) return (shortcuts.postable(addr, width) && mailbox.tryPost(addr, width, value)) || mailboxWrite(addr, width, value);
+      if (!inClint(addr)) return (shortcuts.postable(addr, width) && mailbox.tryPost(addr, width, value)) || viaMailbox(() => mailbox.write(addr, width, value));
       clint.write(addr - CLINT_BASE, width, value);
       return true;
     },

@@ -14,7 +14,9 @@
  * and a store outside them invalidates nothing. The chunks are recorded when a translation is
  * installed; until then (both words zero) the whole frame counts. A translation whose chunks
  * changed between reading the bytes and recording them is caught by its installer, which records
- * first and compares the chunks' bytes with memory after (vcpu/jit.ts).
+ * first and compares the chunks' bytes with memory after (vcpu/jit.ts). An installer that then
+ * finds its translation stale leaves its record behind: that only narrows what counts as code
+ * before the next translation is installed, whose own comparison still guards it.
  *
  * The heat table beside it (layout.heatOffset) counts, per frame, the interpreter's jumps within
  * it; vcpu/jit.ts compiles a frame once its heat reaches the threshold.
@@ -35,6 +37,11 @@ export function chunksOf(offset: number, length: number): [number, number] {
     else mask[1] |= 1 << (chunk - 32);
   }
   return mask;
+}
+
+/** Whether `chunk` is in a mask laid out as chunksOf's. */
+export function hasChunk(mask: readonly [number, number], chunk: number): boolean {
+  return (((chunk < 32 ? mask[0] : mask[1]) >>> (chunk & 31)) & 1) !== 0;
 }
 
 export class CodeMap {

@@ -24,7 +24,7 @@ import { DiskImage } from "../hypervisor/disk-image.ts";
 import { Machine, type HartStats, type RunResult } from "../hypervisor/machine.ts";
 import { compareCopies } from "../mirror/copies.ts";
 import { parseMirrorPolicy } from "../mirror/policy.ts";
-import { chunksOf, CodeMap } from "../shared-mem/code-pages.ts";
+import { chunksOf, CodeMap, hasChunk } from "../shared-mem/code-pages.ts";
 import { computeLayout, HartSlot, PAGE_SIZE, type SyncStrategy } from "../shared-mem/layout.ts";
 import type { EngineChoice } from "../vcpu/hart.ts";
 import { translatePage } from "../vcpu/translator.ts";
@@ -126,6 +126,7 @@ test("code map: the chunks a translation records decide which writes invalidate 
   t.deepEqual(chunksOf(60, 8), [0b11, 0], "a write across a chunk boundary touches both");
   t.deepEqual(chunksOf(2048, 1), [0, 1], "chunk 32 is bit 0 of the second word");
   t.deepEqual(chunksOf(4095, 8), [0, 1 << 31], "clipped at the frame's end");
+  t.deepEqual([0, 31, 32, 63].map((chunk) => hasChunk(chunksOf(2000, 100), chunk)), [false, true, true, false], "hasChunk reads the same layout");
   const layout = computeLayout({ ramSize: 1 << 20, copies: 1, spareFrames: 0, harts: 1 });
   const memory = new WebAssembly.Memory({ initial: layout.totalBytes / 65536, maximum: layout.totalBytes / 65536, shared: true });
   const map = new CodeMap(memory.buffer, layout);

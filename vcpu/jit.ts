@@ -21,7 +21,7 @@
  */
 import { HartSlot, PAGE_SIZE, type MemoryLayout } from "../shared-mem/layout.ts";
 import { cachedFetchPage } from "./tlb.ts";
-import { CODE_CHUNK_SHIFT, type CodeMap } from "../shared-mem/code-pages.ts";
+import { CODE_CHUNK_SHIFT, hasChunk, type CodeMap } from "../shared-mem/code-pages.ts";
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from "node:worker_threads";
 import { translateRequest, type TranslationReply, type TranslationRequest, type TranslatorWorkerData } from "./translator-worker.ts";
 import type { EngineMemory } from "./wasm/wasm-sem.ts";
@@ -259,7 +259,7 @@ export class Jit {
   /** Whether the frame's code chunks still hold the bytes a translation was made from. */
   private stillHolds(frame: number, bytes: Uint8Array, codeChunks: readonly [number, number]): boolean {
     for (let chunk = 0; chunk < PAGE_SIZE >> CODE_CHUNK_SHIFT; chunk++) {
-      if (((chunk < 32 ? codeChunks[0] >>> chunk : codeChunks[1] >>> (chunk - 32)) & 1) === 0) continue;
+      if (!hasChunk(codeChunks, chunk)) continue;
       const from = chunk << CODE_CHUNK_SHIFT;
       const to = from + (1 << CODE_CHUNK_SHIFT);
       if (Buffer.compare(this.bytes.subarray(frame * PAGE_SIZE + from, frame * PAGE_SIZE + to), bytes.subarray(from, to)) !== 0) return false;
