@@ -67,7 +67,6 @@ export class GuestDmaMemory implements DmaMemory {
   write(gpa: number, data: Uint8Array): void {
     this.pieces(gpa, data.length, (host, at, n) => {
       const piece = data.subarray(at, at + n);
-      this.codeMap.invalidateRange(host, n);
       // Copies first, primary last: guests read only the primary, so a guest that sees the new
       // data (an HTIF reply, a used-ring index) and at once overwrites it cannot be overtaken by
       // our late write to a mirror, which would leave the copies different.
@@ -75,6 +74,8 @@ export class GuestDmaMemory implements DmaMemory {
         for (const mirror of this.mirrors) this.bytes.set(piece, host + mirror);
         this.bytes.set(piece, host);
       });
+      // After the write (shared-mem/code-pages.ts): code translated from the old bytes goes.
+      this.codeMap.invalidateRange(host, n);
     });
   }
 

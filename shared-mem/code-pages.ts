@@ -11,12 +11,19 @@
  * Code and data often share a frame (a small program's .data and .bss follow its .text; a kernel's
  * too). So that stores to the data do not throw the code's translations away, each frame also
  * records which of its 64-byte chunks translated instructions lie in (layout.codeChunksOffset),
- * and a store outside them invalidates nothing. The chunks are recorded when a translation is
- * installed; until then (both words zero) the whole frame counts. A translation whose chunks
- * changed between reading the bytes and recording them is caught by its installer, which records
- * first and compares the chunks' bytes with memory after (vcpu/jit.ts). An installer that then
- * finds its translation stale leaves its record behind: that only narrows what counts as code
- * before the next translation is installed, whose own comparison still guards it.
+ * and a store outside them invalidates nothing.
+ *
+ * The chunks are recorded when a translation is installed, and its installer then compares the
+ * chunks' bytes with the bytes it was translated from (vcpu/jit.ts). So a store that lands while
+ * a frame is marked but nothing is installed yet (both words zero) need invalidate nothing: the
+ * installer's comparison sees it. That holds for writers that check *after* their write lands
+ * (invalidateWrite): a check that finds no chunks came before the record, so the write came
+ * before the comparison. (Before this, such stores invalidated the pending translation: cpubound,
+ * whose .bss shares its first page with .text, lost its first translation on every run.) A writer
+ * that can only check before it writes (an atomic the engine carries out after its slow path
+ * returned) uses invalidateBeforeWrite, for which a frame without chunks counts as code whole.
+ * An installer that finds its translation stale leaves its record behind: that only narrows what
+ * counts as code before the next translation is installed, whose own comparison still guards it.
  *
  * The heat table beside it (layout.heatOffset) counts, per frame, the interpreter's jumps within
  * it; vcpu/jit.ts compiles a frame once its heat reaches the threshold.
@@ -68,17 +75,31 @@ export class CodeMap {
     return [Atomics.load(this.chunks, 2 * frame), Atomics.load(this.chunks, 2 * frame + 1)];
   }
 
-  /** Whether a write of [offset, offset + length) of the frame may change translated code. */
-  writeTouchesCode(frame: number, offset: number, length: number): boolean {
+  /**
+   * Whether a write of [offset, offset + length) of the frame may change installed translated code
+   * (`noneRecorded`: the answer when the frame has no chunks recorded yet).
+   */
+  writeTouchesCode(frame: number, offset: number, length: number, noneRecorded = false): boolean {
     const [low, high] = this.codeChunks(frame);
-    if (low === 0 && high === 0) return true;
+    if (low === 0 && high === 0) return noneRecorded;
     const [writeLow, writeHigh] = chunksOf(offset, length);
     return (low & writeLow) !== 0 || (high & writeHigh) !== 0;
   }
 
-  /** A write of [offset, offset + length) of the frame: invalidate it if the write may change code. */
+  /**
+   * A write of [offset, offset + length) of the frame has landed: invalidate the frame if the
+   * write may have changed translated code. Returns whether it did.
+   */
   invalidateWrite(frame: number, offset: number, length: number): boolean {
     return this.hasCode(frame) && this.writeTouchesCode(frame, offset, length) && this.invalidate(frame);
+  }
+
+  /**
+   * A write of [offset, offset + length) of the frame is about to land: invalidate the frame if it
+   * may change code, counting the whole frame while a translation is pending (header).
+   */
+  invalidateBeforeWrite(frame: number, offset: number, length: number): boolean {
+    return this.hasCode(frame) && this.writeTouchesCode(frame, offset, length, true) && this.invalidate(frame);
   }
 
   /** Whether some hart may hold a translation of this frame (stores to it must invalidate). */
@@ -118,7 +139,7 @@ export class CodeMap {
     return true;
   }
 
-  /** Invalidate every frame whose code [hostOffset, hostOffset + length) may change (DMA, host writes). */
+  /** Host writes to [hostOffset, hostOffset + length) have landed (DMA): invalidate the frames whose code they may have changed. */
   invalidateRange(hostOffset: number, length: number): void {
     if (length <= 0) return;
     const end = hostOffset + length;

@@ -457,10 +457,9 @@ export class Hart {
 
   /**
    * Translate and, when the page is RAM, fill the TLB. Returns the host offset (RAM), or the
-   * physical address as a bigint (not RAM: MMIO), or a fault cause as { fault }. `width`: the
-   * bytes a store writes (whether it reaches translated code).
+   * physical address as a bigint (not RAM: MMIO), or a fault cause as { fault }.
    */
-  private access(vaddr: bigint, kind: AccessKind, width = 8): number | bigint | { fault: number } {
+  private access(vaddr: bigint, kind: AccessKind): number | bigint | { fault: number } {
     const priv = kind === AccessKind.Fetch ? this.priv : this.dataPriv();
     for (;;) {
       try {
@@ -469,16 +468,9 @@ export class Hart {
         const host = this.physical.hostOffset(t.paddr);
         if (host < 0) return t.paddr;
         let cacheable = true;
-        if (kind === AccessKind.Store && this.codeMap) {
-          if (this.codeMap.invalidateWrite(host >>> 12, host & 0xfff, width)) {
-            // A store into translated code: every hart's translation of the page is now stale.
-            // Leave the engine after this instruction, which may be running that very code.
-            this.requestReturn();
-          }
-          // A store to data that shares the frame with translated code (code-pages.ts) leaves the
-          // code alone, but the frame stays out of the store TLB: the next store may hit the code.
-          cacheable = !this.codeMap.hasCode(host >>> 12);
-        }
+        // A frame with translated code stays out of the store TLB, so that every store to it
+        // comes here and its caller can invalidate the code (storedTo, or before an atomic).
+        if (kind === AccessKind.Store && this.codeMap) cacheable = !this.codeMap.hasCode(host >>> 12);
         const mirrored = kind === AccessKind.Store && this.isProtected(t.paddr);
         if (cacheable) this.tlb.fill(priv, kind, vaddr, host & ~0xfff, mirrored && this.env.perPageProtection);
         // Without per-page protection the engine mirrors every page it stores to, and so do we.
@@ -538,7 +530,7 @@ export class Hart {
     if ((Number(va & 0xfffn) + width) > 4096) {
       // Translate every byte first, so that a fault on the second page leaves memory untouched.
       for (let i = 0; i < width; i++) {
-        const where = this.access(va + BigInt(i), AccessKind.Store, 1);
+        const where = this.access(va + BigInt(i), AccessKind.Store);
         if (typeof where === "object") return this.raise(where.fault, va + BigInt(i));
         if (typeof where === "bigint") return this.raise(Cause.StoreAccessFault, va + BigInt(i));
       }
@@ -546,21 +538,32 @@ export class Hart {
       if (this.lastStoreMirrored) this.countMirroredStore();
       return;
     }
-    const where = this.access(va, AccessKind.Store, width);
+    const where = this.access(va, AccessKind.Store);
     if (typeof where === "number") {
-      if (!this.lastStoreMirrored) return writeLittleEndian(this.view, where, width, value);
-      this.mirrorLocks.forStore(where, width, () => {
-        writeLittleEndian(this.view, where, width, value);
-        for (const offset of this.mirrorOffsets) writeLittleEndian(this.view, where + offset, width, value);
-      });
-      if (counted) this.countMirroredStore();
-      return;
+      if (!this.lastStoreMirrored) writeLittleEndian(this.view, where, width, value);
+      else {
+        this.mirrorLocks.forStore(where, width, () => {
+          writeLittleEndian(this.view, where, width, value);
+          for (const offset of this.mirrorOffsets) writeLittleEndian(this.view, where + offset, width, value);
+        });
+        if (counted) this.countMirroredStore();
+      }
+      return this.storedTo(where, width);
     }
     if (typeof where === "object") return this.raise(where.fault, va);
     const masked = BigInt.asUintN(width * 8, value);
     if (where >= 0x1_0000_0000n || !this.env.mmioWrite(Number(where), width as AccessWidth, masked)) {
       this.raise(Cause.StoreAccessFault, va);
     }
+  }
+
+  /**
+   * A store of `width` bytes at host offset `host` has landed (code-pages.ts: checked after the
+   * write). If it reached translated code, every hart's translation of the page is now stale: leave
+   * the engine after this instruction, which may be running that very code.
+   */
+  private storedTo(host: number, width: number): void {
+    if (this.codeMap?.invalidateWrite(host >>> 12, host & 0xfff, width)) this.requestReturn();
   }
 
   /**
@@ -571,6 +574,8 @@ export class Hart {
     const va = BigInt.asUintN(64, addr);
     const where = this.access(va, kind);
     if (typeof where === "number") {
+      // The engine writes after this returns, so code is invalidated before the write (code-pages.ts).
+      if (kind === AccessKind.Store && this.codeMap?.invalidateBeforeWrite(where >>> 12, where & 0xfff, 8)) this.requestReturn();
       return kind === AccessKind.Store && this.env.perPageProtection && this.lastStoreMirrored ? where | 1 : where;
     }
     this.raise(typeof where === "object" ? where.fault : ACCESS_FAULT[kind], va);

@@ -31,8 +31,17 @@ import { requestTlbShootdown } from "./interrupts.ts";
 export const DEFAULT_JIT_THRESHOLD = 2000;
 /** After a hot frame could not be entered, the interpreter's jumps there before it asks again. */
 const RETRY_JUMPS = 16;
-/** ... and while its translation is being made. */
+/** ... and while its translation is being made, when the hart has an older one of the frame to go back to. */
 const PENDING_JUMPS = 512;
+/**
+ * The heat of a frame whose first translation is being made: the interpreter runs on there
+ * without coming back (each return costs a host round of several microseconds, and at every 512
+ * jumps these were cpubound's first ~40 ms at 5–45 MIPS) until the translator thread, having
+ * posted the translation, sets the heat to the threshold (TranslationRequest.readyHeat).
+ */
+const AWAITING_HEAT = -(1 << 29);
+/** The heat of a frame left to the interpreter for good (below AWAITING_HEAT: no signal raises it). */
+const NEVER_HEAT = -(1 << 30);
 /** Times the guest enters a translated page at an offset it lacks before the page is recompiled. */
 const HOT_ENTRY = 4;
 /** After this many recompilations (for newly found entries) a page keeps what it has. */
@@ -167,6 +176,8 @@ export interface JitStats {
   recompiles: number;
   instructionsTranslated: number;
   invalidations: number;
+  /** Translations thrown away on arrival: their page's code changed while they were being made. */
+  staleOnArrival: number;
   compileMilliseconds: number;
 }
 
@@ -180,7 +191,7 @@ export class Jit {
   private port: MessagePort | undefined;
   private askedForPort = false;
   private synchronous: boolean;
-  readonly stats: JitStats = { pagesCompiled: 0, recompiles: 0, instructionsTranslated: 0, invalidations: 0, compileMilliseconds: 0 };
+  readonly stats: JitStats = { pagesCompiled: 0, recompiles: 0, instructionsTranslated: 0, invalidations: 0, staleOnArrival: 0, compileMilliseconds: 0 };
 
   constructor(private readonly env: JitEnvironment, private readonly options: JitOptions) {
     this.u32 = new Uint32Array(env.memory.buffer);
@@ -202,10 +213,15 @@ export class Jit {
       const codeMap = this.env.codeMap;
       const heat = codeMap.heatOf(this.lastFrame);
       if (heat >= this.options.threshold) {
-        codeMap.setHeat(this.lastFrame, this.options.threshold - (this.pending.has(this.lastFrame) ? PENDING_JUMPS : RETRY_JUMPS));
+        codeMap.setHeat(this.lastFrame, this.pending.has(this.lastFrame) ? this.pendingHeat(this.lastFrame) : this.options.threshold - RETRY_JUMPS);
       }
     }
     return run;
+  }
+
+  /** The heat a frame gets while its translation is being made. */
+  private pendingHeat(frame: number): number {
+    return this.pages.has(frame) ? this.options.threshold - PENDING_JUMPS : AWAITING_HEAT;
   }
 
   /** Frame of the pc at the last lookup, or -1 when it had none. */
@@ -277,7 +293,7 @@ export class Jit {
     const count = (this.invalidationsOf.get(frame) ?? 0) + 1;
     this.invalidationsOf.set(frame, count);
     // Code that rewrites itself over and over is cheaper to interpret than to recompile.
-    if (count >= MAX_INVALIDATIONS) this.env.codeMap.setHeat(frame, -0x4000_0000);
+    if (count >= MAX_INVALIDATIONS) this.env.codeMap.setHeat(frame, NEVER_HEAT);
   }
 
   /** The guest entered a translated page at an offset it has no entry for. */
@@ -288,7 +304,10 @@ export class Jit {
     // the guest keeps using is worth translating the page again.
     if (seen < HOT_ENTRY || page.recompiles >= MAX_RECOMPILES || this.pending.has(page.frame)) return undefined;
     this.stats.recompiles++;
-    const again = this.request(page.frame, page.vpnLow, page.vpnHigh, [...page.entries, ...page.misses.keys()], page.recompiles + 1);
+    // Where the guest now enters the page first, the most used first: the translator spends its
+    // budget of instructions beyond the wanted code on what these reach (translator.ts discover).
+    const missed = [...page.misses].sort((a, b) => b[1] - a[1]).map(([at]) => at);
+    const again = this.request(page.frame, page.vpnLow, page.vpnHigh, [...missed, ...page.entries], page.recompiles + 1);
     return again?.entries.has(offset) ? again : undefined;
   }
 
@@ -309,12 +328,16 @@ export class Jit {
     }
     const fuzz = this.options.extraEntries;
     const extra = fuzz ? extraEntriesFor(frame, fuzz.seed, fuzz.percent) : [];
-    const request: TranslationRequest = { frame, vpnLow, vpnHigh, generation, wanted: [...wanted, ...extra], recompiles };
+    const request: TranslationRequest = {
+      frame, vpnLow, vpnHigh, generation, wanted: [...wanted, ...extra], recompiles,
+      readyHeat: { index: (this.env.layout.heatOffset >> 2) + frame, value: this.options.threshold, notBelow: AWAITING_HEAT },
+    };
     const port = this.synchronous ? undefined : this.translatorPort();
     if (!port) return this.install(translateRequest(this.env.memory, this.env.engineMemory, request, { everyInstruction: this.options.lockstep }));
     this.pending.set(frame, request);
-    // The interpreter runs on meanwhile; it comes back (and finds the translation) when hot again.
-    codeMap.setHeat(frame, this.options.threshold - PENDING_JUMPS);
+    // The interpreter runs on meanwhile; it comes back (and finds the translation) when the frame is
+    // hot again, or at once when the translator signals it through the heat.
+    codeMap.setHeat(frame, this.pendingHeat(frame));
     port.postMessage(request);
     return undefined;
   }
@@ -341,12 +364,16 @@ export class Jit {
     // invalidates (code-pages.ts), and then look for one that came before.
     this.env.codeMap.recordCodeChunks(frame, reply.codeChunks);
     // Code changed while it was being translated: the result is stale.
-    if (reply.generation !== this.env.codeMap.generation(frame)) return undefined;
+    if (reply.generation !== this.env.codeMap.generation(frame)) {
+      this.stats.staleOnArrival++;
+      return undefined;
+    }
     // The same, for a store that reached the page without invalidating it (through a store-TLB
     // entry another hart had not yet dropped when the page was marked; to chunks an earlier
     // translation did not cover) — or a translation the thread made for another hart before such
     // a store: compare the bytes it was made from.
     if (!this.stillHolds(frame, reply.bytes, reply.codeChunks)) {
+      this.stats.staleOnArrival++;
       this.env.codeMap.invalidate(frame);
       return undefined;
     }

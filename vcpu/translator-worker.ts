@@ -23,6 +23,13 @@ export interface TranslationRequest {
   generation: number;
   wanted: number[];
   recompiles: number;
+  /**
+   * Where the requesting hart's interpreter counts the frame's heat (an i32 index into guest
+   * memory's buffer) and the value that makes it come back for the translation: stored once the
+   * reply is posted (vcpu/jit.ts AWAITING_HEAT), unless the heat is below `notBelow` (the frame is
+   * no longer to be translated at all).
+   */
+  readyHeat?: { index: number; value: number; notBelow: number };
 }
 
 export interface TranslationReply extends TranslationRequest {
@@ -67,11 +74,8 @@ function branch(offset: number, rs1: number, rs2: number, funct3: number): numbe
   ) >>> 0;
 }
 
-/**
- * Translate a made-up page a few times while the VM boots, so that the translator's own
- * JavaScript is optimised by the time the guest's first page is hot (cold, it is ~10× slower).
- */
-function warmUp(engineMemory: EngineMemory): void {
+/** A made-up page of code for warmUpStep: a loop of common instructions, repeated. */
+function warmUpPage(): Uint8Array {
   const loop = [
     0x00150513, // addi a0, a0, 1
     0x00b50633, // add a2, a0, a1
@@ -82,14 +86,32 @@ function warmUp(engineMemory: EngineMemory): void {
     0x34002573, // csrr a0, mscratch
   ];
   const words: number[] = [];
-  while (words.length < 400) {
+  while (words.length < WARM_UP_WORDS) {
     words.push(...loop, branch(-4 * loop.length, 10, 11, 1)); // bne a0, a1, back to the loop's start
   }
   words.push(0x00008067); // ret
   const page = new Uint8Array(PAGE_SIZE);
   const view = new DataView(page.buffer);
   words.forEach((word, i) => view.setUint32(i * 4, word, true));
-  for (let round = 0; round < 3; round++) translatePage(engineMemory, 1, page, 0x8000_0000n, [0]);
+  return page;
+}
+
+/** Translations of the made-up page while the VM boots (warmUpStep). */
+const WARM_UP_ROUNDS = 16;
+/** Instructions in it: few, so that a request waits for at most one short round. */
+const WARM_UP_WORDS = 64;
+
+/**
+ * Translate the made-up page once (and only translate: nothing is compiled), so that the
+ * translator's own JavaScript is optimised by the time the guest's first page is hot (cold, it is
+ * ~10× slower). One round per turn of the event loop, and none once a real request has come: the
+ * rounds took 70–120 ms together on a loaded machine, and a guest whose first page got hot
+ * meanwhile waited for all of them.
+ */
+function warmUpStep(engineMemory: EngineMemory, page: Uint8Array, round: number, busy: () => boolean): void {
+  if (round >= WARM_UP_ROUNDS || busy()) return;
+  translatePage(engineMemory, 1, page, 0x8000_0000n, [0]);
+  setImmediate(() => warmUpStep(engineMemory, page, round + 1, busy));
 }
 
 /**
@@ -111,8 +133,15 @@ if (data?.kmemvisorTranslator === true && data.memory && data.engineMemory && pa
     done.set(key, reply);
     return reply;
   };
-  warmUp(engineMemory);
+  let requested = false;
+  setImmediate(() => warmUpStep(engineMemory, warmUpPage(), 0, () => requested));
+  const heat = new Int32Array(memory.buffer);
   parentPort.on("message", ({ port }: { port: MessagePort }) => {
-    port.on("message", (request: TranslationRequest) => port.postMessage(serve(request)));
+    port.on("message", (request: TranslationRequest) => {
+      requested = true;
+      port.postMessage(serve(request));
+      const ready = request.readyHeat;
+      if (ready && Atomics.load(heat, ready.index) >= ready.notBelow) Atomics.store(heat, ready.index, ready.value);
+    });
   });
 }

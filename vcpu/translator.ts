@@ -157,9 +157,13 @@ export function discover(
   // The straight-line code at every wanted entry, then breadth first from there up to a limit:
   // the code near where the guest runs is what is hot, and translation time grows with size
   // (entries found later cost a recompile).
+  // (The limit counts from the wanted code: a recompile for newly entered offsets also gets the
+  // code their branches reach, instead of learning it one missed entry, and one recompile, at a time.)
   const wantedCount = work.length;
-  for (let next = 0; next < work.length && (next < wantedCount || code.size < maxInstructions); next++) {
-    for (let offset = work[next]!; !code.has(offset) && (next < wantedCount || code.size < maxInstructions); ) {
+  let limit = Infinity;
+  for (let next = 0; next < work.length && code.size < limit; next++) {
+    if (next === wantedCount) limit = code.size + maxInstructions;
+    for (let offset = work[next]!; !code.has(offset) && code.size < limit; ) {
       const d = decodeAt(page, offset);
       if (!d) break;
       code.set(offset, d);
