@@ -127,7 +127,7 @@ export function formatStats(result: RunResult): string {
     if (j) {
       lines.push(
         `hart ${h.hart} jit: ${j.pagesCompiled} page(s) translated (${j.instructionsTranslated} instructions, ${j.recompiles} recompiled), ` +
-          `${j.invalidations} invalidated, ${j.staleOnArrival} stale on arrival, ${j.compileMilliseconds.toFixed(1)} ms compiling`,
+          `${j.invalidations} invalidated, ${j.staleOnArrival} stale on arrival, ${j.wholePagesTaken} whole-page taken, ${j.compileMilliseconds.toFixed(1)} ms compiling`,
       );
     }
   }

@@ -195,6 +195,35 @@ test("a translation made while the guest stores to data in its page arrives vali
   t.is(jit.invalidations, 0);
 });
 
+/**
+ * A page whose code the first translation could not all take (it is cut at MAX_INSTRUCTIONS beyond
+ * the wanted code): once loop A runs translated, the whole page's translation is made (on the
+ * hart's thread here, so that the test does not depend on timing; the translator thread's part
+ * is tested below); then the guest goes on through 300 instructions to loop B, which only the
+ * whole-page translation has, and that one is taken instead of a recompile.
+ */
+test("the whole page's translation is taken when the guest goes beyond the first", async (t) => {
+  const p = new Program();
+  p.li(R.s0, 100_000);
+  p.label("loopA").emit(addi(R.t1, R.t1, 1), addi(R.s0, R.s0, -1)).branch(bne, R.s0, 0, "loopA");
+  p.j("after").label("after");
+  for (let i = 0; i < 300; i++) p.emit(addi(R.a1, R.a1, 1));
+  p.li(R.s0, 100_000);
+  p.label("loopB").emit(addi(R.t2, R.t2, 1), addi(R.s0, R.s0, -1)).branch(bne, R.s0, 0, "loopB");
+  p.la(R.t0, "result").emit(sd(R.t2, 0, R.t0), sd(R.a1, 8, R.t0)).exit(0);
+  p.align(PAGE_SIZE).label("result").dword(0n).dword(0n);
+  t.true(p.address("loopB") < RAM_BASE + BigInt(PAGE_SIZE), "the test's code fits one page");
+  for (const wholeAfterMs of [0, 1e9]) {
+    const run = await runProgram(p, { engine: { ...JIT, wholeAfterMs } });
+    exited(t, run.result);
+    t.is(run.ram64(p.address("result")), 100_000n);
+    t.is(run.ram64(p.address("result") + 8n), 300n);
+    const jit = jitStats(t, run.result.harts[0]);
+    if (wholeAfterMs === 0) t.is(jit.wholePagesTaken, 1, "loop B ran from the whole page's translation");
+    else t.is(jit.wholePagesTaken, 0, "(none asked for: loop B was learnt by a recompile)");
+  }
+});
+
 test("discover: code beyond the wanted entries' own is limited from where theirs ends", (t) => {
   // Ten instructions at 0 end in a jump to 200, where three more and a return follow.
   const words = new Map<number, number>();
@@ -225,11 +254,11 @@ test("the translator thread signals a finished translation through the frame's h
   const thread = new TranslatorThread(memory, engineMemoryOf(layout, false));
   const port = thread.connect();
   port.ref();
-  const translate = (notBelow: number) =>
+  const translate = (notBelow: number, whole = false) =>
     new Promise<TranslationReply>((resolve) => {
       port.once("message", resolve);
       const request: TranslationRequest = {
-        frame: hostFrame, vpnLow: 0x80002, vpnHigh: 0, generation: 0, wanted: [0], recompiles: 0,
+        frame: hostFrame, vpnLow: 0x80002, vpnHigh: 0, generation: 0, wanted: [0], recompiles: 0, whole,
         readyHeat: { index: (layout.heatOffset >> 2) + hostFrame, value: 77, notBelow },
       };
       port.postMessage(request);
@@ -242,7 +271,8 @@ test("the translator thread signals a finished translation through the frame's h
     for (let i = 0; i < 100 && Atomics.load(heat, hostFrame) !== 77; i++) await new Promise((resolve) => setTimeout(resolve, 10));
     t.is(Atomics.load(heat, hostFrame), 77, "the heat was set to the value asked for");
     Atomics.store(heat, hostFrame, -(1 << 30));
-    await translate(-(1 << 29));
+    const whole = await translate(-(1 << 29), true);
+    t.true(whole.whole === true && whole.module instanceof WebAssembly.Module, "a whole-page request is answered as one");
     await new Promise((resolve) => setTimeout(resolve, 100));
     t.is(Atomics.load(heat, hostFrame), -(1 << 30), "a frame below notBelow (left to the interpreter for good) keeps its heat");
   } finally {

@@ -42,6 +42,14 @@ const PENDING_JUMPS = 512;
 const AWAITING_HEAT = -(1 << 29);
 /** The heat of a frame left to the interpreter for good (below AWAITING_HEAT: no signal raises it). */
 const NEVER_HEAT = -(1 << 30);
+/**
+ * How long a page runs its first translation before its whole-page translation is asked for
+ * (requestWhole). Asked for at once, its compile competed with the first translation's optimising
+ * compile on a 2-core machine, and the hot code ran its unoptimised code longer. cpubound's long
+ * build, 7 interleaved runs, in-VM medians: none 872 ms, at once 766, after 50 ms 760, after
+ * 100 ms 743; cpubound 228, 226, 200, 209 (9 runs).
+ */
+const WHOLE_AFTER_MS = 100;
 /** Times the guest enters a translated page at an offset it lacks before the page is recompiled. */
 const HOT_ENTRY = 4;
 /** After this many recompilations (for newly found entries) a page keeps what it has. */
@@ -85,6 +93,8 @@ export interface JitOptions {
    * the code (entries inside loops, on back edges) as the entries a long run learns do.
    */
   extraEntries?: { seed: number; percent: number };
+  /** Milliseconds a page runs its first translation before its whole-page one is asked for (default WHOLE_AFTER_MS). */
+  wholeAfterMs?: number;
 }
 
 /** The offsets JitOptions.extraEntries asks for in one frame (xorshift32, deterministic). */
@@ -169,6 +179,11 @@ interface TranslatedPage {
   bytes: Uint8Array;
   /** The page's 64-byte chunks the translation's instructions lie in. */
   codeChunks: [number, number];
+  /**
+   * performance.now() from which its whole-page translation is to be asked for (requestWhole), or
+   * Infinity: asked for already, or not wanted (nothing was left out, or not the first translation).
+   */
+  wholeAfter: number;
 }
 
 export interface JitStats {
@@ -178,6 +193,8 @@ export interface JitStats {
   invalidations: number;
   /** Translations thrown away on arrival: their page's code changed while they were being made. */
   staleOnArrival: number;
+  /** Whole-page translations (made in the background) taken when the guest went beyond the first. */
+  wholePagesTaken: number;
   compileMilliseconds: number;
 }
 
@@ -188,10 +205,14 @@ export class Jit {
   private readonly pages = new Map<number, TranslatedPage>();
   private readonly invalidationsOf = new Map<number, number>();
   private readonly pending = new Map<number, TranslationRequest>();
+  /** Frames whose whole-page translation the translator thread is making (requestWhole). */
+  private readonly pendingWhole = new Set<number>();
+  /** Whole-page translations received, kept until the guest needs an entry only they have. */
+  private readonly spare = new Map<number, TranslationReply>();
   private port: MessagePort | undefined;
   private askedForPort = false;
   private synchronous: boolean;
-  readonly stats: JitStats = { pagesCompiled: 0, recompiles: 0, instructionsTranslated: 0, invalidations: 0, staleOnArrival: 0, compileMilliseconds: 0 };
+  readonly stats: JitStats = { pagesCompiled: 0, recompiles: 0, instructionsTranslated: 0, invalidations: 0, staleOnArrival: 0, wholePagesTaken: 0, compileMilliseconds: 0 };
 
   constructor(private readonly env: JitEnvironment, private readonly options: JitOptions) {
     this.u32 = new Uint32Array(env.memory.buffer);
@@ -241,7 +262,7 @@ export class Jit {
     const codeMap = this.env.codeMap;
     if (frame >= codeMap.frames) return undefined;
     this.lastFrame = frame;
-    if (this.pending.size > 0) this.receive();
+    if (this.pending.size > 0 || this.pendingWhole.size > 0) this.receive();
     let page = this.pages.get(frame);
     if (page && (page.vpnLow !== vpnLow || page.vpnHigh !== vpnHigh || page.generation !== codeMap.generation(frame))) {
       if (page.generation !== codeMap.generation(frame)) this.noteInvalidated(frame);
@@ -259,6 +280,7 @@ export class Jit {
       page = this.enteredAt(page, offset);
       if (!page) return undefined;
     }
+    if (page.wholeAfter !== Infinity && performance.now() >= page.wholeAfter) this.requestWhole(page);
     return page.run;
   }
 
@@ -298,6 +320,16 @@ export class Jit {
 
   /** The guest entered a translated page at an offset it has no entry for. */
   private enteredAt(page: TranslatedPage, offset: number): TranslatedPage | undefined {
+    const spare = this.spare.get(page.frame);
+    if (spare && spare.vpnLow === page.vpnLow && spare.vpnHigh === page.vpnHigh && spare.entries.includes(offset)) {
+      // The whole page's translation has it: take that one at once (install checks it is current).
+      this.spare.delete(page.frame);
+      this.stats.recompiles++;
+      const whole = this.install(spare);
+      if (whole) this.stats.wholePagesTaken++;
+      if (whole?.entries.has(offset)) return whole;
+      page = whole ?? page;
+    }
     const seen = (page.misses.get(offset) ?? 0) + 1;
     page.misses.set(offset, seen);
     // An entry used once or twice (a trap return, a one-off call) is left to the interpreter; one
@@ -345,12 +377,44 @@ export class Jit {
     return undefined;
   }
 
-  /** Install the translations the translator thread has finished. */
+  /**
+   * After a page's first translation, which holds only the code near where the guest entered (so
+   * that V8's optimising compiler, which the hot code waits for, has little to do), ask for all of
+   * the page's code reachable from there, compiled and optimised in the background, to be taken
+   * when the guest needs an entry the first lacks. Else the guest's next phase (cpubound's matrix
+   * code after its CRC loops) waited for recompile after recompile, each running unoptimised code
+   * until its own optimised code came.
+   */
+  private requestWhole(page: TranslatedPage): void {
+    page.wholeAfter = Infinity;
+    if (this.pendingWhole.has(page.frame) || this.spare.has(page.frame)) return;
+    const request: TranslationRequest = {
+      frame: page.frame, vpnLow: page.vpnLow, vpnHigh: page.vpnHigh, generation: page.generation,
+      wanted: [...page.entries], recompiles: page.recompiles + 1, whole: true,
+    };
+    const port = this.synchronous ? undefined : this.port;
+    if (!port) {
+      // (Translating on the hart's thread: tests, which may ask for it at once, wholeAfterMs 0.)
+      const reply = translateRequest(this.env.memory, this.env.engineMemory, request);
+      if (reply.module) this.spare.set(page.frame, reply);
+      return;
+    }
+    this.pendingWhole.add(page.frame);
+    port.postMessage(request);
+  }
+
+  /** Install the translations the translator thread has finished; keep whole-page ones aside. */
   private receive(): void {
     for (let message = receiveMessageOnPort(this.port!); message; message = receiveMessageOnPort(this.port!)) {
       const reply = message.message as TranslationReply;
+      if (reply.whole) {
+        this.pendingWhole.delete(reply.frame);
+        if (reply.module) this.spare.set(reply.frame, reply);
+        continue;
+      }
       this.pending.delete(reply.frame);
-      this.install(reply);
+      const page = this.install(reply);
+
     }
   }
 
@@ -392,6 +456,9 @@ export class Jit {
       recompiles: reply.recompiles,
       bytes: reply.bytes,
       codeChunks: reply.codeChunks,
+      // (Not at once: its compile would compete with the first translation's optimising compile,
+      // which the hot code is waiting for.)
+      wholeAfter: reply.recompiles === 0 && reply.truncated && !this.options.lockstep ? performance.now() + (this.options.wholeAfterMs ?? WHOLE_AFTER_MS) : Infinity,
     };
     this.pages.set(frame, page);
     if (reply.recompiles === 0) this.stats.pagesCompiled++;

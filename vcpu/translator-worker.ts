@@ -4,6 +4,7 @@
  * page's bytes are read here, after the hart has marked the frame in the code map, so a store
  * that changes them afterwards invalidates the result (the hart checks the generation on arrival).
  */
+import { setFlagsFromString } from "node:v8";
 import { parentPort, workerData, type MessagePort } from "node:worker_threads";
 import { PAGE_SIZE } from "../shared-mem/layout.ts";
 import { translatePage, type TranslationOptions } from "./translator.ts";
@@ -30,6 +31,12 @@ export interface TranslationRequest {
    * no longer to be translated at all).
    */
   readyHeat?: { index: number; value: number; notBelow: number };
+  /**
+   * A spare translation of all the page's code reachable from the wanted entries, made in the
+   * background (vcpu/jit.ts), and compiled at once, optimising compiler included, so that it is
+   * ready when the guest goes beyond the first translation.
+   */
+  whole?: boolean;
 }
 
 export interface TranslationReply extends TranslationRequest {
@@ -39,6 +46,8 @@ export interface TranslationReply extends TranslationRequest {
   instructions: number;
   /** The frame's chunks the translation's instructions lie in (shared-mem/code-pages.ts). */
   codeChunks: [number, number];
+  /** Whether reachable code was left out (translator.ts DiscoveredCode.truncated). */
+  truncated: boolean;
   bytes: Uint8Array;
   milliseconds: number;
 }
@@ -53,17 +62,39 @@ export function translateRequest(
   const started = performance.now();
   const bytes = new Uint8Array(memory.buffer).slice(request.frame * PAGE_SIZE, (request.frame + 1) * PAGE_SIZE);
   const virtualPage = ((BigInt(request.vpnHigh) << 32n) | BigInt(request.vpnLow)) << 12n;
-  const translation = translatePage(engineMemory, memory.buffer.byteLength / 65536, bytes, virtualPage, request.wanted, options);
-  const module = translation ? new WebAssembly.Module(translation.bytes) : undefined;
+  const whole = request.whole === true;
+  const translation = translatePage(engineMemory, memory.buffer.byteLength / 65536, bytes, virtualPage, request.wanted, {
+    ...options,
+    ...(whole ? { maxInstructions: PAGE_SIZE } : {}),
+  });
+  const module = translation ? compileModule(translation.bytes, whole) : undefined;
   return {
     ...request,
     module,
     entries: translation?.entries ?? [],
     instructions: translation?.instructions ?? 0,
     codeChunks: translation?.codeChunks ?? [0, 0],
+    truncated: translation?.truncated ?? false,
     bytes,
     milliseconds: performance.now() - started,
   };
+}
+
+/**
+ * Compile a translation. V8 compiles a module's functions lazily, at their first call, and
+ * optimises them after that; `eager` has it compile the function now and start optimising it at
+ * once (in the background), for a spare translation that is to be ready when it is needed. (The
+ * flag is process-wide and read when a module is compiled: another thread's module compiled at
+ * the same moment may be compiled eagerly too, which only costs time.)
+ */
+function compileModule(bytes: Uint8Array<ArrayBuffer>, eager: boolean): WebAssembly.Module {
+  if (!eager) return new WebAssembly.Module(bytes);
+  setFlagsFromString("--no-wasm-lazy-compilation");
+  try {
+    return new WebAssembly.Module(bytes);
+  } finally {
+    setFlagsFromString("--wasm-lazy-compilation");
+  }
 }
 
 /** A branch instruction (B-type) with this offset, rs1, rs2 and funct3. */
@@ -126,8 +157,9 @@ if (data?.kmemvisorTranslator === true && data.memory && data.engineMemory && pa
   const serve = (request: TranslationRequest): TranslationReply => {
     const key = `${request.frame}:${request.vpnLow}:${request.vpnHigh}`;
     const known = done.get(key);
-    if (known && known.generation === request.generation && request.wanted.every((offset) => known.entries.includes(offset))) {
-      return { ...known, recompiles: request.recompiles, milliseconds: 0 };
+    const covers = (reply: TranslationReply) => request.wanted.every((offset) => reply.entries.includes(offset)) && (!request.whole || reply.whole);
+    if (known && known.generation === request.generation && covers(known)) {
+      return { ...known, recompiles: request.recompiles, whole: request.whole, milliseconds: 0 };
     }
     const reply = translateRequest(memory, engineMemory, request);
     done.set(key, reply);

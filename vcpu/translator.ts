@@ -95,6 +95,8 @@ export interface Translation {
   instructions: number;
   /** The page's 64-byte chunks the translated instructions lie in (code-pages.ts chunksOf). */
   codeChunks: [number, number];
+  /** Whether reachable code was left out (DiscoveredCode.truncated). */
+  truncated: boolean;
 }
 
 interface Instruction {
@@ -127,6 +129,8 @@ export interface DiscoveredCode {
   pinned: Set<number>;
   /** Static jump target → offsets of the jumps and branches to it. */
   jumpsTo: Map<number, number[]>;
+  /** Whether the limit on instructions left reachable code out. */
+  truncated: boolean;
 }
 
 /**
@@ -198,7 +202,7 @@ export function discover(
     const d = code.get(offset)!;
     expected = NEVER_FALLS_THROUGH.has(d.name) ? -1 : offset + d.length;
   }
-  return { code, leaders, pinned, jumpsTo };
+  return { code, leaders, pinned, jumpsTo, truncated: code.size >= limit };
 }
 
 /** A loop the translator makes a wasm `loop`: head..back straight in address order. */
@@ -579,5 +583,5 @@ export function translatePage(
     codeChunks[0] |= low;
     codeChunks[1] |= high;
   }
-  return { bytes: m.encode(), entries, instructions: code.size, codeChunks };
+  return { bytes: m.encode(), entries, instructions: code.size, codeChunks, truncated: found.truncated };
 }
