@@ -338,11 +338,16 @@ export class Jit {
     this.stats.recompiles++;
     // Where the guest now enters the page first, the most used first: the translator spends its
     // budget of instructions beyond the wanted code on what these reach (translator.ts discover).
-    // Only offsets entered as often as this one: the interpreter also comes back at offsets where
-    // its budget ran out, and such an offset made an entry, inside a loop, kept that loop from
-    // being a wasm loop (cpubound's long build: 873 against 835 ms, 7 interleaved runs).
-    const missed = [...page.misses].filter(([, n]) => n >= HOT_ENTRY).sort((a, b) => b[1] - a[1]).map(([at]) => at);
-    const again = this.request(page.frame, page.vpnLow, page.vpnHigh, [...missed, ...page.entries], page.recompiles + 1);
+    // Only the offsets entered as often as this one must be entries. The others, and the old
+    // entries, are translated from but may be absorbed by a loop: the interpreter also comes back
+    // at offsets where its budget ran out, and the first translation, seeing only part of a loop,
+    // had entries inside it; either kept the loop from being a wasm loop when they were entries
+    // (cpubound's long build: 873 against 835 ms, 7 interleaved runs). Leaving them out instead
+    // cost memstress a recompile (and its hot code the wait for V8's optimising compile again).
+    const byUse = [...page.misses].sort((a, b) => b[1] - a[1]);
+    const hot = byUse.filter(([, n]) => n >= HOT_ENTRY).map(([at]) => at);
+    const rest = [...byUse.filter(([, n]) => n < HOT_ENTRY).map(([at]) => at), ...page.entries];
+    const again = this.request(page.frame, page.vpnLow, page.vpnHigh, hot, page.recompiles + 1, rest);
     return again?.entries.has(offset) ? again : undefined;
   }
 
@@ -350,7 +355,7 @@ export class Jit {
    * Have the page translated: at once when synchronous (the translation is returned), else by the
    * translator thread (undefined now; receive() installs it when it arrives).
    */
-  private request(frame: number, vpnLow: number, vpnHigh: number, wanted: number[], recompiles: number): TranslatedPage | undefined {
+  private request(frame: number, vpnLow: number, vpnHigh: number, wanted: number[], recompiles: number, optional?: number[]): TranslatedPage | undefined {
     const codeMap = this.env.codeMap;
     // Mark first, then read the bytes: a store after the mark reaches a slow path and invalidates.
     const { generation, newlyMarked } = codeMap.markTranslated(frame);
@@ -364,7 +369,7 @@ export class Jit {
     const fuzz = this.options.extraEntries;
     const extra = fuzz ? extraEntriesFor(frame, fuzz.seed, fuzz.percent) : [];
     const request: TranslationRequest = {
-      frame, vpnLow, vpnHigh, generation, wanted: [...wanted, ...extra], recompiles,
+      frame, vpnLow, vpnHigh, generation, wanted: [...wanted, ...extra], recompiles, ...(optional ? { optional } : {}),
       readyHeat: { index: (this.env.layout.heatOffset >> 2) + frame, value: this.options.threshold, notBelow: AWAITING_HEAT },
     };
     const port = this.synchronous ? undefined : this.translatorPort();
@@ -390,7 +395,7 @@ export class Jit {
     if (this.pendingWhole.has(page.frame) || this.spare.has(page.frame)) return;
     const request: TranslationRequest = {
       frame: page.frame, vpnLow: page.vpnLow, vpnHigh: page.vpnHigh, generation: page.generation,
-      wanted: [...page.entries], recompiles: page.recompiles + 1, whole: true,
+      wanted: [], optional: [...page.entries], recompiles: page.recompiles + 1, whole: true,
     };
     const port = this.synchronous ? undefined : this.port;
     if (!port) {

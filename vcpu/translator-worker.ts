@@ -22,7 +22,10 @@ export interface TranslationRequest {
   vpnLow: number;
   vpnHigh: number;
   generation: number;
+  /** Offsets that must be entries of the translation. */
   wanted: number[];
+  /** Offsets to translate from too, which a loop may absorb (translator.ts discover). */
+  optional?: number[];
   recompiles: number;
   /**
    * Where the requesting hart's interpreter counts the frame's heat (an i32 index into guest
@@ -66,6 +69,7 @@ export function translateRequest(
   const translation = translatePage(engineMemory, memory.buffer.byteLength / 65536, bytes, virtualPage, request.wanted, {
     ...options,
     ...(whole ? { maxInstructions: PAGE_SIZE } : {}),
+    ...(request.optional ? { optional: request.optional } : {}),
   });
   const module = translation ? compileModule(translation.bytes, whole) : undefined;
   return {

@@ -84,6 +84,8 @@ export interface TranslationOptions {
   everyInstruction?: boolean;
   /** Instructions beyond the wanted entries' straight-line code (default MAX_INSTRUCTIONS; bench/compile.ts varies it). */
   maxInstructions?: number;
+  /** Offsets to translate from as well, which need not stay entries (discover). */
+  optional?: number[];
 }
 
 export interface Translation {
@@ -138,12 +140,16 @@ export interface DiscoveredCode {
  * instruction that never falls through, adding the page's static branch targets and the
  * instructions after jumps and host instructions (where calls return and the host resumes).
  * The instruction after a conditional branch is not a leader: only its fall-through reaches it.
+ * `optional` offsets are decoded from as the wanted ones, but are leaders a loop may absorb
+ * (then they are no entries): offsets where the guest entered before without making a case for
+ * an entry (translation options).
  */
 export function discover(
   page: Uint8Array,
   wanted: Iterable<number>,
   everyInstruction = false,
   maxInstructions = MAX_INSTRUCTIONS,
+  optional: Iterable<number> = [],
 ): DiscoveredCode {
   const code = new Map<number, Decoded>();
   const leaders = new Set<number>();
@@ -158,6 +164,7 @@ export function discover(
     work.push(offset);
   };
   for (const offset of wanted) want(offset, true);
+  for (const offset of optional) want(offset, false);
   // The straight-line code at every wanted entry, then breadth first from there up to a limit:
   // the code near where the guest runs is what is hot, and translation time grows with size
   // (entries found later cost a recompile).
@@ -444,7 +451,7 @@ export function translatePage(
   wanted: Iterable<number>,
   options: TranslationOptions = {},
 ): Translation | undefined {
-  const found = discover(page, wanted, options.everyInstruction, options.maxInstructions);
+  const found = discover(page, wanted, options.everyInstruction, options.maxInstructions, options.optional);
   const { code, leaders } = found;
   if (leaders.size === 0) return undefined;
   const offsets = [...code.keys()].sort((a, b) => a - b);
