@@ -10,8 +10,8 @@ import { PauseGate } from "../sync/pause.ts";
 import type { HartTask, HartTaskResult } from "./hart-worker.ts";
 import { Hart, GuestFault, type EngineChoice, type HartEnvironment } from "../vcpu/hart.ts";
 import { buildInterpreterModule } from "../vcpu/interpreter.ts";
-import { setFlagsFromString } from "node:v8";
 import { engineMemoryOf } from "../vcpu/wasm/wasm-sem.ts";
+import { compileEagerly } from "../vcpu/wasm/encoder.ts";
 import { DEFAULT_JIT_THRESHOLD, defaultEngineName, TranslatorThread, type JitStats } from "../vcpu/jit.ts";
 import { Bus } from "./bus.ts";
 import { Clint } from "./devices/clint.ts";
@@ -214,19 +214,11 @@ export class Machine implements MachineControl {
     this.engine = config.engine ?? (defaultEngineName() === "jit" ? { kind: "jit", threshold: DEFAULT_JIT_THRESHOLD } : { kind: "interp" });
     const heat = this.engine.kind === "jit" ? { heatOffset: this.layout.heatOffset, threshold: this.engine.threshold } : undefined;
     const interpreterBytes = buildInterpreterModule(engineMemoryOf(this.layout, this.perPageProtection), pages, heat);
-    // Compiled eagerly (V8 compiles lazily, at a function's first call, by default): its baseline
-    // code is made here, and its optimised code (~30 ms on an idle core) on a background thread
+    // Compiled eagerly: its optimised code (~30 ms on an idle core) is made in the background
     // while the hart workers load, instead of after the first call, with the hart running the
     // interpreter's baseline code, several times slower, meanwhile. cpubound under the jit, 9
-    // interleaved runs: medians 236 against 254 ms in-VM. (The flag is read when a module is
-    // compiled, so it is set for this one module only.)
-    setFlagsFromString("--no-wasm-lazy-compilation");
-    let interpreter: WebAssembly.Module;
-    try {
-      interpreter = this.interpreter = new WebAssembly.Module(interpreterBytes);
-    } finally {
-      setFlagsFromString("--wasm-lazy-compilation");
-    }
+    // interleaved runs: medians 236 against 254 ms in-VM.
+    const interpreter = (this.interpreter = compileEagerly(interpreterBytes));
     if (this.engine.kind === "jit" && !this.engine.lockstep && !this.engine.synchronous) {
       this.translator = new TranslatorThread(this.memory, engineMemoryOf(this.layout, this.perPageProtection));
     }

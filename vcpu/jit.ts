@@ -418,8 +418,7 @@ export class Jit {
         continue;
       }
       this.pending.delete(reply.frame);
-      const page = this.install(reply);
-
+      this.install(reply);
     }
   }
 

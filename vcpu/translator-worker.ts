@@ -4,11 +4,11 @@
  * page's bytes are read here, after the hart has marked the frame in the code map, so a store
  * that changes them afterwards invalidates the result (the hart checks the generation on arrival).
  */
-import { setFlagsFromString } from "node:v8";
 import { parentPort, workerData, type MessagePort } from "node:worker_threads";
 import { PAGE_SIZE } from "../shared-mem/layout.ts";
 import { translatePage, type TranslationOptions } from "./translator.ts";
 import type { EngineMemory } from "./wasm/wasm-sem.ts";
+import { compileEagerly } from "./wasm/encoder.ts";
 
 export interface TranslatorWorkerData {
   /** Marks the workerData of this thread (the module is also imported by hart threads). */
@@ -71,7 +71,8 @@ export function translateRequest(
     ...(whole ? { maxInstructions: PAGE_SIZE } : {}),
     ...(request.optional ? { optional: request.optional } : {}),
   });
-  const module = translation ? compileModule(translation.bytes, whole) : undefined;
+  // A spare whole-page translation is to be optimised by the time it is taken (vcpu/jit.ts).
+  const module = translation ? (whole ? compileEagerly(translation.bytes) : new WebAssembly.Module(translation.bytes)) : undefined;
   return {
     ...request,
     module,
@@ -82,23 +83,6 @@ export function translateRequest(
     bytes,
     milliseconds: performance.now() - started,
   };
-}
-
-/**
- * Compile a translation. V8 compiles a module's functions lazily, at their first call, and
- * optimises them after that; `eager` has it compile the function now and start optimising it at
- * once (in the background), for a spare translation that is to be ready when it is needed. (The
- * flag is process-wide and read when a module is compiled: another thread's module compiled at
- * the same moment may be compiled eagerly too, which only costs time.)
- */
-function compileModule(bytes: Uint8Array<ArrayBuffer>, eager: boolean): WebAssembly.Module {
-  if (!eager) return new WebAssembly.Module(bytes);
-  setFlagsFromString("--no-wasm-lazy-compilation");
-  try {
-    return new WebAssembly.Module(bytes);
-  } finally {
-    setFlagsFromString("--wasm-lazy-compilation");
-  }
 }
 
 /** A branch instruction (B-type) with this offset, rs1, rs2 and funct3. */

@@ -24,6 +24,23 @@ import { setFlagsFromString } from "node:v8";
 setFlagsFromString("--experimental-wasm-branch-hinting");
 setFlagsFromString("--no-wasm-dynamic-tiering");
 
+/**
+ * Compile a module's functions now, and have V8 start optimising them at once in the background
+ * (by default it compiles each function lazily, at its first call, on the calling thread, and
+ * optimises it after that): for modules that are to be fast by the time they are first called
+ * (the interpreter, while the hart workers load; a spare whole-page translation). The flag is
+ * process-wide and read when a module is compiled, so it is set for this compile only; another
+ * thread's module compiled at the same moment may be compiled eagerly too, which only costs time.
+ */
+export function compileEagerly(bytes: Uint8Array<ArrayBuffer>): WebAssembly.Module {
+  setFlagsFromString("--no-wasm-lazy-compilation");
+  try {
+    return new WebAssembly.Module(bytes);
+  } finally {
+    setFlagsFromString("--wasm-lazy-compilation");
+  }
+}
+
 export const ValType = { I32: 0x7f, I64: 0x7e } as const;
 export type ValType = (typeof ValType)[keyof typeof ValType];
 
