@@ -70,7 +70,10 @@ export class CodeMap {
     Atomics.or(this.chunks, 2 * frame + 1, mask[1]);
   }
 
-  /** The frame's recorded code chunks ([0, 0]: none recorded, the whole frame counts). */
+  /**
+   * The frame's recorded code chunks ([0, 0]: none recorded yet; what that means for a write
+   * depends on whether it has landed, see the header).
+   */
   codeChunks(frame: number): [number, number] {
     return [Atomics.load(this.chunks, 2 * frame), Atomics.load(this.chunks, 2 * frame + 1)];
   }

@@ -68,7 +68,7 @@ export function translateRequest(
   const whole = request.whole === true;
   const translation = translatePage(engineMemory, memory.buffer.byteLength / 65536, bytes, virtualPage, request.wanted, {
     ...options,
-    ...(whole ? { maxInstructions: PAGE_SIZE } : {}),
+    ...(whole ? { maxInstructions: PAGE_SIZE / 2 } : {}), // (as many as a page can hold)
     ...(request.optional ? { optional: request.optional } : {}),
   });
   // A spare whole-page translation is to be optimised by the time it is taken (vcpu/jit.ts).

@@ -71,7 +71,8 @@ const isBranch = (name: string) => name.startsWith("b");
  * faster than linearly with the function. Measured on cpubound's main page (bench/compile.ts,
  * idle 2-core machine): the whole reachable page (866 instructions) took 221 ms to optimise, 512 of
  * them 110 ms, 256 of them 51 ms, 128 of them 27 ms (2–3× that on a loaded machine); whole runs
- * were a little faster at 256 than at 512, and no faster at 128. Code left out is learnt as the
+ * were a little faster at 256 than at 512, and no faster at 128. Code left out comes with the page's
+ * whole translation, made in the background later (vcpu/jit.ts requestWhole), or is learnt as the
  * guest enters it (HOT_ENTRY).
  */
 export const MAX_INSTRUCTIONS = 256;
@@ -167,7 +168,7 @@ export function discover(
   for (const offset of optional) want(offset, false);
   // The straight-line code at every wanted entry, then breadth first from there up to a limit:
   // the code near where the guest runs is what is hot, and translation time grows with size
-  // (entries found later cost a recompile).
+  // (entries found later cost a recompile, or wait for the whole-page translation).
   // (The limit counts from the wanted code: a recompile for newly entered offsets also gets the
   // code their branches reach, instead of learning it one missed entry, and one recompile, at a time.)
   const wantedCount = work.length;
