@@ -1,22 +1,21 @@
 /**
  * The body of a hart's worker thread: one task per hart for the VM's whole life. The hart shares
  * guest RAM and its own state with every other thread through the VM's WebAssembly.Memory; it
- * reaches the CLINT directly (its registers are in shared memory too) and every other device
- * through its MMIO mailbox to the main thread.
+ * runs the CLINT, PLIC, UART and virtio's interrupt registers itself (their state is in shared
+ * memory too) and reaches the rest through its MMIO mailbox to the main thread (hart-devices.ts).
  */
 import type { MessagePort } from "node:worker_threads";
 import { computeLayout, ControlSlot, type LayoutOptions } from "../shared-mem/layout.ts";
 import { Hart, GuestFault, type EngineChoice } from "../vcpu/hart.ts";
 import type { JitStats } from "../vcpu/jit.ts";
-import { setPendingInterrupts } from "../vcpu/interrupts.ts";
-import { MmioMailboxClient, MmioShortcuts } from "../sync/mailbox.ts";
 import { PauseGate } from "../sync/pause.ts";
 import { hartOwnsMemory, MemoryOwner } from "../sync/owner.ts";
 import { PhysicalMap } from "../shared-mem/p2m.ts";
 import { PageRecovery, UnrecoverableMemoryError } from "../mirror/recovery.ts";
 import { MirrorControl } from "../mirror/policy.ts";
 import { requestTlbShootdown } from "../vcpu/interrupts.ts";
-import { Clint, CLINT_BASE, CLINT_SIZE } from "./devices/clint.ts";
+import type { Clint } from "./devices/clint.ts";
+import { HartDevices } from "./hart-devices.ts";
 
 export interface HartTask {
   memory: WebAssembly.Memory;
@@ -57,15 +56,6 @@ export function runHart(task: HartTask): HartTaskResult {
   const buffer = task.memory.buffer;
   const words = new Int32Array(buffer);
   const stopIndex = (layout.controlOffset + ControlSlot.STOP) >> 2;
-  const clint = new Clint({
-    harts: task.layout.harts,
-    control: {
-      requestExit: () => {},
-      setHartInterrupt: (hart, bit, level) =>
-        void setPendingInterrupts(words, layout.hartOffset(hart), 1 << bit, level ? 1 << bit : 0),
-    },
-    state: { buffer, offset: layout.controlOffset + ControlSlot.CLINT, attach: true },
-  });
   const physicalMap = new PhysicalMap(buffer, layout);
   const recovery = new PageRecovery(buffer, layout, physicalMap, Array.from({ length: task.layout.harts }, (_, h) => layout.hartOffset(h)));
   const hartBases = Array.from({ length: task.layout.harts }, (_, h) => layout.hartOffset(h));
@@ -76,26 +66,19 @@ export function runHart(task: HartTask): HartTaskResult {
     () => { for (const base of hartBases) requestTlbShootdown(words, base); },
     () => recovery.stats().recoveries,
   );
-  const mailbox = new MmioMailboxClient(buffer, layout.hartOffset(task.hart), layout.controlOffset);
   // The main thread's devices may DMA while serving a request: a hart that owns guest memory
-  // (sync/owner.ts) lets go of it while it waits for the reply.
+  // (sync/owner.ts) lets go of it while it waits for the main thread.
   const owner = hartOwnsMemory(layout) ? new MemoryOwner(words, layout) : undefined;
-  const viaMailbox = <T,>(call: () => T): T => (owner ? owner.setAside(call) : call());
-  // Console output without round trips: THR writes posted, LSR read from the UART's copy.
-  const shortcuts = new MmioShortcuts(buffer, layout.controlOffset);
-  const inClint = (addr: number) => addr >= CLINT_BASE && addr < CLINT_BASE + CLINT_SIZE;
+  const devices = new HartDevices({ layout, buffer, hart: task.hart, whileWaiting: (call) => (owner ? owner.setAside(call) : call()) });
+  const clint = devices.clint;
   const hart = new Hart(task.hart, {
     memory: task.memory,
     layout,
     interpreter: task.interpreter,
     engine: task.engine,
     connectTranslator: () => task.translatorPort,
-    mmioRead: (addr, width) => (inClint(addr) ? clint.read(addr - CLINT_BASE, width) : (shortcuts.copyOf(addr, width) ?? viaMailbox(() => mailbox.read(addr, width)))),
-    mmioWrite: (addr, width, value) => {
-      if (!inClint(addr)) return (shortcuts.postable(addr, width) && mailbox.tryPost(addr, width, value)) || viaMailbox(() => mailbox.write(addr, width, value));
-      clint.write(addr - CLINT_BASE, width, value);
-      return true;
-    },
+    mmioRead: (addr, width) => devices.read(addr, width),
+    mmioWrite: (addr, width, value) => devices.write(addr, width, value),
     mtime: () => clint.mtime(),
     physicalMap,
     hypercall: (args) => mirrorControl.hypercall(args),

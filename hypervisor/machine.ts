@@ -2,10 +2,10 @@
  * A virtual machine compatible with QEMU's `virt` board: shared memory laid out per
  * shared-mem/layout.ts, harts, the MMIO bus with its devices, ELF loading and the run loop.
  */
-import { computeLayout, ControlSlot, createSharedMemory, mirrorOffsetsOf, PAGE_SIZE, RAM_BASE, type LayoutOptions, type MemoryLayout, type SyncStrategy } from "../shared-mem/layout.ts";
+import { computeLayout, ControlSlot, createSharedMemory, DeviceStateSlot, mirrorOffsetsOf, PAGE_SIZE, RAM_BASE, type LayoutOptions, type MemoryLayout, type SyncStrategy } from "../shared-mem/layout.ts";
 import { Piscina } from "piscina";
 import { kickHart } from "../vcpu/interrupts.ts";
-import { MmioMailboxServer, MmioShortcuts } from "../sync/mailbox.ts";
+import { MmioMailboxServer } from "../sync/mailbox.ts";
 import { PauseGate } from "../sync/pause.ts";
 import type { HartTask, HartTaskResult } from "./hart-worker.ts";
 import { Hart, GuestFault, type EngineChoice, type HartEnvironment } from "../vcpu/hart.ts";
@@ -18,7 +18,7 @@ import { Clint } from "./devices/clint.ts";
 import type { AccessWidth, MachineControl } from "./devices/device.ts";
 import { Htif } from "./devices/htif.ts";
 import { SifiveTest } from "./devices/sifive-test.ts";
-import { Uart16550, UART_BASE, UART_IRQ, UART_LSR_OFFSET, UART_THR_OFFSET } from "./devices/uart.ts";
+import { Uart16550, UART_IRQ } from "./devices/uart.ts";
 import { Plic } from "./devices/plic.ts";
 import { Rom, MROM_BASE, MROM_SIZE } from "./devices/rom.ts";
 import { VirtioBlock, VIRTIO_BLK_IRQ } from "./devices/virtio-blk.ts";
@@ -185,14 +185,14 @@ export class Machine implements MachineControl {
       control: this,
       state: { buffer: this.memory.buffer, offset: this.layout.controlOffset + ControlSlot.CLINT },
     });
-    this.plic = new Plic({ harts: config.harts, control: this });
-    // Harts in worker threads post THR writes and read LSR from a copy (sync/mailbox.ts).
-    const shortcuts = new MmioShortcuts(this.memory.buffer, this.layout.controlOffset);
-    shortcuts.declare(UART_BASE, UART_THR_OFFSET, UART_LSR_OFFSET);
+    // The devices harts run in their own threads keep their registers in shared memory
+    // (hart-devices.ts); these are the main thread's views, which initialise it.
+    const deviceState = (slot: number) => ({ buffer: this.memory.buffer, offset: this.layout.deviceStateOffset + slot });
+    this.plic = new Plic({ harts: config.harts, control: this, state: deviceState(DeviceStateSlot.PLIC) });
     this.uart = new Uart16550({
       output: this.consoleByte,
       irq: (level) => this.plic.setIrq(UART_IRQ, level),
-      publish: (state) => shortcuts.publish(state.thrWritesPostable, state.lsr),
+      state: deviceState(DeviceStateSlot.UART),
     });
     this.rom = new Rom(MROM_BASE, MROM_SIZE);
     this.bus.add(this.rom);
@@ -206,6 +206,7 @@ export class Machine implements MachineControl {
         memory: this.guestMemory("virtio-blk DMA"),
         irq: (level) => this.plic.setIrq(VIRTIO_BLK_IRQ, level),
         onError: config.onDeviceError,
+        interruptState: deviceState(DeviceStateSlot.VIRTIO_BLK_IRQ),
       });
       this.bus.add(this.virtio);
     }
@@ -496,7 +497,7 @@ export class Machine implements MachineControl {
       }
     } finally {
       clearInterval(keepAlive);
-      server.drainPosted(); // console bytes a hart posted just before the VM stopped
+      server.drainPosted(); // requests a hart posted just before the VM stopped
       this.flushOutput();
       this.stopAllHarts(); // the scrubber runs until the VM stops
       if (scrubbing) this.scrubReports.push(...(await scrubbing).reports);
@@ -616,6 +617,7 @@ export class Machine implements MachineControl {
   }
 
   private flushOutput(): void {
+    this.uart.drainOutput();
     if (this.outputBuffer.length === 0) return;
     this.output(Uint8Array.from(this.outputBuffer));
     this.outputBuffer = [];

@@ -10,6 +10,7 @@
  *   mirror locks           STRIPE_COUNT padded mutex words (sync/stripes.ts), mirrored VMs only
  *   hart areas             one HART_AREA_SIZE block per hart: registers, decode cache, TLB
  *   control block          VM-wide run state (stop flag, exit code, MMIO doorbell) and CLINT state
+ *   device state           registers of the devices harts reach directly (PLIC, UART, virtio IRQ)
  *
  * RAM sits at host offset 0 so that the mirror of a host address is exactly a + k·S, as in the
  * kMemvisor paper; every other area follows the copies. The spare frames lie inside the copy
@@ -99,19 +100,20 @@ export const ControlSlot = {
    */
   OWNER_LOCK: 1024,
   OWNER_WAITERS: 1028,
-  /**
-   * MMIO shortcuts one device (the console UART) publishes for harts in worker threads
-   * (sync/mailbox.ts MmioShortcuts): its base (0 = none), the offset of the register whose 1-byte
-   * writes may be posted and whether they may now, the offset of the register harts may read from
-   * a copy and the copy (-1 while they may not).
-   */
-  SHORTCUT_BASE: 1088,
-  SHORTCUT_POST_OFFSET: 1092,
-  SHORTCUT_POSTABLE: 1096,
-  SHORTCUT_READ_OFFSET: 1100,
-  SHORTCUT_READ_VALUE: 1104,
 } as const;
 export const CONTROL_BLOCK_SIZE = PAGE_SIZE;
+
+/**
+ * Register state of the devices whose register logic runs in whichever thread accesses them
+ * (hypervisor/devices: the PLIC, the console UART, the virtio-blk interrupt status), as byte
+ * offsets from deviceStateOffset. Each device's *_STATE_BYTES fits its slot (test/devices.test.ts).
+ */
+export const DeviceStateSlot = {
+  PLIC: 0,
+  UART: 4 * PAGE_SIZE,
+  VIRTIO_BLK_IRQ: 10 * PAGE_SIZE,
+} as const;
+export const DEVICE_STATE_SIZE = 11 * PAGE_SIZE;
 
 /** Direct-mapped decode cache, keyed by the raw instruction bits (see vcpu/decode-cache.ts). */
 export const DECODE_CACHE_OFFSET = 512;
@@ -202,6 +204,8 @@ export interface MemoryLayout extends LayoutOptions {
   sync: SyncStrategy;
   hartOffset(hart: number): number;
   controlOffset: number;
+  /** Shared device registers (DeviceStateSlot). */
+  deviceStateOffset: number;
   /** Total bytes, rounded up to whole wasm pages. */
   totalBytes: number;
 }
@@ -235,7 +239,8 @@ export function computeLayout(options: LayoutOptions): MemoryLayout {
   const lockOffset = codeChunksOffset + 2 * frameTableBytes;
   const hartsOffset = lockOffset + (copies > 1 ? STRIPE_COUNT * LOCK_STRIDE : 0);
   const controlOffset = hartsOffset + harts * HART_AREA_SIZE;
-  const totalBytes = alignUp(controlOffset + CONTROL_BLOCK_SIZE, WASM_PAGE);
+  const deviceStateOffset = controlOffset + CONTROL_BLOCK_SIZE;
+  const totalBytes = alignUp(deviceStateOffset + DEVICE_STATE_SIZE, WASM_PAGE);
   if (totalBytes > 4 * 1024 * 1024 * 1024 - WASM_PAGE) {
     throw new RangeError(`VM needs ${totalBytes} bytes of host memory; a wasm memory holds at most 4 GiB`);
   }
@@ -255,6 +260,7 @@ export function computeLayout(options: LayoutOptions): MemoryLayout {
     sync: options.sync ?? DEFAULT_SYNC,
     hartOffset: (hart) => hartsOffset + hart * HART_AREA_SIZE,
     controlOffset,
+    deviceStateOffset,
     totalBytes,
   };
 }

@@ -1,5 +1,8 @@
 /**
- * Synchronous MMIO calls from a hart's worker thread to the main thread, where the devices live.
+ * Synchronous MMIO calls from a hart's worker thread to the main thread, for the devices whose
+ * register logic stays there (virtio-blk's transport and queue, the finisher, the boot ROM). The
+ * devices a running kernel touches on its hot paths (CLINT, PLIC, UART, virtio's interrupt status)
+ * run in the hart's own thread over shared state instead (hypervisor/hart-devices.ts).
  *
  * Protocol (one mailbox per hart, in its shared area; only that hart posts to it):
  *   hart:  write op/address/width/value, STATE := POSTED, bump DOORBELL and notify it,
@@ -12,12 +15,11 @@
  * served one at a time, in the main thread, so devices need no locks.
  *
  * Posted writes. A round trip costs 0.1–0.3 ms on a loaded 2-core host (the main thread's wake-up,
- * then the hart's), and a console line costs two a character (poll LSR, write THR). Where a device
- * says so (MmioShortcuts below), a hart does not wait: it appends the write to its ring of posted
- * writes (POSTED_RING_OFFSET) and runs on. The main thread drains every hart's ring before it
- * serves any synchronous request, so a hart's later read or write — or another hart's, ordered
- * after the post by the guest's own synchronisation — finds the posted write done. And the device
- * publishes a copy of a side-effect-free status register that harts read without asking.
+ * then the hart's). For a write that answers nothing and whose effect the guest only learns of
+ * later (virtio's QueueNotify: completion comes by interrupt), a hart does not wait: it appends the
+ * write to its ring of posted writes (POSTED_RING_OFFSET) and runs on. The main thread drains
+ * every hart's ring before it serves any synchronous request, so a hart's later read or write — or
+ * another hart's, ordered after the post by the guest's own synchronisation — finds it done.
  */
 import {
   ControlSlot,
@@ -73,7 +75,7 @@ export class MmioMailboxClient extends MailboxView implements MmioHandler {
   }
 
   /**
-   * Post a write the device lets harts post (MmioShortcuts.postable): queue it and return true;
+   * Post a write that needs no answer: queue it and return true;
    * false when the ring is full (then write synchronously, which drains the ring first — a full
    * ring must not make a hart wait here, where it may hold memory ownership, sync/owner.ts).
    */
@@ -203,55 +205,5 @@ export class MmioMailboxServer extends MailboxView {
         Atomics.load(this.words, (base + HartSlot.MAILBOX + Field.STATE) >> 2) === State.Posted ||
         Atomics.load(this.words, (base + POSTED_RING_OFFSET + Ring.HEAD) >> 2) !== Atomics.load(this.words, (base + POSTED_RING_OFFSET + Ring.TAIL) >> 2),
     );
-  }
-}
-
-/**
- * What one device lets harts in worker threads do without a round trip (the console UART, see
- * UartOptions.publish): post 1-byte writes to one register while it says they may be, and read
- * one 1-byte register from a copy it keeps current. The main thread publishes; harts look.
- */
-export class MmioShortcuts {
-  private readonly words: Int32Array;
-  private readonly slot: (offset: number) => number;
-
-  constructor(buffer: ArrayBufferLike, controlOffset: number) {
-    this.words = new Int32Array(buffer);
-    this.slot = (offset) => (controlOffset + offset) >> 2;
-  }
-
-  // --- the main thread -----------------------------------------------------------------------
-  /** Name the device and its two registers (once, before the harts start). */
-  declare(base: number, postOffset: number, readOffset: number): void {
-    Atomics.store(this.words, this.slot(ControlSlot.SHORTCUT_POST_OFFSET), postOffset);
-    Atomics.store(this.words, this.slot(ControlSlot.SHORTCUT_READ_OFFSET), readOffset);
-    Atomics.store(this.words, this.slot(ControlSlot.SHORTCUT_READ_VALUE), -1);
-    Atomics.store(this.words, this.slot(ControlSlot.SHORTCUT_BASE), base);
-  }
-
-  /** Whether writes may be posted now, and the register's current value (undefined: ask). */
-  publish(postable: boolean, readValue: number | undefined): void {
-    Atomics.store(this.words, this.slot(ControlSlot.SHORTCUT_POSTABLE), postable ? 1 : 0);
-    Atomics.store(this.words, this.slot(ControlSlot.SHORTCUT_READ_VALUE), readValue ?? -1);
-  }
-
-  // --- a hart's thread -------------------------------------------------------------------------
-  /** Whether this write may be posted rather than waited for. */
-  postable(addr: number, width: AccessWidth): boolean {
-    const base = Atomics.load(this.words, this.slot(ControlSlot.SHORTCUT_BASE));
-    return (
-      base !== 0 &&
-      width === 1 &&
-      addr === base + Atomics.load(this.words, this.slot(ControlSlot.SHORTCUT_POST_OFFSET)) &&
-      Atomics.load(this.words, this.slot(ControlSlot.SHORTCUT_POSTABLE)) === 1
-    );
-  }
-
-  /** The copy of the register at `addr`, or undefined when the device must be asked. */
-  copyOf(addr: number, width: AccessWidth): bigint | undefined {
-    const base = Atomics.load(this.words, this.slot(ControlSlot.SHORTCUT_BASE));
-    if (base === 0 || width !== 1 || addr !== base + Atomics.load(this.words, this.slot(ControlSlot.SHORTCUT_READ_OFFSET))) return undefined;
-    const value = Atomics.load(this.words, this.slot(ControlSlot.SHORTCUT_READ_VALUE));
-    return value < 0 ? undefined : BigInt(value);
   }
 }

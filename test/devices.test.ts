@@ -4,7 +4,10 @@ import { Clint } from '../hypervisor/devices/clint.ts';
 import type { AccessWidth, MachineControl, MmioDevice } from '../hypervisor/devices/device.ts';
 import { Htif } from '../hypervisor/devices/htif.ts';
 import { SifiveTest } from '../hypervisor/devices/sifive-test.ts';
-import { Uart16550 } from '../hypervisor/devices/uart.ts';
+import { Uart16550, UART_STATE_BYTES } from '../hypervisor/devices/uart.ts';
+import { PLIC_STATE_BYTES } from '../hypervisor/devices/plic.ts';
+import { VIRTIO_IRQ_STATE_BYTES } from '../hypervisor/devices/virtio-blk.ts';
+import { DEVICE_STATE_SIZE, DeviceStateSlot } from '../shared-mem/layout.ts';
 
 class FakeControl implements MachineControl {
   exits: number[] = [];
@@ -211,27 +214,70 @@ test('uart: loopback', (t) => {
   t.deepEqual(out, [0x56]);
 });
 
-test('uart: what it publishes for harts in worker threads (posted THR writes, a copy of LSR)', (t) => {
-  const published: { thrWritesPostable: boolean; lsr: number | undefined }[] = [];
-  const uart = new Uart16550({ output: () => {}, publish: (state) => published.push(state) });
-  const last = () => published[published.length - 1]!;
-  t.deepEqual(last(), { thrWritesPostable: true, lsr: 0x60 }, 'from the start: THR empty, nothing received');
-  uart.pushInput(new Uint8Array([0x41]));
-  t.deepEqual(last(), { thrWritesPostable: true, lsr: 0x61 }, 'input sets DR in the copy at once');
-  rd(uart, RBR);
-  t.is(last().lsr, 0x60, 'and reading it clears DR');
-  wr(uart, LCR, 0x83);
-  t.false(last().thrWritesPostable, 'DLAB set: offset 0 is the divisor latch, not THR');
-  wr(uart, LCR, 0x03);
-  t.true(last().thrWritesPostable);
-  wr(uart, MCR, 0x10);
-  t.false(last().thrWritesPostable, 'loopback: a THR write changes LSR (DR), so it must not be posted');
-  wr(uart, FCR, 0); // FIFO off: capacity 1, so a second looped-back byte overruns
-  wr(uart, RBR, 1);
-  wr(uart, RBR, 2);
-  t.is(last().lsr, undefined, 'an error bit is set, which reading LSR clears: no copy');
-  t.is(rd(uart, LSR) & 0x02, 0x02, 'overrun');
-  t.is(last().lsr, 0x61, 'read and cleared: the copy is back');
+test('uart: a view in another thread shares registers, FIFO and order of output with the host side', (t) => {
+  const buffer = new SharedArrayBuffer(UART_STATE_BYTES);
+  const out: number[] = [];
+  const levels: boolean[] = [];
+  const host = new Uart16550({ output: (b) => out.push(b), irq: (l) => levels.push(l), state: { buffer, offset: 0 } });
+  const hart = new Uart16550({ irq: (l) => levels.push(l), state: { buffer, offset: 0, attach: true } });
+  wr(hart, LCR, 0x03);
+  wr(hart, RBR, 0x41);
+  wr(hart, RBR, 0x42);
+  t.deepEqual(out, [], 'a hart view leaves its bytes in the output ring');
+  wr(host, RBR, 0x43);
+  t.deepEqual(out, [0x41, 0x42, 0x43], 'the host side passes them on first, in order');
+  host.pushInput(new Uint8Array([7, 8]));
+  t.is(rd(hart, LSR) & 1, 1, 'input pushed by the host is seen by the hart view');
+  t.is(rd(hart, RBR), 7);
+  wr(hart, IER, 0x01);
+  t.true(host.irqLevel, 'the line is shared state: receive data available');
+  t.is(rd(hart, RBR), 8);
+  t.false(host.irqLevel);
+  t.deepEqual(levels, [true, false]);
+  t.is(host.inputBacklog, 0);
+});
+
+test('uart: host input larger than the input ring waits in the host and arrives whole, in order', (t) => {
+  const { uart } = makeUart();
+  const input = Uint8Array.from({ length: 10_000 }, (_, i) => (i * 7) & 0xff);
+  uart.pushInput(input);
+  t.is(uart.inputBacklog, input.length);
+  const got: number[] = [];
+  while (got.length < input.length) {
+    if ((rd(uart, LSR) & 1) === 0) uart.tick();
+    else got.push(rd(uart, RBR));
+  }
+  t.deepEqual(Uint8Array.from(got), input);
+});
+
+test('uart: a hart view whose output ring is full waits for the host to drain it, losing nothing', async (t) => {
+  const buffer = new SharedArrayBuffer(UART_STATE_BYTES);
+  const out: number[] = [];
+  const host = new Uart16550({ output: (b) => out.push(b), state: { buffer, offset: 0 } });
+  let waits = 0;
+  const hart = new Uart16550({
+    state: { buffer, offset: 0, attach: true },
+    blockingWait: (wait) => {
+      waits++;
+      host.drainOutput(); // the host thread's drain, as the main loop would do meanwhile
+      wait();
+    },
+  });
+  const n = 40_000; // more than the 16 KiB ring
+  for (let i = 0; i < n; i++) wr(hart, RBR, i & 0xff);
+  host.drainOutput();
+  t.true(waits > 0);
+  t.is(out.length, n);
+  t.true(out.every((b, i) => b === (i & 0xff)));
+});
+
+test('device state: each device shared with the harts fits its slot in the layout', (t) => {
+  const slots = Object.entries(DeviceStateSlot).sort((a, b) => a[1] - b[1]);
+  const sizes: Record<string, number> = { PLIC: PLIC_STATE_BYTES, UART: UART_STATE_BYTES, VIRTIO_BLK_IRQ: VIRTIO_IRQ_STATE_BYTES };
+  slots.forEach(([name, offset], i) => {
+    const end = i + 1 < slots.length ? slots[i + 1]![1] : DEVICE_STATE_SIZE;
+    t.true(offset + sizes[name]! <= end, `${name}: ${sizes[name]} bytes at ${offset}, next slot at ${end}`);
+  });
 });
 
 // ---- sifive_test finisher ----

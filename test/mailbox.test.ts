@@ -1,11 +1,10 @@
 /**
- * sync/mailbox.ts: a hart's synchronous MMIO requests, its posted writes and the device's
- * shortcuts, with the hart's side in a worker thread as in a VM (the main thread serves).
+ * sync/mailbox.ts: a hart's synchronous MMIO requests and its posted writes, with the hart's side in a worker thread as in a VM (the main thread serves).
  */
 import test from "ava";
 import { Worker } from "node:worker_threads";
 import { computeLayout, POSTED_RING_ENTRIES, POSTED_RING_OFFSET } from "../shared-mem/layout.ts";
-import { MmioMailboxServer, MmioShortcuts, type MmioHandler } from "../sync/mailbox.ts";
+import { MmioMailboxServer, type MmioHandler } from "../sync/mailbox.ts";
 import type { AccessWidth } from "../hypervisor/devices/device.ts";
 
 const layout = computeLayout({ ramSize: 1 << 20, copies: 1, spareFrames: 0, harts: 2 });
@@ -96,20 +95,3 @@ for (const start of [0, 0x7fff_ff00]) {
     t.is(firstOutOfOrder, -1, `value ${values[firstOutOfOrder]} came at position ${firstOutOfOrder}`);
   });
 }
-
-test("shortcuts: only the declared register, one byte wide, while the device allows it", (t) => {
-  const memory = newMemory();
-  const shortcuts = new MmioShortcuts(memory.buffer, layout.controlOffset);
-  t.false(shortcuts.postable(0x1000_0000, 1), "nothing declared: nothing posted");
-  t.is(shortcuts.copyOf(0x1000_0005, 1), undefined);
-  shortcuts.declare(0x1000_0000, 0, 5);
-  shortcuts.publish(true, 0x60);
-  t.true(shortcuts.postable(0x1000_0000, 1));
-  t.false(shortcuts.postable(0x1000_0000, 4), "wider writes go the slow way");
-  t.false(shortcuts.postable(0x1000_0001, 1), "other registers too");
-  t.is(shortcuts.copyOf(0x1000_0005, 1), 0x60n);
-  t.is(shortcuts.copyOf(0x1000_0004, 1), undefined);
-  shortcuts.publish(false, undefined);
-  t.false(shortcuts.postable(0x1000_0000, 1), "the device withdrew it");
-  t.is(shortcuts.copyOf(0x1000_0005, 1), undefined, "no copy: ask the device");
-});

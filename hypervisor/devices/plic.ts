@@ -29,7 +29,14 @@
  *
  * Accesses other than aligned 32-bit ones read 0 and are ignored on write, as are holes and
  * registers of sources or contexts that do not exist.
+ *
+ * Every register lives in shared memory (`state`), under one lock, so that the main thread and
+ * each hart's worker thread can build a Plic over the same block and run the register logic
+ * where the access happens, as QEMU's multi-threaded TCG runs MMIO in the vCPU thread: a claim or
+ * a complete costs a lock, not a round trip to the main thread. Whoever changes an output drives
+ * the hart's mip bit, which is itself shared (vcpu/interrupts.ts).
  */
+import { Mutex } from '../../sync/mutex.ts';
 import type { AccessWidth, MachineControl, MmioDevice } from './device.ts';
 
 export const PLIC_BASE = 0x0c00_0000;
@@ -65,10 +72,31 @@ const VALID_MASK: readonly number[] = Array.from({ length: WORDS }, (_, w) => {
   return mask >>> 0;
 });
 
+/** Contexts the shared state has room for: two per hart, for the most harts a VM may have (64). */
+const MAX_STATE_CONTEXTS = 128;
+/** The shared state, in i32 words: the lock alone in its host cache line, then the registers. */
+const Slot = {
+  LOCK: 0,
+  PRIORITY: 16,
+  LINE: 16 + (PLIC_NUM_SOURCES + 1),
+  PENDING: 16 + 2 * (PLIC_NUM_SOURCES + 1),
+  CLAIMED: 16 + 2 * (PLIC_NUM_SOURCES + 1) + WORDS,
+  THRESHOLD: 16 + 2 * (PLIC_NUM_SOURCES + 1) + 2 * WORDS,
+  OUTPUT: 16 + 2 * (PLIC_NUM_SOURCES + 1) + 2 * WORDS + MAX_STATE_CONTEXTS,
+  ENABLE: 16 + 2 * (PLIC_NUM_SOURCES + 1) + 2 * WORDS + 2 * MAX_STATE_CONTEXTS,
+} as const;
+/** Bytes of shared state a PLIC needs (shared-mem/layout.ts reserves them). */
+export const PLIC_STATE_BYTES = (Slot.ENABLE + MAX_STATE_CONTEXTS * WORDS) * 4;
+
 export interface PlicOptions {
   harts: number;
   control: MachineControl;
   base?: number;
+  /**
+   * Where the registers live (PLIC_STATE_BYTES at `offset`). The first Plic over a block
+   * initialises it; harts' worker threads build theirs with `attach: true`. Default: a private block.
+   */
+  state?: { buffer: ArrayBufferLike; offset: number; attach?: boolean };
 }
 
 export class Plic implements MmioDevice {
@@ -80,19 +108,20 @@ export class Plic implements MmioDevice {
   readonly contexts: number;
 
   private readonly control: MachineControl;
+  private readonly lock: Mutex;
   /** priority[src], src 0..95 (index 0 unused, always 0). */
-  private readonly priority = new Uint8Array(PLIC_NUM_SOURCES + 1);
+  private readonly priority: Int32Array;
   /** Current level of each source's input line. */
-  private readonly line = new Uint8Array(PLIC_NUM_SOURCES + 1);
+  private readonly line: Int32Array;
   /** Pending bits, 32 sources per word. */
-  private readonly pending = new Uint32Array(WORDS);
+  private readonly pending: Int32Array;
   /** Claimed (in service) bits, 32 sources per word. */
-  private readonly claimed = new Uint32Array(WORDS);
+  private readonly claimed: Int32Array;
   /** enable[ctx * WORDS + w]. */
-  private readonly enable: Uint32Array;
-  private readonly threshold: Uint8Array;
+  private readonly enable: Int32Array;
+  private readonly threshold: Int32Array;
   /** Last level driven on each context's output. */
-  private readonly output: Uint8Array;
+  private readonly output: Int32Array;
 
   constructor(options: PlicOptions) {
     const { harts } = options;
@@ -103,17 +132,31 @@ export class Plic implements MmioDevice {
     this.contexts = harts * 2;
     this.base = options.base ?? PLIC_BASE;
     this.control = options.control;
-    this.enable = new Uint32Array(this.contexts * WORDS);
-    this.threshold = new Uint8Array(this.contexts);
-    this.output = new Uint8Array(this.contexts);
+    const { buffer, offset, attach } = options.state ?? { buffer: new SharedArrayBuffer(PLIC_STATE_BYTES), offset: 0 };
+    const words = (slot: number, length: number) => new Int32Array(buffer, offset + slot * 4, length);
+    if (!attach) words(0, PLIC_STATE_BYTES / 4).fill(0);
+    this.lock = new Mutex(new Int32Array(buffer), (offset >> 2) + Slot.LOCK);
+    this.priority = words(Slot.PRIORITY, PLIC_NUM_SOURCES + 1);
+    this.line = words(Slot.LINE, PLIC_NUM_SOURCES + 1);
+    this.pending = words(Slot.PENDING, WORDS);
+    this.claimed = words(Slot.CLAIMED, WORDS);
+    this.enable = words(Slot.ENABLE, this.contexts * WORDS);
+    this.threshold = words(Slot.THRESHOLD, this.contexts);
+    this.output = words(Slot.OUTPUT, this.contexts);
   }
 
   /** Drive a source's (level-triggered) interrupt line. Source 0 and ids above 95 are ignored. */
   setIrq(source: number, level: boolean): void {
     if (!isSource(source)) return;
-    this.line[source] = level ? 1 : 0;
-    if (!this.isClaimed(source)) this.setPending(source, level);
-    this.update();
+    this.lock.acquire();
+    try {
+      if (this.line[source] === (level ? 1 : 0)) return;
+      this.line[source] = level ? 1 : 0;
+      if (!this.isClaimed(source)) this.setPending(source, level);
+      this.update();
+    } finally {
+      this.lock.release();
+    }
   }
 
   /** Is this source's pending bit set? (For tests and debugging.) */
@@ -133,6 +176,35 @@ export class Plic implements MmioDevice {
 
   /** Claim as a guest read of the claim register would (returns 0 if nothing qualifies). */
   claim(context: number): number {
+    return this.lock.with(() => this.claimLocked(context));
+  }
+
+  /** Complete as a guest write of the claim register would. */
+  complete(context: number, source: number): void {
+    this.lock.with(() => this.completeLocked(context, source));
+  }
+
+  read(offset: number, width: AccessWidth): bigint {
+    if (width !== 4 || (offset & 3) !== 0) return 0n;
+    this.lock.acquire();
+    try {
+      return BigInt(this.read32(offset) >>> 0);
+    } finally {
+      this.lock.release();
+    }
+  }
+
+  write(offset: number, width: AccessWidth, value: bigint): void {
+    if (width !== 4 || (offset & 3) !== 0) return;
+    this.lock.acquire();
+    try {
+      this.write32(offset, Number(value & 0xffff_ffffn));
+    } finally {
+      this.lock.release();
+    }
+  }
+
+  private claimLocked(context: number): number {
     if (!this.isContext(context)) return 0;
     const src = this.best(context);
     if (src !== 0) {
@@ -143,23 +215,12 @@ export class Plic implements MmioDevice {
     return src;
   }
 
-  /** Complete as a guest write of the claim register would. */
-  complete(context: number, source: number): void {
+  private completeLocked(context: number, source: number): void {
     if (!this.isContext(context) || !this.isClaimed(source)) return;
     this.claimed[source >>> 5]! &= ~bit(source);
     // Level-triggered: a line still high at completion is a new request.
     if (this.line[source]) this.setPending(source, true);
     this.update();
-  }
-
-  read(offset: number, width: AccessWidth): bigint {
-    if (width !== 4 || (offset & 3) !== 0) return 0n;
-    return BigInt(this.read32(offset) >>> 0);
-  }
-
-  write(offset: number, width: AccessWidth, value: bigint): void {
-    if (width !== 4 || (offset & 3) !== 0) return;
-    this.write32(offset, Number(value & 0xffff_ffffn));
   }
 
   private read32(offset: number): number {
@@ -182,7 +243,7 @@ export class Plic implements MmioDevice {
       case THRESHOLD_OFFSET:
         return this.threshold[ctx]!;
       case CLAIM_OFFSET:
-        return this.claim(ctx);
+        return this.claimLocked(ctx);
       default:
         return 0;
     }
@@ -201,7 +262,7 @@ export class Plic implements MmioDevice {
       const ctx = Math.floor((offset - ENABLE_BASE) / ENABLE_STRIDE);
       const w = ((offset - ENABLE_BASE) % ENABLE_STRIDE) >> 2;
       if (!this.isContext(ctx) || w >= WORDS) return;
-      this.enable[ctx * WORDS + w] = (value & VALID_MASK[w]!) >>> 0;
+      this.enable[ctx * WORDS + w] = value & VALID_MASK[w]!;
       this.update();
       return;
     }
@@ -213,7 +274,7 @@ export class Plic implements MmioDevice {
         this.update();
         return;
       case CLAIM_OFFSET:
-        this.complete(ctx, value >>> 0);
+        this.completeLocked(ctx, value >>> 0);
         return;
     }
   }

@@ -14,7 +14,15 @@
  *   never waits for a byte that has already arrived.
  * - Registers repeat every 8 bytes across the window (QEMU masks the offset with 7);
  *   an access wider than a byte reaches the register at its offset, using the low byte.
+ *
+ * Every register, the receive FIFO and two byte rings live in shared memory (`state`), under one
+ * lock, so that each hart's worker thread builds a Uart16550 over the same block and runs the
+ * register logic itself (as QEMU's multi-threaded TCG runs MMIO in the vCPU thread): no register
+ * access waits for the main thread. The main thread keeps only host I/O: it feeds received bytes
+ * into the input ring and takes transmitted bytes from the output ring (`drainOutput`), in the
+ * order the guest wrote them, whichever hart wrote them.
  */
+import { Mutex } from '../../sync/mutex.ts';
 import type { AccessWidth, MmioDevice } from './device.ts';
 
 export const UART_BASE = 0x1000_0000;
@@ -70,241 +78,369 @@ const MSR_DCD = 0x80;
 
 export interface UartOptions {
   base?: number;
-  /** Called with each transmitted byte. */
-  output: (byte: number) => void;
+  /**
+   * Where transmitted bytes go, on the one host-side instance (the main thread's); instances in
+   * harts' threads have none and leave their bytes in the output ring for it.
+   */
+  output?: (byte: number) => void;
   /** Called when the interrupt line changes level (wire it to the PLIC source). */
   irq?: (level: boolean) => void;
   /**
-   * Called after every access and input with what a hart in another thread may do without a round
-   * trip to this device (sync/mailbox.ts MmioShortcuts): post THR writes (transmitting, outside
-   * loopback and with DLAB clear, only emits a byte and re-arms THRE: nothing a later read could
-   * see early or late), and read LSR from a copy (undefined while an error bit is set, since
-   * reading LSR clears those).
+   * Where the state lives (UART_STATE_BYTES at `offset`). The first instance initialises it;
+   * harts' worker threads attach to it. Default: a private block.
    */
-  publish?: (state: UartShortcuts) => void;
+  state?: { buffer: ArrayBufferLike; offset: number; attach?: boolean };
+  /** Tell the host-side instance that transmitted bytes wait in the output ring (a doorbell). */
+  wakeHost?: () => void;
+  /**
+   * Run a wait for the host (output ring full) so that it blocks nothing the host needs: a hart
+   * that owns guest memory lets go of it meanwhile (sync/owner.ts setAside).
+   */
+  blockingWait?: (wait: () => void) => void;
 }
 
-export interface UartShortcuts {
-  thrWritesPostable: boolean;
-  lsr: number | undefined;
-}
-
-/** Offsets of the registers UartShortcuts speaks of. */
-export const UART_THR_OFFSET = RBR_THR_DLL;
-export const UART_LSR_OFFSET = LSR;
+/** The shared state, in i32 words: the lock alone in its host cache line, registers, FIFO, rings. */
+const Slot = {
+  LOCK: 0,
+  IER: 16,
+  LCR: 17,
+  MCR: 18,
+  FCR: 19,
+  SCR: 20,
+  DLL: 21,
+  DLM: 22,
+  /** Line-status error bits (OE/PE/FE/BI), set only by loopback overrun. */
+  LSR_ERRORS: 23,
+  /** Set when THR becomes empty; cleared by a THR write or by reading IIR that reports it. */
+  THR_INTERRUPT_PENDING: 24,
+  IIR: 25,
+  LEVEL: 26,
+  RX_HEAD: 27,
+  RX_COUNT: 28,
+  RX_FIFO: 32,
+  /** Input ring: the host produces (IN_TAIL), whoever holds the lock consumes (IN_HEAD). */
+  IN_HEAD: 64,
+  IN_TAIL: 80,
+  /** Output ring: whoever holds the lock produces (OUT_TAIL), the host consumes (OUT_HEAD). */
+  OUT_HEAD: 96,
+  OUT_TAIL: 112,
+} as const;
+const IN_RING_OFFSET = 512;
+const IN_RING_BYTES = 4096; // powers of two: slots are index & (size - 1)
+const OUT_RING_OFFSET = IN_RING_OFFSET + IN_RING_BYTES;
+const OUT_RING_BYTES = 16384;
+/** Bytes of shared state a UART needs (shared-mem/layout.ts reserves them). */
+export const UART_STATE_BYTES = OUT_RING_OFFSET + OUT_RING_BYTES;
+/** Longest single sleep of a hart waiting for room in the output ring (the host drains every ~1 ms). */
+const OUTPUT_WAIT_MS = 5;
 
 export class Uart16550 implements MmioDevice {
   readonly name = 'uart16550';
   readonly base: number;
   readonly size = UART_SIZE;
 
-  private readonly output: (byte: number) => void;
+  private readonly output: ((byte: number) => void) | undefined;
   private readonly irq: ((level: boolean) => void) | undefined;
-  private readonly publish: ((state: UartShortcuts) => void) | undefined;
-
-  private ier = 0;
-  private lcr = 0x03; // 8N1, as QEMU resets it
-  private mcr = MCR_OUT2;
-  private fcr = 0;
-  private scr = 0;
-  private dll = 0x0c; // 9600 baud from a 1.8432 MHz clock, QEMU's reset divisor
-  private dlm = 0;
-  /** Line-status error bits (OE/PE/FE/BI); never set today, kept so RLSI is honest. */
-  private lsrErrors = 0;
-  /** Set when THR becomes empty; cleared by a THR write or by reading IIR that reports it. */
-  private thrInterruptPending = false;
-  private rxFifo: number[] = [];
-  private pending: number[] = [];
-  private pendingHead = 0;
-  private iir = IIR_NO_INT;
-  private level = false;
+  private readonly wakeHost: (() => void) | undefined;
+  private readonly blockingWait: (wait: () => void) => void;
+  private readonly lock: Mutex;
+  private readonly s: Int32Array;
+  private readonly inRing: Uint8Array;
+  private readonly outRing: Uint8Array;
+  /** Host side: received bytes the input ring had no room for yet (unbounded, like a chardev). */
+  private hostPending: number[] = [];
 
   constructor(options: UartOptions) {
     this.base = options.base ?? UART_BASE;
     this.output = options.output;
     this.irq = options.irq;
-    this.publish = options.publish;
-    this.update();
+    this.wakeHost = options.wakeHost;
+    this.blockingWait = options.blockingWait ?? ((wait) => wait());
+    const { buffer, offset, attach } = options.state ?? { buffer: new SharedArrayBuffer(UART_STATE_BYTES), offset: 0 };
+    this.s = new Int32Array(buffer, offset, OUT_RING_OFFSET / 4);
+    this.inRing = new Uint8Array(buffer, offset + IN_RING_OFFSET, IN_RING_BYTES);
+    this.outRing = new Uint8Array(buffer, offset + OUT_RING_OFFSET, OUT_RING_BYTES);
+    this.lock = new Mutex(new Int32Array(buffer), (offset >> 2) + Slot.LOCK);
+    if (!attach) {
+      new Uint8Array(buffer, offset, UART_STATE_BYTES).fill(0);
+      const s = this.s;
+      s[Slot.LCR] = 0x03; // 8N1, as QEMU resets it
+      s[Slot.MCR] = MCR_OUT2;
+      s[Slot.DLL] = 0x0c; // 9600 baud from a 1.8432 MHz clock, QEMU's reset divisor
+      s[Slot.IIR] = IIR_NO_INT;
+      this.lock.with(() => this.update());
+    }
   }
 
   /** Current level of the interrupt line. */
   get irqLevel(): boolean {
-    return this.level;
+    return Atomics.load(this.s, Slot.LEVEL) === 1;
   }
 
   /** Bytes received from the host and not yet read by the guest. */
   get inputBacklog(): number {
-    return this.rxFifo.length + this.pending.length - this.pendingHead;
+    const inRing = (Atomics.load(this.s, Slot.IN_TAIL) - Atomics.load(this.s, Slot.IN_HEAD)) | 0;
+    return Atomics.load(this.s, Slot.RX_COUNT) + inRing + this.hostPending.length;
   }
 
-  /** Queue bytes arriving on the serial line (host stdin, a test script). */
+  /** Queue bytes arriving on the serial line (host stdin, a test script); host side only. */
   pushInput(bytes: Uint8Array): void {
-    for (const b of bytes) this.pending.push(b);
-    this.refill();
-    this.update();
+    for (const b of bytes) this.hostPending.push(b);
+    this.feedInput();
+  }
+
+  /** Hand every transmitted byte waiting in the output ring to `output`; host side only. */
+  drainOutput(): number {
+    const output = this.output;
+    if (!output) return 0;
+    const s = this.s;
+    const tail = Atomics.load(s, Slot.OUT_TAIL);
+    let head = Atomics.load(s, Slot.OUT_HEAD);
+    const drained = (tail - head) | 0;
+    for (; head !== tail; head = (head + 1) | 0) output(this.outRing[head & (OUT_RING_BYTES - 1)]!);
+    Atomics.store(s, Slot.OUT_HEAD, head);
+    if (drained > 0) Atomics.notify(s, Slot.OUT_HEAD);
+    return drained;
+  }
+
+  /** Host side, between slices: move waiting input in and transmitted bytes out. */
+  tick(): void {
+    this.feedInput();
+    this.drainOutput();
   }
 
   read(offset: number, _width: AccessWidth): bigint {
-    const value = this.readRegister(offset & 7);
-    this.update();
-    return BigInt(value);
+    this.lock.acquire();
+    try {
+      const value = this.readRegister(offset & 7);
+      this.update();
+      return BigInt(value);
+    } finally {
+      this.lock.release();
+    }
   }
 
   write(offset: number, _width: AccessWidth, value: bigint): void {
-    this.writeRegister(offset & 7, Number(value & 0xffn));
-    this.update();
+    this.lock.acquire();
+    try {
+      this.writeRegister(offset & 7, Number(value & 0xffn));
+      this.update();
+    } finally {
+      this.lock.release();
+    }
+  }
+
+  /**
+   * Move host input into the input ring as far as it has room, then into the FIFO. The lock is
+   * taken by trying, draining output between tries: a hart may hold it while it waits for room
+   * in the output ring, which only this thread makes.
+   */
+  private feedInput(): void {
+    const s = this.s;
+    if (this.hostPending.length > 0) {
+      const head = Atomics.load(s, Slot.IN_HEAD);
+      let tail = Atomics.load(s, Slot.IN_TAIL);
+      let moved = 0;
+      while (moved < this.hostPending.length && ((tail - head) | 0) < IN_RING_BYTES) {
+        this.inRing[tail & (IN_RING_BYTES - 1)] = this.hostPending[moved++]!;
+        tail = (tail + 1) | 0;
+      }
+      Atomics.store(s, Slot.IN_TAIL, tail);
+      this.hostPending = this.hostPending.slice(moved);
+    }
+    if (Atomics.load(s, Slot.IN_TAIL) === Atomics.load(s, Slot.IN_HEAD)) return;
+    while (!this.lock.tryAcquire()) this.drainOutput();
+    try {
+      this.update();
+    } finally {
+      this.lock.release();
+    }
   }
 
   private readRegister(reg: number): number {
+    const s = this.s;
     switch (reg) {
       case RBR_THR_DLL: {
-        if (this.lcr & LCR_DLAB) return this.dll;
-        const byte = this.rxFifo.shift() ?? 0;
+        if (s[Slot.LCR]! & LCR_DLAB) return s[Slot.DLL]!;
+        const byte = this.rxShift();
         this.refill();
         return byte;
       }
       case IER_DLM:
-        return this.lcr & LCR_DLAB ? this.dlm : this.ier;
+        return s[Slot.LCR]! & LCR_DLAB ? s[Slot.DLM]! : s[Slot.IER]!;
       case IIR_FCR: {
-        // this.iir was computed by the last update(); reading it acknowledges THRE.
-        const iir = this.iir;
-        if ((iir & 0x0f) === IIR_THRI) this.thrInterruptPending = false;
+        // IIR was computed by the last update(); reading it acknowledges THRE.
+        const iir = s[Slot.IIR]!;
+        if ((iir & 0x0f) === IIR_THRI) s[Slot.THR_INTERRUPT_PENDING] = 0;
         return iir;
       }
       case LCR:
-        return this.lcr;
+        return s[Slot.LCR]!;
       case MCR:
-        return this.mcr;
+        return s[Slot.MCR]!;
       case LSR: {
         const lsr = this.lsr();
-        this.lsrErrors = 0; // error bits clear on read
+        s[Slot.LSR_ERRORS] = 0; // error bits clear on read
         return lsr;
       }
       case MSR:
         return this.msr();
       case SCR:
-        return this.scr;
+        return s[Slot.SCR]!;
       default:
         return 0;
     }
   }
 
   private writeRegister(reg: number, v: number): void {
+    const s = this.s;
     switch (reg) {
       case RBR_THR_DLL:
-        if (this.lcr & LCR_DLAB) {
-          this.dll = v;
+        if (s[Slot.LCR]! & LCR_DLAB) {
+          s[Slot.DLL] = v;
         } else {
           this.transmit(v);
         }
         return;
       case IER_DLM:
-        if (this.lcr & LCR_DLAB) {
-          this.dlm = v;
+        if (s[Slot.LCR]! & LCR_DLAB) {
+          s[Slot.DLM] = v;
         } else {
-          const changed = (this.ier ^ v) & IER_THRI;
-          this.ier = v & 0x0f;
+          const changed = (s[Slot.IER]! ^ v) & IER_THRI;
+          s[Slot.IER] = v & 0x0f;
           // Enabling THRI while THR is empty raises the interrupt at once (the
           // transmitter is always empty here); disabling it drops the request.
-          if (changed) this.thrInterruptPending = (this.ier & IER_THRI) !== 0;
+          if (changed) s[Slot.THR_INTERRUPT_PENDING] = s[Slot.IER]! & IER_THRI ? 1 : 0;
         }
         return;
       case IIR_FCR: {
-        const wasEnabled = (this.fcr & FCR_FIFOE) !== 0;
+        const wasEnabled = (s[Slot.FCR]! & FCR_FIFOE) !== 0;
         const enable = (v & FCR_FIFOE) !== 0;
         // Toggling FIFO mode resets the FIFOs, as on the real chip.
-        if ((v & FCR_CLEAR_RX) || wasEnabled !== enable) this.rxFifo = [];
+        if ((v & FCR_CLEAR_RX) || wasEnabled !== enable) s[Slot.RX_COUNT] = 0;
         // Bits 1-2 are self-clearing; keep enable, DMA mode and trigger level.
-        this.fcr = v & 0xc9;
+        s[Slot.FCR] = v & 0xc9;
         this.refill();
         return;
       }
       case LCR:
-        this.lcr = v;
+        s[Slot.LCR] = v;
         return;
       case MCR:
-        this.mcr = v & 0x1f;
+        s[Slot.MCR] = v & 0x1f;
         return;
       case LSR:
       case MSR:
         return; // read-only (factory test writes are ignored, as in QEMU)
       case SCR:
-        this.scr = v;
+        s[Slot.SCR] = v;
         return;
     }
   }
 
   private transmit(byte: number): void {
-    if (this.mcr & MCR_LOOP) {
+    const s = this.s;
+    if (s[Slot.MCR]! & MCR_LOOP) {
       // Loopback: the byte comes straight back to the receiver (Linux's 8250 probe uses this).
-      if (this.rxFifo.length < this.fifoCapacity()) this.rxFifo.push(byte);
-      else this.lsrErrors |= 0x02; // overrun
+      if (s[Slot.RX_COUNT]! < this.fifoCapacity()) this.rxPush(byte);
+      else s[Slot.LSR_ERRORS] = s[Slot.LSR_ERRORS]! | 0x02; // overrun
     } else {
-      this.output(byte);
+      this.emit(byte);
     }
     // The shift register drains at once, so THR is empty again and THRE re-arms.
-    this.thrInterruptPending = true;
+    s[Slot.THR_INTERRUPT_PENDING] = 1;
+  }
+
+  /** Append a byte to the output ring, waiting for the host to make room if it is full. */
+  private emit(byte: number): void {
+    const s = this.s;
+    const tail = Atomics.load(s, Slot.OUT_TAIL);
+    for (let head = Atomics.load(s, Slot.OUT_HEAD); ((tail - head) | 0) >= OUT_RING_BYTES; head = Atomics.load(s, Slot.OUT_HEAD)) {
+      if (this.output) this.drainOutput();
+      else {
+        this.wakeHost?.();
+        this.blockingWait(() => Atomics.wait(s, Slot.OUT_HEAD, head, OUTPUT_WAIT_MS));
+      }
+    }
+    const wasEmpty = Atomics.load(s, Slot.OUT_HEAD) === tail;
+    this.outRing[tail & (OUT_RING_BYTES - 1)] = byte;
+    Atomics.store(s, Slot.OUT_TAIL, (tail + 1) | 0);
+    // The host side passes its own bytes on at once (after any a hart left before them).
+    if (this.output) this.drainOutput();
+    else if (wasEmpty) this.wakeHost?.();
   }
 
   private fifoCapacity(): number {
-    return this.fcr & FCR_FIFOE ? FIFO_DEPTH : 1;
+    return this.s[Slot.FCR]! & FCR_FIFOE ? FIFO_DEPTH : 1;
   }
 
-  /** Move host-side input into the receive FIFO as far as it has room. */
+  private rxPush(byte: number): void {
+    const s = this.s;
+    s[Slot.RX_FIFO + ((s[Slot.RX_HEAD]! + s[Slot.RX_COUNT]!) & (FIFO_DEPTH - 1))] = byte;
+    s[Slot.RX_COUNT] = s[Slot.RX_COUNT]! + 1;
+  }
+
+  /** The oldest byte of the receive FIFO, removed (0 when it is empty). */
+  private rxShift(): number {
+    const s = this.s;
+    if (s[Slot.RX_COUNT] === 0) return 0;
+    const byte = s[Slot.RX_FIFO + s[Slot.RX_HEAD]!]!;
+    s[Slot.RX_HEAD] = (s[Slot.RX_HEAD]! + 1) & (FIFO_DEPTH - 1);
+    s[Slot.RX_COUNT] = s[Slot.RX_COUNT]! - 1;
+    return byte;
+  }
+
+  /** Move host input from the input ring into the receive FIFO as far as it has room. */
   private refill(): void {
-    if (this.mcr & MCR_LOOP) return; // in loopback the line is disconnected from the host
+    const s = this.s;
+    if (s[Slot.MCR]! & MCR_LOOP) return; // in loopback the line is disconnected from the host
     const capacity = this.fifoCapacity();
-    while (this.rxFifo.length < capacity && this.pendingHead < this.pending.length) {
-      this.rxFifo.push(this.pending[this.pendingHead++]!);
+    const tail = Atomics.load(s, Slot.IN_TAIL);
+    let head = s[Slot.IN_HEAD]!;
+    while (s[Slot.RX_COUNT]! < capacity && head !== tail) {
+      this.rxPush(this.inRing[head & (IN_RING_BYTES - 1)]!);
+      head = (head + 1) | 0;
     }
-    if (this.pendingHead > 4096 && this.pendingHead * 2 > this.pending.length) {
-      this.pending = this.pending.slice(this.pendingHead);
-      this.pendingHead = 0;
-    }
+    Atomics.store(s, Slot.IN_HEAD, head);
   }
 
   private lsr(): number {
-    return (this.rxFifo.length > 0 ? LSR_DR : 0) | LSR_THRE | LSR_TEMT | this.lsrErrors;
+    return (this.s[Slot.RX_COUNT]! > 0 ? LSR_DR : 0) | LSR_THRE | LSR_TEMT | this.s[Slot.LSR_ERRORS]!;
   }
 
   private msr(): number {
-    if (this.mcr & MCR_LOOP) {
+    const mcr = this.s[Slot.MCR]!;
+    if (mcr & MCR_LOOP) {
       // Loopback wires the modem outputs to the inputs: RTS->CTS, DTR->DSR, OUT1->RI, OUT2->DCD.
-      return (
-        (this.mcr & MCR_RTS ? MSR_CTS : 0) |
-        (this.mcr & MCR_DTR ? MSR_DSR : 0) |
-        (this.mcr & MCR_OUT1 ? MSR_RI : 0) |
-        (this.mcr & MCR_OUT2 ? MSR_DCD : 0)
-      );
+      return (mcr & MCR_RTS ? MSR_CTS : 0) | (mcr & MCR_DTR ? MSR_DSR : 0) | (mcr & MCR_OUT1 ? MSR_RI : 0) | (mcr & MCR_OUT2 ? MSR_DCD : 0);
     }
     // No modem attached: carrier, data-set-ready and clear-to-send always asserted (as QEMU).
     return MSR_DCD | MSR_DSR | MSR_CTS;
   }
 
-  /** Recompute IIR by 16550 priority and drive the interrupt line. */
+  /** Recompute IIR by 16550 priority and drive the interrupt line (the lock is held). */
   private update(): void {
     this.refill();
-    const fifo = (this.fcr & FCR_FIFOE) !== 0;
+    const s = this.s;
+    const fcr = s[Slot.FCR]!;
+    const ier = s[Slot.IER]!;
+    const fifo = (fcr & FCR_FIFOE) !== 0;
     let id = IIR_NO_INT;
-    if (this.ier & IER_RLSI && this.lsrErrors & LSR_ERRORS) {
+    if (ier & IER_RLSI && s[Slot.LSR_ERRORS]! & LSR_ERRORS) {
       id = IIR_RLSI;
-    } else if (this.ier & IER_RDI && this.rxFifo.length > 0) {
-      const trigger = FIFO_TRIGGER_LEVELS[(this.fcr >> FCR_ITL_SHIFT) & 3]!;
-      id = fifo && this.rxFifo.length < trigger ? IIR_CTI : IIR_RDI;
-    } else if (this.ier & IER_THRI && this.thrInterruptPending) {
+    } else if (ier & IER_RDI && s[Slot.RX_COUNT]! > 0) {
+      const trigger = FIFO_TRIGGER_LEVELS[(fcr >> FCR_ITL_SHIFT) & 3]!;
+      id = fifo && s[Slot.RX_COUNT]! < trigger ? IIR_CTI : IIR_RDI;
+    } else if (ier & IER_THRI && s[Slot.THR_INTERRUPT_PENDING]) {
       id = IIR_THRI;
     }
     // Modem-status interrupts (IER_MSI, IIR 0x0) never fire: the modem lines never change
     // outside loopback, and no guest we run relies on loopback delta bits.
-    this.iir = id | (fifo ? IIR_FIFO_ENABLED : 0);
-    const level = id !== IIR_NO_INT;
-    if (level !== this.level) {
-      this.level = level;
-      this.irq?.(level);
+    s[Slot.IIR] = id | (fifo ? IIR_FIFO_ENABLED : 0);
+    const level = id !== IIR_NO_INT ? 1 : 0;
+    if (level !== s[Slot.LEVEL]) {
+      Atomics.store(s, Slot.LEVEL, level);
+      this.irq?.(level === 1);
     }
-    this.publish?.({
-      thrWritesPostable: (this.lcr & LCR_DLAB) === 0 && (this.mcr & MCR_LOOP) === 0,
-      lsr: this.lsrErrors === 0 ? this.lsr() : undefined,
-    });
   }
 }

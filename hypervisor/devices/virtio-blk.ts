@@ -26,6 +26,7 @@
 import * as path from 'node:path';
 import { DiskImageError } from '../disk-image.ts';
 import type { DiskImage } from '../disk-image.ts';
+import { Mutex } from '../../sync/mutex.ts';
 import type { AccessWidth, MmioDevice } from './device.ts';
 
 export const VIRTIO_BLK_BASE = 0x1000_1000;
@@ -128,6 +129,10 @@ const REG_QUEUE_READY = 0x044;
 const REG_QUEUE_NOTIFY = 0x050;
 const REG_INTERRUPT_STATUS = 0x060;
 const REG_INTERRUPT_ACK = 0x064;
+/** The registers a driver touches per request, which harts reach without the main thread. */
+export const VIRTIO_MMIO_QUEUE_NOTIFY = REG_QUEUE_NOTIFY;
+export const VIRTIO_MMIO_INTERRUPT_STATUS = REG_INTERRUPT_STATUS;
+export const VIRTIO_MMIO_INTERRUPT_ACK = REG_INTERRUPT_ACK;
 const REG_STATUS = 0x070;
 const REG_QUEUE_DESC_LOW = 0x080;
 const REG_QUEUE_DESC_HIGH = 0x084;
@@ -253,6 +258,75 @@ function address([low, high]: [number, number]): number {
   return high * 0x1_0000_0000 + low;
 }
 
+/** The shared interrupt-status block, in i32 words: the lock alone in its host cache line, then the rest. */
+const IrqSlot = { LOCK: 0, STATUS: 16, LEVEL: 17, PRESENT: 18 } as const;
+/** Bytes of shared state a virtio-mmio interrupt status needs (shared-mem/layout.ts reserves them). */
+export const VIRTIO_IRQ_STATE_BYTES = 128;
+
+/**
+ * A virtio-mmio device's InterruptStatus register and its interrupt line, in shared memory. The
+ * device (main thread) raises bits as it uses buffers; a hart's worker reads the register and
+ * acknowledges bits itself, which is all a driver does per interrupt (Linux's vm_interrupt), so
+ * neither costs a round trip. The lock makes "change the bits, drive the line to match" one step
+ * whichever thread does it.
+ */
+export class VirtioInterruptStatus {
+  private readonly words: Int32Array;
+  private readonly lock: Mutex;
+
+  constructor(
+    state: { buffer: ArrayBufferLike; offset: number; attach?: boolean },
+    private readonly irq: (level: boolean) => void,
+  ) {
+    this.words = new Int32Array(state.buffer, state.offset, VIRTIO_IRQ_STATE_BYTES / 4);
+    this.lock = new Mutex(new Int32Array(state.buffer), (state.offset >> 2) + IrqSlot.LOCK);
+    if (!state.attach) {
+      this.words.fill(0);
+      Atomics.store(this.words, IrqSlot.PRESENT, 1);
+    }
+  }
+
+  /** Whether a device owns this block (harts route its registers only then). */
+  get present(): boolean {
+    return Atomics.load(this.words, IrqSlot.PRESENT) === 1;
+  }
+
+  get value(): number {
+    return Atomics.load(this.words, IrqSlot.STATUS);
+  }
+
+  get level(): boolean {
+    return Atomics.load(this.words, IrqSlot.LEVEL) === 1;
+  }
+
+  raise(bits: number): void {
+    this.change(bits, bits);
+  }
+
+  acknowledge(bits: number): void {
+    this.change(bits, 0);
+  }
+
+  clear(): void {
+    this.change(-1, 0);
+  }
+
+  private change(mask: number, value: number): void {
+    this.lock.acquire();
+    try {
+      const status = (Atomics.load(this.words, IrqSlot.STATUS) & ~mask) | (value & mask);
+      Atomics.store(this.words, IrqSlot.STATUS, status);
+      const level = status !== 0 ? 1 : 0;
+      if (level !== Atomics.load(this.words, IrqSlot.LEVEL)) {
+        Atomics.store(this.words, IrqSlot.LEVEL, level);
+        this.irq(level === 1);
+      }
+    } finally {
+      this.lock.release();
+    }
+  }
+}
+
 export interface VirtioBlockOptions {
   disk: DiskImage;
   memory: DmaMemory;
@@ -263,6 +337,8 @@ export interface VirtioBlockOptions {
   serial?: string;
   /** Told about driver errors that put the device into DEVICE_NEEDS_RESET. */
   onError?: (message: string) => void;
+  /** Where InterruptStatus lives (VIRTIO_IRQ_STATE_BYTES), for harts to reach; default: a private block. */
+  interruptState?: { buffer: ArrayBufferLike; offset: number };
 }
 
 export class VirtioBlock implements MmioDevice {
@@ -272,7 +348,7 @@ export class VirtioBlock implements MmioDevice {
 
   private readonly disk: DiskImage;
   private readonly memory: DmaMemory;
-  private readonly irq: (level: boolean) => void;
+  private readonly interrupt: VirtioInterruptStatus;
   private readonly onError: ((message: string) => void) | undefined;
   private readonly deviceFeatures: bigint;
   private readonly config: Uint8Array;
@@ -284,15 +360,16 @@ export class VirtioBlock implements MmioDevice {
   private driverFeatures = 0n;
   private queueSel = 0;
   private queue: Queue = newQueue();
-  private interruptStatus = 0;
-  private level = false;
   private lastError: string | undefined;
 
   constructor(options: VirtioBlockOptions) {
     this.base = options.base ?? VIRTIO_BLK_BASE;
     this.disk = options.disk;
     this.memory = options.memory;
-    this.irq = options.irq;
+    this.interrupt = new VirtioInterruptStatus(
+      options.interruptState ?? { buffer: new SharedArrayBuffer(VIRTIO_IRQ_STATE_BYTES), offset: 0 },
+      options.irq,
+    );
     this.onError = options.onError;
 
     let features =
@@ -319,7 +396,7 @@ export class VirtioBlock implements MmioDevice {
 
   /** Current level of the interrupt line. */
   get irqLevel(): boolean {
-    return this.irqLevelValue();
+    return this.interrupt.level;
   }
 
   /** The device status register as the driver sees it. */
@@ -365,7 +442,7 @@ export class VirtioBlock implements MmioDevice {
       case REG_QUEUE_READY:
         return selected && q.ready ? 1 : 0;
       case REG_INTERRUPT_STATUS:
-        return this.interruptStatus;
+        return this.interrupt.value;
       case REG_STATUS:
         return this.status;
       case REG_QUEUE_DESC_LOW:
@@ -425,8 +502,7 @@ export class VirtioBlock implements MmioDevice {
         if (v === 0) this.processQueue();
         return;
       case REG_INTERRUPT_ACK:
-        this.interruptStatus &= ~v;
-        this.updateIrq();
+        this.interrupt.acknowledge(v);
         return;
       case REG_STATUS:
         this.writeStatus(v & 0xff);
@@ -508,9 +584,8 @@ export class VirtioBlock implements MmioDevice {
     this.driverFeatures = 0n;
     this.queueSel = 0;
     this.queue = newQueue();
-    this.interruptStatus = 0;
+    this.interrupt.clear();
     this.lastError = undefined;
-    this.updateIrq();
   }
 
   /** The driver broke the protocol: stop using the queue until it resets us (§2.1.2). */
@@ -518,22 +593,9 @@ export class VirtioBlock implements MmioDevice {
     this.lastError = message;
     this.status |= STATUS_NEEDS_RESET;
     if (this.status & STATUS_DRIVER_OK) {
-      this.interruptStatus |= INT_CONFIG_CHANGE;
-      this.updateIrq();
+      this.interrupt.raise(INT_CONFIG_CHANGE);
     }
     this.onError?.(`virtio-blk: ${message}; device needs reset`);
-  }
-
-  private irqLevelValue(): boolean {
-    return this.interruptStatus !== 0;
-  }
-
-  private updateIrq(): void {
-    const level = this.irqLevelValue();
-    if (level !== this.level) {
-      this.level = level;
-      this.irq(level);
-    }
   }
 
   // ---- The request queue ----
@@ -590,8 +652,7 @@ export class VirtioBlock implements MmioDevice {
       notify = (this.memory.readU16(q.driver) & AVAIL_F_NO_INTERRUPT) === 0;
     }
     if (notify) {
-      this.interruptStatus |= INT_USED_BUFFER;
-      this.updateIrq();
+      this.interrupt.raise(INT_USED_BUFFER);
     }
   }
 
