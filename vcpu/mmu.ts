@@ -10,9 +10,10 @@ import { MStatus, Priv } from "./csr.ts";
 import { AccessKind } from "./tlb.ts";
 import type { MirrorLocks } from "../sync/stripes.ts";
 
-const PTE_V = 1n, PTE_R = 2n, PTE_W = 4n, PTE_X = 8n, PTE_U = 16n, PTE_A = 64n, PTE_D = 128n;
+const PTE_V = 1n, PTE_R = 2n, PTE_W = 4n, PTE_X = 8n, PTE_U = 16n;
+/** The same PTE bits, for the low word as a number. */
+const V = 1, R = 2, W = 4, X = 8, U = 16, A = 64, D = 128;
 const PPN_MASK = (1n << 44n) - 1n;
-const RESERVED_HIGH = ~((1n << 54n) - 1n) & ((1n << 64n) - 1n);
 export const SATP_MODE_SV39 = 8n;
 
 const PAGE_FAULT: Record<AccessKind, number> = {
@@ -29,8 +30,11 @@ export const ACCESS_FAULT: Record<AccessKind, number> = {
 export interface PhysicalMemory {
   /** Host byte offset of a guest-physical RAM address, or -1 when it is not RAM. */
   hostOffset(paddr: bigint): number;
-  /** Atomic view of the shared memory for PTE reads and A/D updates. */
+  /** The same for an address as a number (exact below 2^53; anything above is not RAM). */
+  hostOffsetOfNumber(paddr: number): number;
+  /** Views of the shared memory for PTE reads and A/D updates. */
   readonly quads: BigInt64Array;
+  readonly words: Int32Array;
   /** Host distances to the mirror copies, which A/D updates must reach too. */
   readonly mirrorOffsets: readonly number[];
   /** The VM's mirror locks: an A/D update is an atomic read-modify-write of every copy. */
@@ -57,52 +61,96 @@ export function translate(
   const high = va >> 38n;
   if (high !== 0n && high !== (1n << 26n) - 1n) return { fault: PAGE_FAULT[kind] };
 
-  let table = (satp & PPN_MASK) << 12n;
+  // The walk itself in plain numbers (BigInt arithmetic costs 15-40x): the 27-bit virtual page
+  // number, physical addresses as doubles (exact below 2^53, and anything above is not RAM), a PTE
+  // as its two 32-bit halves.
+  const vpn = Number((va >> 12n) & 0x7ff_ffffn);
+  let table = Number(satp & PPN_MASK) * PAGE_SIZE;
   for (let level = 2; level >= 0; level--) {
-    const vpn = (va >> (12n + 9n * BigInt(level))) & 0x1ffn;
-    const pteAddr = table + vpn * 8n;
-    const host = memory.hostOffset(pteAddr);
+    const pteAddr = table + ((vpn >>> (9 * level)) & 0x1ff) * 8;
+    const host = memory.hostOffsetOfNumber(pteAddr);
     if (host < 0) return { fault: ACCESS_FAULT[kind] };
-    const index = host >> 3;
-    let pte = BigInt.asUintN(64, Atomics.load(memory.quads, index));
-    if ((pte & PTE_V) === 0n || ((pte & PTE_R) === 0n && (pte & PTE_W) !== 0n) || (pte & RESERVED_HIGH) !== 0n) {
-      return { fault: PAGE_FAULT[kind] };
-    }
-    if ((pte & (PTE_R | PTE_X)) === 0n) {
-      if ((pte & (PTE_A | PTE_D | PTE_U)) !== 0n) return { fault: PAGE_FAULT[kind] }; // reserved for non-leaf
-      table = ((pte >> 10n) & PPN_MASK) << 12n;
+    const words = memory.words;
+    const index = host >> 2;
+    // A PTE is written with one 64-bit store: reading high, low, high again and retrying on a
+    // change gives a value it really held.
+    let hi: number, lo: number;
+    do {
+      hi = Atomics.load(words, index + 1);
+      lo = Atomics.load(words, index);
+    } while (Atomics.load(words, index + 1) !== hi);
+    if ((lo & V) === 0 || ((lo & R) === 0 && (lo & W) !== 0) || hi >>> 22 !== 0) return { fault: PAGE_FAULT[kind] };
+    const ppn = (hi & 0x3f_ffff) * 0x40_0000 + (lo >>> 10);
+    if ((lo & (R | X)) === 0) {
+      if ((lo & (A | D | U)) !== 0) return { fault: PAGE_FAULT[kind] }; // reserved for non-leaf
+      table = ppn * PAGE_SIZE;
       continue;
     }
     // Leaf: permissions, and superpages must be aligned (checked before A/D are touched).
-    const lowMask = (1n << (9n * BigInt(level))) - 1n;
-    const misaligned = (p: bigint) => (((p >> 10n) & PPN_MASK) & lowMask) !== 0n;
-    if (!permitted(pte, kind, priv, mstatus) || misaligned(pte)) return { fault: PAGE_FAULT[kind] };
-    // Set A, and D for stores, atomically with respect to other harts' walks and stores.
-    const flags = PTE_A | (kind === AccessKind.Store ? PTE_D : 0n);
-    while ((pte & flags) !== flags) {
-      const expected = pte;
-      const setFlags = (): bigint => {
-        const seen = BigInt.asUintN(64, Atomics.compareExchange(memory.quads, index, BigInt.asIntN(64, expected), BigInt.asIntN(64, expected | flags)));
-        if (seen === expected) {
-          for (const offset of memory.mirrorOffsets) Atomics.store(memory.quads, index + offset / 8, BigInt.asIntN(64, expected | flags));
-        }
-        return seen;
-      };
-      const seen = memory.locks ? memory.locks.forAtomic(host, 8, setFlags) : setFlags();
-      if (seen === pte) {
-        pte |= flags;
-        break;
-      }
-      pte = seen; // another hart changed the PTE under us: check it again
-      if ((pte & PTE_V) === 0n || (pte & (PTE_R | PTE_X)) === 0n || !permitted(pte, kind, priv, mstatus) || misaligned(pte)) {
-        return { fault: PAGE_FAULT[kind] };
-      }
+    const lowPages = (1 << (9 * level)) - 1;
+    if (!permittedBits(lo, kind, priv, mstatus) || (ppn & lowPages) !== 0) return { fault: PAGE_FAULT[kind] };
+    const flags = A | (kind === AccessKind.Store ? D : 0);
+    let leafPpn = ppn;
+    if ((lo & flags) !== flags) {
+      const updated = setAccessedDirty(memory, host, BigInt(flags), kind, priv, mstatus, BigInt(lowPages));
+      if (typeof updated !== "bigint") return updated;
+      leafPpn = Number((updated >> 10n) & PPN_MASK);
     }
-    const ppn = (pte >> 10n) & PPN_MASK;
-    const pageOffsetMask = (1n << (12n + 9n * BigInt(level))) - 1n;
-    return { paddr: ((ppn << 12n) & ~pageOffsetMask) | (va & pageOffsetMask) };
+    const page = leafPpn - (leafPpn & lowPages) + (vpn & lowPages);
+    return { paddr: BigInt(page) * 4096n + (va & 0xfffn) };
   }
   return { fault: PAGE_FAULT[kind] };
+}
+
+/**
+ * Set A, and D for stores, atomically with respect to other harts' walks and stores, on every
+ * copy. Returns the leaf PTE as updated, or a fault when another hart changed it under us into one
+ * that no longer permits the access.
+ */
+function setAccessedDirty(
+  memory: PhysicalMemory,
+  host: number,
+  flags: bigint,
+  kind: AccessKind,
+  priv: Priv,
+  mstatus: number,
+  lowPages: bigint,
+): bigint | { fault: number } {
+  const index = host >> 3;
+  let pte = BigInt.asUintN(64, Atomics.load(memory.quads, index));
+  while ((pte & flags) !== flags) {
+    const expected = pte;
+    const setFlags = (): bigint => {
+      const seen = BigInt.asUintN(64, Atomics.compareExchange(memory.quads, index, BigInt.asIntN(64, expected), BigInt.asIntN(64, expected | flags)));
+      if (seen === expected) {
+        for (const offset of memory.mirrorOffsets) Atomics.store(memory.quads, index + offset / 8, BigInt.asIntN(64, expected | flags));
+      }
+      return seen;
+    };
+    const seen = memory.locks ? memory.locks.forAtomic(host, 8, setFlags) : setFlags();
+    if (seen === pte) return pte | flags;
+    pte = seen; // another hart changed the PTE under us: check it again
+    const misaligned = (((pte >> 10n) & PPN_MASK) & lowPages) !== 0n;
+    if ((pte & PTE_V) === 0n || (pte & (PTE_R | PTE_X)) === 0n || !permitted(pte, kind, priv, mstatus) || misaligned) {
+      return { fault: PAGE_FAULT[kind] };
+    }
+  }
+  return pte;
+}
+
+/** permitted() on the low word of a PTE. */
+function permittedBits(lo: number, kind: AccessKind, priv: Priv, mstatus: number): boolean {
+  const user = (lo & U) !== 0;
+  if (priv === Priv.U && !user) return false;
+  if (priv === Priv.S && user && (kind === AccessKind.Fetch || (mstatus & MStatus.SUM) === 0)) return false;
+  switch (kind) {
+    case AccessKind.Fetch:
+      return (lo & X) !== 0;
+    case AccessKind.Load:
+      return (lo & R) !== 0 || ((mstatus & MStatus.MXR) !== 0 && (lo & X) !== 0);
+    case AccessKind.Store:
+      return (lo & W) !== 0;
+  }
 }
 
 function permitted(pte: bigint, kind: AccessKind, priv: Priv, mstatus: number): boolean {
@@ -127,13 +175,18 @@ export function ramPhysicalMemory(
   locks?: MirrorLocks,
 ): PhysicalMemory {
   const limit = BigInt(RAM_BASE) + BigInt(map.pages * PAGE_SIZE);
+  const end = RAM_BASE + map.pages * PAGE_SIZE;
   return {
     quads: new BigInt64Array(buffer),
+    words: new Int32Array(buffer),
     mirrorOffsets,
     locks,
     hostOffset(paddr: bigint): number {
       // MachineCheck propagates to the hart, which has the page recovered and retries.
       return paddr >= BigInt(RAM_BASE) && paddr < limit ? hostOffsetOf(map, Number(paddr)) : -1;
+    },
+    hostOffsetOfNumber(paddr: number): number {
+      return paddr >= RAM_BASE && paddr < end ? hostOffsetOf(map, paddr) : -1;
     },
   };
 }
