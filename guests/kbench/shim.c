@@ -44,3 +44,11 @@ uint64_t *kernel_identity_map(void)
   k_l1_low[0x10000000 >> 21] = pte_of(0x10000000, KRW);
   return k_root;
 }
+
+/* A kernel that takes no S-mode trap on purpose gets this one: report, exit 255. */
+__attribute__((weak)) void s_trap(void)
+{
+  printf("unexpected S trap: scause=0x%lx sepc=0x%lx stval=0x%lx\n",
+         csr_read(scause), csr_read(sepc), csr_read(stval));
+  exit(255);
+}

@@ -20,7 +20,7 @@
 #ifdef MICRO
 /* micro-syscall: the bench patches this in the ELF (the runner picks a
  * count per emulator); the default keeps the test short */
-volatile unsigned long iterations = 20000;
+volatile unsigned long iterations = 5000;
 #elif defined(SMALL)
 #define CALLS 4000
 #define HEAP_PAGES 16
