@@ -175,6 +175,11 @@ static void proc_free(struct proc *p)
   p->state = UNUSED;
 }
 
+/* The first process gets this in a0: micro-syscall's loop count (the others
+ * ignore it).  A kernel variable, so that the benchmark runner can patch it
+ * in the ELF (the user program is only an image inside the kernel's). */
+volatile unsigned long iterations = 5000;
+
 /* the first process: the image, its stack, an empty heap */
 static struct proc *proc_first(void)
 {
@@ -194,6 +199,7 @@ static struct proc *proc_first(void)
   p->heap_base = va;
   TF(p, TF_EPC) = USER_BASE;
   TF(p, TF_X(2)) = va;          /* sp: the top of the stack */
+  TF_A(p, 0) = iterations;
   p->state = RUNNABLE;
   return p;
 }
