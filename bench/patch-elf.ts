@@ -4,12 +4,16 @@
  * every emulator, each with a count that makes its run long enough to time (as the race stress
  * tester sets `race_iterations`, but in the file, because QEMU must load it too).
  */
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { parseElf } from "../hypervisor/elf.ts";
 
 let scratch: string | undefined;
+// The patched copies live as long as the process that made them.
+process.on("exit", () => {
+  if (scratch) rmSync(scratch, { recursive: true, force: true });
+});
 
 /** A copy of `elf` in a temporary folder with the u64 at `symbol` set to `value`; returns its path. */
 export function patchElfU64(elf: string, symbol: string, value: bigint): string {

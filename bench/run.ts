@@ -17,7 +17,7 @@
  * same instructions.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
@@ -242,6 +242,9 @@ const KERNEL_TIMEOUT_S = Number(process.env.KMV_BENCH_TIMEOUT ?? 60);
 const QEMU_KERNEL_ARGS = ["-machine", "virt", "-bios", "none", "-nographic", "-m", "128M", "-global", "virtio-mmio.force-legacy=false"];
 
 let diskFolder: string | undefined;
+process.on("exit", () => {
+  if (diskFolder) rmSync(diskFolder, { recursive: true, force: true });
+});
 /** A fresh zeroed 1 MiB disk image (disk-small writes every sector before it reads it). */
 function freshDisk(): string {
   diskFolder ??= mkdtempSync(join(tmpdir(), "kmv-bench-disk-"));
