@@ -21,7 +21,9 @@ const qemuAvailable: Promise<string | undefined> = run(QEMU, ["--version"], { ki
 const all = readdirSync(GUESTS).filter((f) => f.endsWith(".elf")).map((f) => f.slice(0, -4));
 // The small guests: hello, exit-code, isa-test and the -small benchmark builds. htif-hello is
 // kmemvisor-only (QEMU's virt board has no HTIF) and the full-size benchmarks are too slow here.
-const guests = all.filter((n) => ["hello", "exit-code", "isa-test"].includes(n) || n.endsWith("-small")).sort();
+// The kernel-pattern guests (guests/kbench) are compared with QEMU by test/kernel-guests.test.ts.
+const KBENCH = ["uart-storm-small", "syscalls-small", "disk-small", "disk-small-small"];
+const guests = all.filter((n) => (["hello", "exit-code", "isa-test"].includes(n) || n.endsWith("-small")) && !KBENCH.includes(n)).sort();
 
 function qemu(elf: string, smp: number): Promise<Completed> {
   return run(QEMU, ["-machine", "virt", "-bios", "none", "-nographic", "-m", "128M", "-smp", String(smp), "-kernel", elf], {
