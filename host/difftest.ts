@@ -48,7 +48,7 @@
  */
 import type { EngineChoice, Hart } from "../vcpu/hart.ts";
 import { Machine } from "../hypervisor/machine.ts";
-import { planBoot } from "../hypervisor/boot.ts";
+import { planBoot, type BootImages } from "../hypervisor/boot.ts";
 import { ControlSlot, HartSlot, PAGE_SIZE, RAM_BASE } from "../shared-mem/layout.ts";
 import { decode, type Decoded } from "../vcpu/decoder.ts";
 import { ILLEGAL_OP } from "../vcpu/isa.ts";
@@ -933,8 +933,13 @@ function narrowCoarse(setup: Setup, options: Resolved, good: number, bad: Coarse
 
 /** Compare an ELF guest (booted like `kmemvisor run --bios none`) on both engines. */
 export function difftestGuest(elf: Uint8Array, options: DifftestOptions = {}, name = "guest"): DifftestResult {
+  return difftestBoot({ bios: "none", kernel: { name, bytes: elf } }, options);
+}
+
+/** The same for any boot `run` can do: firmware (e.g. OpenSBI fw_jump), a raw kernel, a command line. */
+export function difftestBoot(images: BootImages, options: DifftestOptions = {}): DifftestResult {
   const setup: Setup = (machine) => {
-    const plan = planBoot(machine, { bios: "none", kernel: { name, bytes: elf } });
+    const plan = planBoot(machine, images);
     machine.start(plan.start, BigInt(plan.fdtAddress), BigInt(plan.dynamicInfoAddress));
   };
   return compare(setup, resolved(options, 128 << 20)).result;
