@@ -48,7 +48,7 @@
  */
 import type { EngineChoice, Hart } from "../vcpu/hart.ts";
 import { Machine } from "../hypervisor/machine.ts";
-import { planBoot } from "../hypervisor/boot.ts";
+import { planBoot, type BootImages } from "../hypervisor/boot.ts";
 import { ControlSlot, HartSlot, PAGE_SIZE, RAM_BASE } from "../shared-mem/layout.ts";
 import { decode, type Decoded } from "../vcpu/decoder.ts";
 import { ILLEGAL_OP } from "../vcpu/isa.ts";
@@ -94,6 +94,14 @@ export interface DifftestOptions {
   coarse?: boolean;
   /** Coarse: seed of the chunk sizes (default 1; random streams: the stream's seed). */
   chunkSeed?: number;
+  /**
+   * Coarse: the guest clock (mtime, `time`) stands still during a chunk and is set to the
+   * instructions retired between chunks. The Sstc timer (stimecmp) is evaluated by the hart at its
+   * engine exits, which differ between the engines; with a clock that changes only between chunks
+   * (and stimecmp only by a CSR write, after which both engines return) it fires at the same
+   * instruction on both, so guests that use it (Linux) can be compared.
+   */
+  chunkClock?: boolean;
   /** Coarse: the largest chunk, in instructions; sizes are log-uniform in 1..maxChunk (default 4096). */
   maxChunk?: number;
   /** Coarse: the translator's threshold (JitOptions.threshold, default 1: nearly every page translated). */
@@ -653,6 +661,8 @@ class Coarse extends Pair {
   settles = 0;
   private readonly sizes: Random;
   private readonly chunkBits: number;
+  /** The guest clock under `chunkClock`. */
+  private clock = 0n;
 
   constructor(setup: Setup, private readonly options: Resolved) {
     const percent = options.extraEntries ?? 0;
@@ -662,6 +672,7 @@ class Coarse extends Pair {
       synchronous: true,
       ...(percent > 0 ? { extraEntries: { seed: options.chunkSeed ?? 1, percent } } : {}),
     });
+    if (options.chunkClock) for (const machine of [this.machines.interp, this.machines.jit]) machine.clint.mtime = () => this.clock;
     this.sizes = new Random(options.chunkSeed ?? 1);
     this.chunkBits = Math.log2((options.maxChunk ?? DEFAULT_MAX_CHUNK) + 1);
   }
@@ -682,6 +693,7 @@ class Coarse extends Pair {
     const drawn = this.nextBudget();
     const { a, b } = this;
     const before = b.retired;
+    this.clock = BigInt(before);
     b.run(budget ?? drawn);
     this.catchUp();
     // Past its budget, the translator may have run into an instruction that traps (a trap retires
@@ -692,6 +704,8 @@ class Coarse extends Pair {
       b.run(1);
       this.catchUp();
     }
+    // (A catch-up that ran nothing left the interpreter's timer unevaluated at this clock.)
+    if (this.options.chunkClock) for (const hart of [a, b]) hart.updateSupervisorTimer();
     const target = b.retired;
     this.chunk++;
     const tickEvery = this.options.tickEvery;
@@ -933,8 +947,13 @@ function narrowCoarse(setup: Setup, options: Resolved, good: number, bad: Coarse
 
 /** Compare an ELF guest (booted like `kmemvisor run --bios none`) on both engines. */
 export function difftestGuest(elf: Uint8Array, options: DifftestOptions = {}, name = "guest"): DifftestResult {
+  return difftestBoot({ bios: "none", kernel: { name, bytes: elf } }, options);
+}
+
+/** The same for any boot `run` can do: firmware (e.g. OpenSBI fw_jump), a raw kernel, a command line. */
+export function difftestBoot(images: BootImages, options: DifftestOptions = {}): DifftestResult {
   const setup: Setup = (machine) => {
-    const plan = planBoot(machine, { bios: "none", kernel: { name, bytes: elf } });
+    const plan = planBoot(machine, images);
     machine.start(plan.start, BigInt(plan.fdtAddress), BigInt(plan.dynamicInfoAddress));
   };
   return compare(setup, resolved(options, 128 << 20)).result;
