@@ -28,7 +28,7 @@ import { chunksOf, CodeMap, hasChunk } from "../shared-mem/code-pages.ts";
 import { computeLayout, HartSlot, PAGE_SIZE, type SyncStrategy } from "../shared-mem/layout.ts";
 import type { EngineChoice } from "../vcpu/hart.ts";
 import { discover, translatePage } from "../vcpu/translator.ts";
-import { TranslatorThread } from "../vcpu/jit.ts";
+import { speculatesWholePages, TranslatorThread } from "../vcpu/jit.ts";
 import type { TranslationReply, TranslationRequest } from "../vcpu/translator-worker.ts";
 import { engineMemoryOf } from "../vcpu/wasm/wasm-sem.ts";
 import type { EngineMemory } from "../vcpu/wasm/wasm-sem.ts";
@@ -278,6 +278,54 @@ test("the translator thread signals a finished translation through the frame's h
   } finally {
     port.close();
   }
+});
+
+/**
+ * Harts of one VM share the translator thread, which keeps one translation per page: when a second
+ * hart wants an entry the first hart's translation lacks, the new translation keeps the old one's
+ * entries too, so that the first hart is served the same module when it asks again (no second
+ * compile) — instead of the new translation replacing the old in the cache and the harts each
+ * getting their own variant compiled (and optimised by V8) in turn.
+ */
+test("the translator thread extends a page's translation for another hart's entry instead of replacing it", async (t) => {
+  const layout = computeLayout({ ramSize: 1 << 20, copies: 1, spareFrames: 0, harts: 2 });
+  const memory = new WebAssembly.Memory({ initial: layout.totalBytes / 65536, maximum: layout.totalBytes / 65536, shared: true });
+  const frame = 3;
+  const view = new DataView(memory.buffer);
+  // Two functions in one page: f at 0, g at 0x100 (no jump between them).
+  const put = (offset: number, words: number[]) =>
+    words.forEach((word, i) => view.setUint32(layout.ramOffset + frame * PAGE_SIZE + offset + 4 * i, word, true));
+  put(0, [addi(R.a0, R.a0, 1), ret()]);
+  put(0x100, [addi(R.a0, R.a0, 2), ret()]);
+  const thread = new TranslatorThread(memory, engineMemoryOf(layout, false));
+  const ports = [thread.connect(), thread.connect()];
+  for (const port of ports) port.ref();
+  const translate = (hart: number, wanted: number[]) =>
+    new Promise<TranslationReply>((resolve) => {
+      ports[hart]!.once("message", resolve);
+      const request: TranslationRequest = { frame, vpnLow: 0x80003, vpnHigh: 0, generation: 0, wanted, recompiles: 0 };
+      ports[hart]!.postMessage(request);
+    });
+  try {
+    const first = await translate(0, [0]);
+    t.deepEqual(first.entries, [0], "hart 0's translation: f");
+    const second = await translate(1, [0x100]);
+    t.true(second.entries.includes(0x100), "hart 1 gets its entry");
+    t.true(second.entries.includes(0), "and hart 0's entry is kept");
+    const again = await translate(0, [0]);
+    t.is(again.milliseconds, 0, "hart 0 asking again is served the translation made for hart 1");
+    t.deepEqual(again.entries, second.entries);
+  } finally {
+    for (const port of ports) port.close();
+  }
+});
+
+test("whole-page translations are made ahead of need only on a core the harts leave idle", (t) => {
+  const options = { threshold: 1 };
+  t.true(speculatesWholePages(1, options, 2), "1 hart on 2 cores");
+  t.false(speculatesWholePages(2, options, 2), "2 harts on 2 cores: its optimising compile would take a hart's core");
+  t.false(speculatesWholePages(4, options, 2));
+  t.true(speculatesWholePages(2, { ...options, wholeAfterMs: 0 }, 2), "unless asked for");
 });
 
 /**

@@ -23,6 +23,7 @@ import { HartSlot, PAGE_SIZE, type MemoryLayout } from "../shared-mem/layout.ts"
 import { cachedFetchPage } from "./tlb.ts";
 import { CODE_CHUNK_SHIFT, hasChunk, type CodeMap } from "../shared-mem/code-pages.ts";
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from "node:worker_threads";
+import { availableParallelism } from "node:os";
 import { translateRequest, type TranslationReply, type TranslationRequest, type TranslatorWorkerData } from "./translator-worker.ts";
 import type { EngineMemory } from "./wasm/wasm-sem.ts";
 import { requestTlbShootdown } from "./interrupts.ts";
@@ -93,7 +94,11 @@ export interface JitOptions {
    * the code (entries inside loops, on back edges) as the entries a long run learns do.
    */
   extraEntries?: { seed: number; percent: number };
-  /** Milliseconds a page runs its first translation before its whole-page one is asked for (default WHOLE_AFTER_MS). */
+  /**
+   * Milliseconds a page runs its first translation before its whole-page one is asked for (default
+   * WHOLE_AFTER_MS, and only when the host has a core the VM's harts leave idle: see
+   * Jit.speculates).
+   */
   wholeAfterMs?: number;
 }
 
@@ -109,6 +114,14 @@ export function extraEntriesFor(frame: number, seed: number, percent: number): n
     if (x % 100 < percent) offsets.push(offset);
   }
   return offsets;
+}
+
+/**
+ * Whether a VM with `harts` harts makes whole-page translations ahead of need (Jit.speculates): when
+ * the host has a core its harts leave idle, or when asked to (JitOptions.wholeAfterMs given).
+ */
+export function speculatesWholePages(harts: number, options: JitOptions, cores = availableParallelism()): boolean {
+  return options.wholeAfterMs !== undefined || harts < cores;
 }
 
 export interface JitEnvironment {
@@ -212,6 +225,14 @@ export class Jit {
   private port: MessagePort | undefined;
   private askedForPort = false;
   private synchronous: boolean;
+  /**
+   * Whether to make whole-page translations ahead of need (requestWhole). They are speculative —
+   * taken only if the guest goes beyond the first translation — and their optimising compile is
+   * the largest (~0.2 s of a core for a full page): worth it on a core the harts leave idle, a
+   * loss when every core runs a hart (parallel-sum, 2 harts on 2 cores, lost a third of its
+   * speed-up to one it never took: docs/decisions.md). Then pages learn entries by recompiles.
+   */
+  private readonly speculates: boolean;
   readonly stats: JitStats = { pagesCompiled: 0, recompiles: 0, instructionsTranslated: 0, invalidations: 0, staleOnArrival: 0, wholePagesTaken: 0, compileMilliseconds: 0 };
 
   constructor(private readonly env: JitEnvironment, private readonly options: JitOptions) {
@@ -219,6 +240,7 @@ export class Jit {
     this.words = new Int32Array(env.memory.buffer);
     this.bytes = new Uint8Array(env.memory.buffer);
     this.synchronous = options.synchronous === true || options.lockstep === true;
+    this.speculates = speculatesWholePages(env.layout.harts, options);
   }
 
   /**
@@ -462,7 +484,7 @@ export class Jit {
       codeChunks: reply.codeChunks,
       // (Not at once: its compile would compete with the first translation's optimising compile,
       // which the hot code is waiting for.)
-      wholeAfter: reply.recompiles === 0 && reply.truncated && !this.options.lockstep ? performance.now() + (this.options.wholeAfterMs ?? WHOLE_AFTER_MS) : Infinity,
+      wholeAfter: reply.recompiles === 0 && reply.truncated && this.speculates && !this.options.lockstep ? performance.now() + (this.options.wholeAfterMs ?? WHOLE_AFTER_MS) : Infinity,
     };
     this.pages.set(frame, page);
     if (reply.recompiles === 0) this.stats.pagesCompiled++;

@@ -133,6 +133,13 @@ function warmUpStep(engineMemory: EngineMemory, page: Uint8Array, round: number,
   setImmediate(() => warmUpStep(engineMemory, page, round + 1, busy));
 }
 
+/** `request` with `offsets` added to its optional leaders (those it does not want already). */
+export function withOptional(request: TranslationRequest, offsets: readonly number[]): TranslationRequest {
+  const optional = new Set(request.optional ?? []);
+  for (const offset of offsets) if (!request.wanted.includes(offset)) optional.add(offset);
+  return { ...request, optional: [...optional] };
+}
+
 /**
  * The thread serves every hart of the VM, each through its own port (sent in a { port } message).
  * A page one hart had translated is handed to the next hart that asks for it, the same compiled
@@ -145,11 +152,18 @@ if (data?.kmemvisorTranslator === true && data.memory && data.engineMemory && pa
   const serve = (request: TranslationRequest): TranslationReply => {
     const key = `${request.frame}:${request.vpnLow}:${request.vpnHigh}`;
     const known = done.get(key);
+    const current = known && known.generation === request.generation ? known : undefined;
     const covers = (reply: TranslationReply) => request.wanted.every((offset) => reply.entries.includes(offset)) && (!request.whole || reply.whole);
-    if (known && known.generation === request.generation && covers(known)) {
-      return { ...known, recompiles: request.recompiles, whole: request.whole, milliseconds: 0 };
+    if (current && covers(current)) {
+      return { ...current, recompiles: request.recompiles, whole: request.whole, milliseconds: 0 };
     }
-    const reply = translateRequest(memory, engineMemory, request);
+    // Another hart's translation of the same code lacks an entry this one wants: translate from
+    // its entries too (as optional leaders, as a hart's own recompile does), so that the harts
+    // converge on one translation — one module, one optimising compile, shared — instead of each
+    // replacing the other's here and compiling its own variant, which on a 2-core host competes
+    // with the harts themselves (parallel-sum on 2 harts: see docs/decisions.md).
+    const merged = current && !request.whole ? withOptional(request, current.entries) : request;
+    const reply = translateRequest(memory, engineMemory, merged);
     done.set(key, reply);
     return reply;
   };
