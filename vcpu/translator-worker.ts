@@ -55,12 +55,17 @@ export interface TranslationReply extends TranslationRequest {
   milliseconds: number;
 }
 
-/** Translate and compile one request (also used directly when compiling synchronously). */
+/**
+ * Translate and compile one request (also used directly when compiling synchronously). `eager`:
+ * compile the function now (V8 otherwise compiles it at its first call, on the calling thread);
+ * always for a spare whole-page translation, which is to be optimised by the time it is taken.
+ */
 export function translateRequest(
   memory: WebAssembly.Memory,
   engineMemory: EngineMemory,
   request: TranslationRequest,
   options: TranslationOptions = {},
+  eager = false,
 ): TranslationReply {
   const started = performance.now();
   const bytes = new Uint8Array(memory.buffer).slice(request.frame * PAGE_SIZE, (request.frame + 1) * PAGE_SIZE);
@@ -71,8 +76,7 @@ export function translateRequest(
     ...(whole ? { maxInstructions: PAGE_SIZE / 2 } : {}), // (as many as a page can hold)
     ...(request.optional ? { optional: request.optional } : {}),
   });
-  // A spare whole-page translation is to be optimised by the time it is taken (vcpu/jit.ts).
-  const module = translation ? (whole ? compileEagerly(translation.bytes) : new WebAssembly.Module(translation.bytes)) : undefined;
+  const module = translation ? (whole || eager ? compileEagerly(translation.bytes) : new WebAssembly.Module(translation.bytes)) : undefined;
   return {
     ...request,
     module,
@@ -163,7 +167,9 @@ if (data?.kmemvisorTranslator === true && data.memory && data.engineMemory && pa
     // replacing the other's here and compiling its own variant, which on a 2-core host competes
     // with the harts themselves (parallel-sum on 2 harts: see docs/decisions.md).
     const merged = current && !request.whole ? withOptional(request, current.entries) : request;
-    const reply = translateRequest(memory, engineMemory, merged);
+    // Compiled here, not lazily at the hart's first call: that compile (~30 ms for 500–900
+    // instructions) stopped the hart, which here interprets on meanwhile (docs/decisions.md).
+    const reply = translateRequest(memory, engineMemory, merged, {}, true);
     done.set(key, reply);
     return reply;
   };
