@@ -34,7 +34,7 @@ import { engineMemoryOf } from "../vcpu/wasm/wasm-sem.ts";
 import type { EngineMemory } from "../vcpu/wasm/wasm-sem.ts";
 import {
   CSR, Program, R, RAM_BASE,
-  add, addi, amoadd_d, andi, beq, bltu, bne, csrr, csrrsi, csrw, ecall, fence, fence_i, jal, jalr, ld, lhu, lw, mret, mv, sd, sh, slli, sltiu, sltu, sub, sw,
+  add, addi, amoadd_d, andi, beq, bltu, bne, csrr, csrrci, csrrsi, csrw, ecall, fence, fence_i, jal, jalr, ld, lhu, lw, mret, mv, sd, sh, slli, sltiu, sltu, sub, sw,
 } from "./helpers/asm.ts";
 import { EXPECTED, GUESTS, ROOT } from "./helpers/cli.ts";
 import { runProgram as runProgramWithin, type Outcome, type RunProgramOptions } from "./helpers/machine.ts";
@@ -752,6 +752,30 @@ test("a timer interrupt (CLINT mtimecmp) is taken from a translated loop", async
   t.is(run.x(R.s3), (1n << 63n) | 7n, "for the machine timer interrupt");
   t.true(run.x(R.s1) > 0n);
   t.true(jitStats(t, run.result.harts[0]).pagesCompiled > 0);
+});
+
+/**
+ * A kernel saves and restores its interrupt enable around every critical section: such a write
+ * neither drops the TLB nor leaves translated code, unless it lets a pending interrupt in.
+ */
+test("a translated loop that flips mstatus.MIE stays translated; enabling a pending interrupt still takes it", async (t) => {
+  const N = 20_000;
+  const p = new Program();
+  p.setTrapVector("handler").li(R.s0, N).li(R.s2, 0).la(R.s3, "data");
+  p.label("loop").emit(csrrsi(0, CSR.mstatus, 8), ld(R.t1, 0, R.s3), csrrci(0, CSR.mstatus, 8), addi(R.s0, R.s0, -1)).branch(bne, R.s0, 0, "loop");
+  // Then make a software interrupt pending while MIE is clear; setting MIE must take it at once.
+  p.li(R.t0, 1 << 3).emit(csrw(CSR.mie, R.t0)).li(R.t0, 0x0200_0000).li(R.t1, 1).emit(sw(R.t1, 0, R.t0));
+  p.emit(csrrsi(0, CSR.mstatus, 8), addi(R.s4, R.zero, 1)).exit(0);
+  p.label("handler").emit(csrr(R.s5, CSR.mcause), addi(R.s2, R.s2, 1)).li(R.t0, 0x0200_0000).emit(sw(R.zero, 0, R.t0), mret());
+  p.align(PAGE_SIZE).label("data").dword(0n);
+  const run = await runProgram(p, { engine: JIT });
+  exited(t, run.result);
+  t.is(run.x(R.s0), 0n);
+  const jit = jitStats(t, run.result.harts[0]);
+  t.true(jit.runs < N / 100, `the loop ran in ${jit.runs} engine calls (each MIE write returning: ${2 * N})`);
+  t.is(run.x(R.s2), 1n, "the interrupt MIE let in was taken");
+  t.is(run.x(R.s5), (1n << 63n) | 3n, "the machine software interrupt");
+  t.is(run.x(R.s4), 1n, "and the instruction after the write ran after the handler");
 });
 
 test("loads and stores whose slow path must return (another hart keeps raising an interrupt) finish first: the load's value reaches its register", async (t) => {

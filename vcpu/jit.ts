@@ -200,6 +200,8 @@ interface TranslatedPage {
 }
 
 export interface JitStats {
+  /** Engine calls that ran translated code (each entered a page and ran until it left it). */
+  runs: number;
   pagesCompiled: number;
   recompiles: number;
   instructionsTranslated: number;
@@ -233,7 +235,7 @@ export class Jit {
    * speed-up to one it never took: docs/decisions.md). Then pages learn entries by recompiles.
    */
   private readonly speculates: boolean;
-  readonly stats: JitStats = { pagesCompiled: 0, recompiles: 0, instructionsTranslated: 0, invalidations: 0, staleOnArrival: 0, wholePagesTaken: 0, compileMilliseconds: 0 };
+  readonly stats: JitStats = { runs: 0, pagesCompiled: 0, recompiles: 0, instructionsTranslated: 0, invalidations: 0, staleOnArrival: 0, wholePagesTaken: 0, compileMilliseconds: 0 };
 
   constructor(private readonly env: JitEnvironment, private readonly options: JitOptions) {
     this.u32 = new Uint32Array(env.memory.buffer);
@@ -303,6 +305,7 @@ export class Jit {
       if (!page) return undefined;
     }
     if (page.wholeAfter !== Infinity && performance.now() >= page.wholeAfter) this.requestWhole(page);
+    this.stats.runs++;
     return page.run;
   }
 
