@@ -755,6 +755,31 @@ test("a timer interrupt (CLINT mtimecmp) is taken from a translated loop", async
 });
 
 /**
+ * Control that leaves a translated page for another translated page goes on there inside wasm
+ * (a tail call through the hart's table of translations) instead of returning to the host: a
+ * loop calling a function in another page runs in a handful of engine calls. When the callee's
+ * code changes, the chained call must not run the old translation.
+ */
+test("calls between translated pages stay in wasm (chaining); a rewritten callee is not chained into", async (t) => {
+  const N = 20_000;
+  const p = new Program();
+  p.li(R.s0, N).li(R.a0, 0);
+  p.label("loop").jal(R.ra, "f").emit(addi(R.s0, R.s0, -1)).branch(bne, R.s0, 0, "loop").emit(mv(R.s1, R.a0));
+  // Rewrite f (`addi a0, a0, 1` → `addi a0, a0, 3`), FENCE.I, and call it N times more.
+  p.la(R.t0, "f").li(R.t1, addi(R.a0, R.a0, 3)).emit(sw(R.t1, 0, R.t0), fence_i());
+  p.li(R.s0, N).li(R.a0, 0);
+  p.label("loop2").jal(R.ra, "f").emit(addi(R.s0, R.s0, -1)).branch(bne, R.s0, 0, "loop2").exit(0);
+  p.align(PAGE_SIZE).label("f").emit(addi(R.a0, R.a0, 1), ret());
+  const run = await runProgram(p, { engine: JIT });
+  exited(t, run.result);
+  t.is(run.x(R.s1), BigInt(N), "the first N calls ran f");
+  t.is(run.x(R.a0), BigInt(3 * N), "the next N ran the rewritten f");
+  const jit = jitStats(t, run.result.harts[0]);
+  t.true(jit.runs < N / 50, `${4 * N} page crossings in ${jit.runs} engine calls`);
+  t.true(jit.invalidations > 0);
+});
+
+/**
  * A kernel saves and restores its interrupt enable around every critical section: such a write
  * neither drops the TLB nor leaves translated code, unless it lets a pending interrupt in.
  */

@@ -239,7 +239,7 @@ export class Hart {
       this.selectTlbSets();
       const remaining = budget - (this.retired - start);
       const translated = this.jit?.lookup();
-      const exit = translated ? translated(this.base, remaining) : this.engine.run(this.base, remaining);
+      const exit = translated ? translated(this.base, remaining, 0) : this.engine.run(this.base, remaining);
       this.retired += Number(this.view.getBigUint64(this.base + HartSlot.RETIRED, true));
       this.view.setBigUint64(this.base + HartSlot.RETIRED, 0n, true);
       const request = Atomics.exchange(this.words, (this.base + HartSlot.EXIT_REQUEST) >> 2, ExitRequest.None);

@@ -19,7 +19,10 @@
  * FENCE.I compares every translated page with memory, which also catches a store that another
  * hart made through a store-TLB entry it had not yet dropped when the page was compiled.
  */
-import { HartSlot, PAGE_SIZE, type MemoryLayout } from "../shared-mem/layout.ts";
+import { HartSlot, PAGE_SIZE, WASM_PAGE, type MemoryLayout } from "../shared-mem/layout.ts";
+import { FunctionBody, ModuleBuilder, Op } from "./wasm/encoder.ts";
+import { RUN_TYPE, TRANSLATION_TABLE } from "./translator.ts";
+import { Exit } from "./exits.ts";
 import { cachedFetchPage } from "./tlb.ts";
 import { CODE_CHUNK_SHIFT, hasChunk, type CodeMap } from "../shared-mem/code-pages.ts";
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from "node:worker_threads";
@@ -124,6 +127,22 @@ export function speculatesWholePages(harts: number, options: JitOptions, cores =
   return options.wholeAfterMs !== undefined || harts < cores;
 }
 
+/**
+ * The function a hart's table of translations holds for frames without one: called in tail
+ * position by a translation leaving its page (its registers and pc written back), it records the
+ * instructions retired so far and returns to the host, which carries on at pc.
+ */
+function chainStub(memory: WebAssembly.Memory): TranslatedRun {
+  const m = new ModuleBuilder();
+  m.importSharedMemory("env", "memory", memory.buffer.byteLength / WASM_PAGE);
+  const f = new FunctionBody(3);
+  f.get(0).get(2).op(Op.i64_extend_i32_u).mem(Op.i64_store, HartSlot.RETIRED);
+  f.i32(Exit.Budget);
+  m.defineFunction(RUN_TYPE, f, "run");
+  const instance = new WebAssembly.Instance(new WebAssembly.Module(m.encode()), { env: { memory } });
+  return (instance.exports as { run: TranslatedRun }).run;
+}
+
 export interface JitEnvironment {
   memory: WebAssembly.Memory;
   layout: MemoryLayout;
@@ -176,7 +195,8 @@ export class TranslatorThread {
   }
 }
 
-export type TranslatedRun = (hart: number, budget: number) => number;
+/** A translation's entry: (hart base, budget, instructions retired before it in this engine call: 0) -> Exit. */
+export type TranslatedRun = (hart: number, budget: number, retired: number) => number;
 
 interface TranslatedPage {
   frame: number;
@@ -237,7 +257,20 @@ export class Jit {
   private readonly speculates: boolean;
   readonly stats: JitStats = { runs: 0, pagesCompiled: 0, recompiles: 0, instructionsTranslated: 0, invalidations: 0, staleOnArrival: 0, wholePagesTaken: 0, compileMilliseconds: 0 };
 
+  /**
+   * This hart's translations by host frame, for translations to go on in without returning to the
+   * host (translator.ts chaining); frames with none hold `stub`, which returns.
+   */
+  private readonly table: WebAssembly.Table;
+  private readonly stub: TranslatedRun;
+  /** The imports of translations: the hart's slow paths and the table. */
+  private readonly imports: WebAssembly.Imports;
+
   constructor(private readonly env: JitEnvironment, private readonly options: JitOptions) {
+    const frames = env.codeMap.frames;
+    this.stub = chainStub(env.memory);
+    this.table = new WebAssembly.Table({ element: "anyfunc", initial: frames, maximum: frames }, this.stub);
+    this.imports = { ...env.imports, [TRANSLATION_TABLE[0]]: { [TRANSLATION_TABLE[1]]: this.table } };
     this.u32 = new Uint32Array(env.memory.buffer);
     this.words = new Int32Array(env.memory.buffer);
     this.bytes = new Uint8Array(env.memory.buffer);
@@ -290,7 +323,7 @@ export class Jit {
     let page = this.pages.get(frame);
     if (page && (page.vpnLow !== vpnLow || page.vpnHigh !== vpnHigh || page.generation !== codeMap.generation(frame))) {
       if (page.generation !== codeMap.generation(frame)) this.noteInvalidated(frame);
-      this.pages.delete(frame);
+      this.dropPage(frame);
       page = undefined;
     }
     const offset = pcLow & 0xfff;
@@ -315,7 +348,7 @@ export class Jit {
       if (page.generation === this.env.codeMap.generation(page.frame) && this.stillHolds(page.frame, page.bytes, page.codeChunks)) continue;
       this.env.codeMap.invalidate(page.frame);
       this.noteInvalidated(page.frame);
-      this.pages.delete(page.frame);
+      this.dropPage(page.frame);
     }
   }
 
@@ -328,6 +361,12 @@ export class Jit {
       if (Buffer.compare(this.bytes.subarray(frame * PAGE_SIZE + from, frame * PAGE_SIZE + to), bytes.subarray(from, to)) !== 0) return false;
     }
     return true;
+  }
+
+  /** Forget the frame's translation: translations chaining there reach the stub (back to the host). */
+  private dropPage(frame: number): void {
+    this.pages.delete(frame);
+    this.table.set(frame, this.stub);
   }
 
   /** Number of pages this hart holds translations for. */
@@ -473,7 +512,7 @@ export class Jit {
       this.env.codeMap.invalidate(frame);
       return undefined;
     }
-    const instance = new WebAssembly.Instance(reply.module, this.env.imports);
+    const instance = new WebAssembly.Instance(reply.module, this.imports);
     const page: TranslatedPage = {
       frame,
       vpnLow: reply.vpnLow,
@@ -490,6 +529,7 @@ export class Jit {
       wholeAfter: reply.recompiles === 0 && reply.truncated && this.speculates && !this.options.lockstep ? performance.now() + (this.options.wholeAfterMs ?? WHOLE_AFTER_MS) : Infinity,
     };
     this.pages.set(frame, page);
+    this.table.set(frame, page.run);
     if (reply.recompiles === 0) this.stats.pagesCompiled++;
     this.stats.instructionsTranslated += reply.instructions;
     return page;

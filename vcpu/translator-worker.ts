@@ -72,6 +72,7 @@ export function translateRequest(
   const virtualPage = ((BigInt(request.vpnHigh) << 32n) | BigInt(request.vpnLow)) << 12n;
   const whole = request.whole === true;
   const translation = translatePage(engineMemory, memory.buffer.byteLength / 65536, bytes, virtualPage, request.wanted, {
+    chain: { frame: request.frame, generation: request.generation },
     ...options,
     ...(whole ? { maxInstructions: PAGE_SIZE / 2 } : {}), // (as many as a page can hold)
     ...(request.optional ? { optional: request.optional } : {}),
