@@ -780,6 +780,57 @@ test("calls between translated pages stay in wasm (chaining); a rewritten callee
 });
 
 /**
+ * Each recompile of a page compiles all of it again, larger each time: the guest must enter an
+ * offset the translation lacks twice as often for each recompile the page has had.
+ */
+test("a page's second recompile needs twice the entries of its first", async (t) => {
+  const p = new Program();
+  const calls = (label: string, n: number) => {
+    p.li(R.s0, n).label(`call_${label}`).jal(R.ra, label).emit(addi(R.s0, R.s0, -1)).branch(bne, R.s0, 0, `call_${label}`);
+  };
+  p.li(R.a0, 0);
+  calls("f0", 100); // the page's first translation (entry f0)
+  calls("f1", 5); // 5 entries at f1 >= 4: the first recompile
+  calls("f2", 5); // 5 entries at f2 < 8: no second one
+  p.exit(0);
+  // Three functions no jump links: a translation from one does not reach the others.
+  p.align(PAGE_SIZE).label("f0").emit(addi(R.a0, R.a0, 1), ret());
+  p.align(256).label("f1").emit(addi(R.a0, R.a0, 1), ret());
+  p.align(256).label("f2").emit(addi(R.a0, R.a0, 1), ret());
+  const run = await runProgram(p, { engine: JIT });
+  exited(t, run.result);
+  t.is(run.x(R.a0), 110n);
+  t.is(jitStats(t, run.result.harts[0]).recompiles, 1);
+});
+
+/**
+ * With no core to spare (no whole-page translations made ahead), a recompile takes all the code
+ * the page's entries reach, not just the 256 instructions nearest them.
+ */
+test("without a spare core a recompile translates all the code its entries reach", async (t) => {
+  const CHAIN = 400;
+  const translated = async (cores: number) => {
+    const p = new Program();
+    p.li(R.a0, 0).li(R.s0, 100).label("l0").jal(R.ra, "f0").emit(addi(R.s0, R.s0, -1)).branch(bne, R.s0, 0, "l0");
+    p.li(R.s0, 5).label("l1").jal(R.ra, "f1").emit(addi(R.s0, R.s0, -1)).branch(bne, R.s0, 0, "l1").exit(0);
+    p.align(PAGE_SIZE).label("f0").emit(addi(R.a0, R.a0, 1), ret());
+    // f1 may branch (never does) to a long run of code, beyond the 256 instructions a recompile takes.
+    p.align(256).label("f1").emit(addi(R.a0, R.a0, 1)).branch(beq, R.ra, 0, "far").emit(ret());
+    p.align(256).label("far");
+    for (let i = 0; i < CHAIN; i++) p.emit(addi(R.a1, R.a1, 1));
+    p.emit(ret());
+    const run = await runProgram(p, { engine: { ...JIT, cores } });
+    exited(t, run.result);
+    t.is(run.x(R.a0), 105n);
+    const jit = jitStats(t, run.result.harts[0]);
+    t.is(jit.recompiles, 1);
+    return jit.instructionsTranslated;
+  };
+  t.true((await translated(2)) < CHAIN, "1 hart on 2 cores: the recompile takes the code nearest its entries");
+  t.true((await translated(1)) > CHAIN, "1 hart on 1 core: all of it");
+});
+
+/**
  * A kernel saves and restores its interrupt enable around every critical section: such a write
  * neither drops the TLB nor leaves translated code, unless it lets a pending interrupt in.
  */

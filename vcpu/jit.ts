@@ -54,7 +54,7 @@ const NEVER_HEAT = -(1 << 30);
  * 100 ms 743; cpubound 228, 226, 200, 209 (9 runs).
  */
 const WHOLE_AFTER_MS = 100;
-/** Times the guest enters a translated page at an offset it lacks before the page is recompiled. */
+/** Times the guest enters a translated page at an offset it lacks before the page's first recompile (doubling for each next one). */
 const HOT_ENTRY = 4;
 /** After this many recompilations (for newly found entries) a page keeps what it has. */
 const MAX_RECOMPILES = 16;
@@ -103,6 +103,8 @@ export interface JitOptions {
    * Jit.speculates).
    */
   wholeAfterMs?: number;
+  /** Host cores the VM may use (default: os.availableParallelism(); tests vary it). */
+  cores?: number;
 }
 
 /** The offsets JitOptions.extraEntries asks for in one frame (xorshift32, deterministic). */
@@ -123,7 +125,7 @@ export function extraEntriesFor(frame: number, seed: number, percent: number): n
  * Whether a VM with `harts` harts makes whole-page translations ahead of need (Jit.speculates): when
  * the host has a core its harts leave idle, or when asked to (JitOptions.wholeAfterMs given).
  */
-export function speculatesWholePages(harts: number, options: JitOptions, cores = availableParallelism()): boolean {
+export function speculatesWholePages(harts: number, options: JitOptions, cores = options.cores ?? availableParallelism()): boolean {
   return options.wholeAfterMs !== undefined || harts < cores;
 }
 
@@ -398,7 +400,13 @@ export class Jit {
     page.misses.set(offset, seen);
     // An entry used once or twice (a trap return, a one-off call) is left to the interpreter; one
     // the guest keeps using is worth translating the page again.
-    if (seen < HOT_ENTRY || page.recompiles >= MAX_RECOMPILES || this.pending.has(page.frame)) return undefined;
+    // Each recompile needs twice the evidence of the one before: it compiles the whole page's
+    // translation again, which grows with every entry learnt, and V8's optimising compile time
+    // grows faster than the function; a kernel page, or two harts each entering a page where the
+    // other's translation had no entry, kept asking (parallel-sum on 2 harts: 4 compiles, 0.6 s of
+    // a core on a loaded host, against 2 on 1 hart: docs/decisions.md).
+    const needed = HOT_ENTRY << Math.min(page.recompiles, 8);
+    if (seen < needed || page.recompiles >= MAX_RECOMPILES || this.pending.has(page.frame)) return undefined;
     this.stats.recompiles++;
     // Where the guest now enters the page first, the most used first: the translator spends its
     // budget of instructions beyond the wanted code on what these reach (translator.ts discover).
@@ -409,8 +417,8 @@ export class Jit {
     // (cpubound's long build: 873 against 835 ms, 7 interleaved runs). Leaving them out instead
     // cost memstress a recompile (and its hot code the wait for V8's optimising compile again).
     const byUse = [...page.misses].sort((a, b) => b[1] - a[1]);
-    const hot = byUse.filter(([, n]) => n >= HOT_ENTRY).map(([at]) => at);
-    const rest = [...byUse.filter(([, n]) => n < HOT_ENTRY).map(([at]) => at), ...page.entries];
+    const hot = byUse.filter(([, n]) => n >= needed).map(([at]) => at);
+    const rest = [...byUse.filter(([, n]) => n < needed).map(([at]) => at), ...page.entries];
     const again = this.request(page.frame, page.vpnLow, page.vpnHigh, hot, page.recompiles + 1, rest);
     return again?.entries.has(offset) ? again : undefined;
   }
@@ -432,8 +440,12 @@ export class Jit {
     }
     const fuzz = this.options.extraEntries;
     const extra = fuzz ? extraEntriesFor(frame, fuzz.seed, fuzz.percent) : [];
+    // Without a core to spare, a recompile takes all the page's code it reaches at once: the
+    // whole-page translation is not made ahead (speculates), and learning a page a few entries at
+    // a time compiled it again and again, each time larger.
+    const complete = recompiles > 0 && !this.speculates;
     const request: TranslationRequest = {
-      frame, vpnLow, vpnHigh, generation, wanted: [...wanted, ...extra], recompiles, ...(optional ? { optional } : {}),
+      frame, vpnLow, vpnHigh, generation, wanted: [...wanted, ...extra], recompiles, ...(optional ? { optional } : {}), ...(complete ? { complete } : {}),
       readyHeat: { index: (this.env.layout.heatOffset >> 2) + frame, value: this.options.threshold, notBelow: AWAITING_HEAT },
     };
     const port = this.synchronous ? undefined : this.translatorPort();

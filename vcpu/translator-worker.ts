@@ -40,6 +40,8 @@ export interface TranslationRequest {
    * ready when the guest goes beyond the first translation.
    */
   whole?: boolean;
+  /** Translate all the page's code reachable from the entries (as `whole`), but for the hart to install now. */
+  complete?: boolean;
 }
 
 export interface TranslationReply extends TranslationRequest {
@@ -74,7 +76,7 @@ export function translateRequest(
   const translation = translatePage(engineMemory, memory.buffer.byteLength / 65536, bytes, virtualPage, request.wanted, {
     chain: { frame: request.frame, generation: request.generation },
     ...options,
-    ...(whole ? { maxInstructions: PAGE_SIZE / 2 } : {}), // (as many as a page can hold)
+    ...(whole || request.complete ? { maxInstructions: PAGE_SIZE / 2 } : {}), // (as many as a page can hold)
     ...(request.optional ? { optional: request.optional } : {}),
   });
   const module = translation ? (whole || eager ? compileEagerly(translation.bytes) : new WebAssembly.Module(translation.bytes)) : undefined;
