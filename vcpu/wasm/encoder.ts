@@ -19,8 +19,8 @@ import { setFlagsFromString } from "node:v8";
 //    see them hot only delays the optimised code: cpubound's long build ran ~9% faster in-VM
 //    (`node --no-wasm-dynamic-tiering bin/kmemvisor.js run guests/bin/long/cpubound.elf --engine jit`
 //    against the same without, interleaved, 5 rounds: medians 928 and 1014 ms).
-// (Measured and left off: --no-wasm-lazy-compilation, compiling translations on the translator
-// thread instead of at their first call on the hart, was no faster.)
+// (Lazy compilation stays the process default; the translator thread compiles its translations
+// eagerly (compileEagerly) so that a hart never stops at a first call: docs/decisions.md.)
 setFlagsFromString("--experimental-wasm-branch-hinting");
 setFlagsFromString("--no-wasm-dynamic-tiering");
 
