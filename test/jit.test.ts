@@ -28,13 +28,13 @@ import { chunksOf, CodeMap, hasChunk } from "../shared-mem/code-pages.ts";
 import { computeLayout, HartSlot, PAGE_SIZE, type SyncStrategy } from "../shared-mem/layout.ts";
 import type { EngineChoice } from "../vcpu/hart.ts";
 import { discover, translatePage } from "../vcpu/translator.ts";
-import { TranslatorThread } from "../vcpu/jit.ts";
+import { speculatesWholePages, TranslatorThread } from "../vcpu/jit.ts";
 import type { TranslationReply, TranslationRequest } from "../vcpu/translator-worker.ts";
 import { engineMemoryOf } from "../vcpu/wasm/wasm-sem.ts";
 import type { EngineMemory } from "../vcpu/wasm/wasm-sem.ts";
 import {
   CSR, Program, R, RAM_BASE,
-  add, addi, amoadd_d, andi, beq, bltu, bne, csrr, csrrsi, csrw, ecall, fence, fence_i, jal, jalr, ld, lhu, lw, mret, mv, sd, sh, slli, sltiu, sltu, sub, sw,
+  add, addi, amoadd_d, andi, beq, bltu, bne, csrr, csrrci, csrrsi, csrw, ecall, fence, fence_i, jal, jalr, ld, lhu, lw, mret, mv, sd, sh, slli, sltiu, sltu, sub, sw,
 } from "./helpers/asm.ts";
 import { EXPECTED, GUESTS, ROOT } from "./helpers/cli.ts";
 import { runProgram as runProgramWithin, type Outcome, type RunProgramOptions } from "./helpers/machine.ts";
@@ -278,6 +278,54 @@ test("the translator thread signals a finished translation through the frame's h
   } finally {
     port.close();
   }
+});
+
+/**
+ * Harts of one VM share the translator thread, which keeps one translation per page: when a second
+ * hart wants an entry the first hart's translation lacks, the new translation keeps the old one's
+ * entries too, so that the first hart is served the same module when it asks again (no second
+ * compile) — instead of the new translation replacing the old in the cache and the harts each
+ * getting their own variant compiled (and optimised by V8) in turn.
+ */
+test("the translator thread extends a page's translation for another hart's entry instead of replacing it", async (t) => {
+  const layout = computeLayout({ ramSize: 1 << 20, copies: 1, spareFrames: 0, harts: 2 });
+  const memory = new WebAssembly.Memory({ initial: layout.totalBytes / 65536, maximum: layout.totalBytes / 65536, shared: true });
+  const frame = 3;
+  const view = new DataView(memory.buffer);
+  // Two functions in one page: f at 0, g at 0x100 (no jump between them).
+  const put = (offset: number, words: number[]) =>
+    words.forEach((word, i) => view.setUint32(layout.ramOffset + frame * PAGE_SIZE + offset + 4 * i, word, true));
+  put(0, [addi(R.a0, R.a0, 1), ret()]);
+  put(0x100, [addi(R.a0, R.a0, 2), ret()]);
+  const thread = new TranslatorThread(memory, engineMemoryOf(layout, false));
+  const ports = [thread.connect(), thread.connect()];
+  for (const port of ports) port.ref();
+  const translate = (hart: number, wanted: number[]) =>
+    new Promise<TranslationReply>((resolve) => {
+      ports[hart]!.once("message", resolve);
+      const request: TranslationRequest = { frame, vpnLow: 0x80003, vpnHigh: 0, generation: 0, wanted, recompiles: 0 };
+      ports[hart]!.postMessage(request);
+    });
+  try {
+    const first = await translate(0, [0]);
+    t.deepEqual(first.entries, [0], "hart 0's translation: f");
+    const second = await translate(1, [0x100]);
+    t.true(second.entries.includes(0x100), "hart 1 gets its entry");
+    t.true(second.entries.includes(0), "and hart 0's entry is kept");
+    const again = await translate(0, [0]);
+    t.is(again.milliseconds, 0, "hart 0 asking again is served the translation made for hart 1");
+    t.deepEqual(again.entries, second.entries);
+  } finally {
+    for (const port of ports) port.close();
+  }
+});
+
+test("whole-page translations are made ahead of need only on a core the harts leave idle", (t) => {
+  const options = { threshold: 1 };
+  t.true(speculatesWholePages(1, options, 2), "1 hart on 2 cores");
+  t.false(speculatesWholePages(2, options, 2), "2 harts on 2 cores: its optimising compile would take a hart's core");
+  t.false(speculatesWholePages(4, options, 2));
+  t.true(speculatesWholePages(2, { ...options, wholeAfterMs: 0 }, 2), "unless asked for");
 });
 
 /**
@@ -704,6 +752,106 @@ test("a timer interrupt (CLINT mtimecmp) is taken from a translated loop", async
   t.is(run.x(R.s3), (1n << 63n) | 7n, "for the machine timer interrupt");
   t.true(run.x(R.s1) > 0n);
   t.true(jitStats(t, run.result.harts[0]).pagesCompiled > 0);
+});
+
+/**
+ * Control that leaves a translated page for another translated page goes on there inside wasm
+ * (a tail call through the hart's table of translations) instead of returning to the host: a
+ * loop calling a function in another page runs in a handful of engine calls. When the callee's
+ * code changes, the chained call must not run the old translation.
+ */
+test("calls between translated pages stay in wasm (chaining); a rewritten callee is not chained into", async (t) => {
+  const N = 20_000;
+  const p = new Program();
+  p.li(R.s0, N).li(R.a0, 0);
+  p.label("loop").jal(R.ra, "f").emit(addi(R.s0, R.s0, -1)).branch(bne, R.s0, 0, "loop").emit(mv(R.s1, R.a0));
+  // Rewrite f (`addi a0, a0, 1` → `addi a0, a0, 3`), FENCE.I, and call it N times more.
+  p.la(R.t0, "f").li(R.t1, addi(R.a0, R.a0, 3)).emit(sw(R.t1, 0, R.t0), fence_i());
+  p.li(R.s0, N).li(R.a0, 0);
+  p.label("loop2").jal(R.ra, "f").emit(addi(R.s0, R.s0, -1)).branch(bne, R.s0, 0, "loop2").exit(0);
+  p.align(PAGE_SIZE).label("f").emit(addi(R.a0, R.a0, 1), ret());
+  const run = await runProgram(p, { engine: JIT });
+  exited(t, run.result);
+  t.is(run.x(R.s1), BigInt(N), "the first N calls ran f");
+  t.is(run.x(R.a0), BigInt(3 * N), "the next N ran the rewritten f");
+  const jit = jitStats(t, run.result.harts[0]);
+  t.true(jit.runs < N / 50, `${4 * N} page crossings in ${jit.runs} engine calls`);
+  t.true(jit.invalidations > 0);
+});
+
+/**
+ * Each recompile of a page compiles all of it again, larger each time: the guest must enter an
+ * offset the translation lacks twice as often for each recompile the page has had.
+ */
+test("a page's second recompile needs twice the entries of its first", async (t) => {
+  const p = new Program();
+  const calls = (label: string, n: number) => {
+    p.li(R.s0, n).label(`call_${label}`).jal(R.ra, label).emit(addi(R.s0, R.s0, -1)).branch(bne, R.s0, 0, `call_${label}`);
+  };
+  p.li(R.a0, 0);
+  calls("f0", 100); // the page's first translation (entry f0)
+  calls("f1", 5); // 5 entries at f1 >= 4: the first recompile
+  calls("f2", 5); // 5 entries at f2 < 8: no second one
+  p.exit(0);
+  // Three functions no jump links: a translation from one does not reach the others.
+  p.align(PAGE_SIZE).label("f0").emit(addi(R.a0, R.a0, 1), ret());
+  p.align(256).label("f1").emit(addi(R.a0, R.a0, 1), ret());
+  p.align(256).label("f2").emit(addi(R.a0, R.a0, 1), ret());
+  const run = await runProgram(p, { engine: JIT });
+  exited(t, run.result);
+  t.is(run.x(R.a0), 110n);
+  t.is(jitStats(t, run.result.harts[0]).recompiles, 1);
+});
+
+/**
+ * With no core to spare (no whole-page translations made ahead), a recompile takes all the code
+ * the page's entries reach, not just the 256 instructions nearest them.
+ */
+test("without a spare core a recompile translates all the code its entries reach", async (t) => {
+  const CHAIN = 400;
+  const translated = async (cores: number) => {
+    const p = new Program();
+    p.li(R.a0, 0).li(R.s0, 100).label("l0").jal(R.ra, "f0").emit(addi(R.s0, R.s0, -1)).branch(bne, R.s0, 0, "l0");
+    p.li(R.s0, 5).label("l1").jal(R.ra, "f1").emit(addi(R.s0, R.s0, -1)).branch(bne, R.s0, 0, "l1").exit(0);
+    p.align(PAGE_SIZE).label("f0").emit(addi(R.a0, R.a0, 1), ret());
+    // f1 may branch (never does) to a long run of code, beyond the 256 instructions a recompile takes.
+    p.align(256).label("f1").emit(addi(R.a0, R.a0, 1)).branch(beq, R.ra, 0, "far").emit(ret());
+    p.align(256).label("far");
+    for (let i = 0; i < CHAIN; i++) p.emit(addi(R.a1, R.a1, 1));
+    p.emit(ret());
+    const run = await runProgram(p, { engine: { ...JIT, cores } });
+    exited(t, run.result);
+    t.is(run.x(R.a0), 105n);
+    const jit = jitStats(t, run.result.harts[0]);
+    t.is(jit.recompiles, 1);
+    return jit.instructionsTranslated;
+  };
+  t.true((await translated(2)) < CHAIN, "1 hart on 2 cores: the recompile takes the code nearest its entries");
+  t.true((await translated(1)) > CHAIN, "1 hart on 1 core: all of it");
+});
+
+/**
+ * A kernel saves and restores its interrupt enable around every critical section: such a write
+ * neither drops the TLB nor leaves translated code, unless it lets a pending interrupt in.
+ */
+test("a translated loop that flips mstatus.MIE stays translated; enabling a pending interrupt still takes it", async (t) => {
+  const N = 20_000;
+  const p = new Program();
+  p.setTrapVector("handler").li(R.s0, N).li(R.s2, 0).la(R.s3, "data");
+  p.label("loop").emit(csrrsi(0, CSR.mstatus, 8), ld(R.t1, 0, R.s3), csrrci(0, CSR.mstatus, 8), addi(R.s0, R.s0, -1)).branch(bne, R.s0, 0, "loop");
+  // Then make a software interrupt pending while MIE is clear; setting MIE must take it at once.
+  p.li(R.t0, 1 << 3).emit(csrw(CSR.mie, R.t0)).li(R.t0, 0x0200_0000).li(R.t1, 1).emit(sw(R.t1, 0, R.t0));
+  p.emit(csrrsi(0, CSR.mstatus, 8), addi(R.s4, R.zero, 1)).exit(0);
+  p.label("handler").emit(csrr(R.s5, CSR.mcause), addi(R.s2, R.s2, 1)).li(R.t0, 0x0200_0000).emit(sw(R.zero, 0, R.t0), mret());
+  p.align(PAGE_SIZE).label("data").dword(0n);
+  const run = await runProgram(p, { engine: JIT });
+  exited(t, run.result);
+  t.is(run.x(R.s0), 0n);
+  const jit = jitStats(t, run.result.harts[0]);
+  t.true(jit.runs < N / 100, `the loop ran in ${jit.runs} engine calls (each MIE write returning: ${2 * N})`);
+  t.is(run.x(R.s2), 1n, "the interrupt MIE let in was taken");
+  t.is(run.x(R.s5), (1n << 63n) | 3n, "the machine software interrupt");
+  t.is(run.x(R.s4), 1n, "and the instruction after the write ran after the handler");
 });
 
 test("loads and stores whose slow path must return (another hart keeps raising an interrupt) finish first: the load's value reaches its register", async (t) => {

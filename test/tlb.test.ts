@@ -4,11 +4,11 @@
  * before the hart runs another instruction.
  */
 import test from "ava";
-import { TLB_ENTRIES, TLB_ENTRY_SIZE, TLB_SET_SIZE } from "../shared-mem/layout.ts";
+import { HART_AREA_SIZE, TLB_ENTRIES, TLB_ENTRY_SIZE, TLB_SET_SIZE } from "../shared-mem/layout.ts";
 import { Priv } from "../vcpu/csr.ts";
 import { requestTlbShootdown } from "../vcpu/interrupts.ts";
-import { AccessKind, TAG_GENERATION_SHIFT, tlbGeneration, tlbSetOffset } from "../vcpu/tlb.ts";
-import { Program, R, ld, sd } from "./helpers/asm.ts";
+import { AccessKind, cachedFetchPage, TAG_GENERATION_SHIFT, Tlb, tlbGeneration, tlbSetOffset } from "../vcpu/tlb.ts";
+import { CSR, Program, R, csrrc, csrrci, csrrs, csrrsi, csrrw, ld, sd } from "./helpers/asm.ts";
 import { runProgram } from "./helpers/machine.ts";
 
 /** Virtual page numbers cached in one TLB set of hart 0. */
@@ -42,4 +42,58 @@ test("loads and stores fill the TLB; a shootdown empties it before the next inst
   t.deepEqual(cachedPages(memory, base, AccessKind.Load), []);
   t.deepEqual(cachedPages(memory, base, AccessKind.Store), []);
   t.is(cachedPages(memory, base, AccessKind.Fetch).length, 1, "only the page of the instruction just run");
+});
+
+/**
+ * Status writes drop cached translations only when they change what a translation permits (SUM,
+ * MXR); a kernel's interrupt enable and disable (SIE/MIE, SPIE/MPIE) keeps them, and so does
+ * writing satp with the value it holds.
+ */
+test("a status write that changes only interrupt enables keeps the TLB; SUM or MXR, or a new satp, drops it", async (t) => {
+  const SIE = 1 << 1, MIE = 1 << 3, SPIE = 1 << 5, MPIE = 1 << 7, SUM = 1 << 18, MXR = 1 << 19;
+  const cachedAfter = async (write: (p: Program) => void) => {
+    const p = new Program();
+    p.la(R.s0, "data").emit(ld(R.a0, 0, R.s0));
+    write(p);
+    p.exit(0).align(4096).label("data").space(16);
+    const o = await runProgram(p);
+    t.is(o.result.exitCode, 0);
+    return cachedPages(o.machine.memory, o.hart.base, AccessKind.Load).includes(p.address("data") >> 12n);
+  };
+  const SATP = 0x180;
+  const status = (bits: number) => (p: Program) => p.li(R.t0, bits).emit(csrrs(0, CSR.mstatus, R.t0), csrrc(0, CSR.mstatus, R.t0));
+  t.true(await cachedAfter(() => {}), "the load cached its page");
+  t.true(await cachedAfter((p) => p.emit(csrrsi(0, CSR.mstatus, MIE), csrrci(0, CSR.mstatus, MIE))), "MIE set and cleared");
+  t.true(await cachedAfter(status(SIE | SPIE | MPIE)), "SIE, SPIE, MPIE");
+  t.true(await cachedAfter((p) => p.li(R.t0, SIE).emit(csrrs(0, 0x100, R.t0), csrrc(0, 0x100, R.t0))), "sstatus.SIE");
+  t.true(await cachedAfter((p) => p.emit(csrrw(R.t0, SATP, 0))), "satp written with the value it holds (Bare)");
+  // (M-mode does not translate: a new satp changes nothing here but the cached entries.)
+  t.false(await cachedAfter((p) => p.li(R.t0, (8n << 60n) | 0x80100n).emit(csrrw(0, SATP, R.t0))), "a new satp");
+  t.false(await cachedAfter(status(SUM)), "SUM");
+  t.false(await cachedAfter(status(MXR)), "MXR");
+});
+
+test("TLB entries are tagged with their address space: switching back finds them live; a flush drops every space's", (t) => {
+  const buffer = new ArrayBuffer(HART_AREA_SIZE);
+  const tlb = new Tlb(new DataView(buffer), new Int32Array(buffer), 0);
+  tlb.select(Priv.S, Priv.S);
+  const A = (8n << 60n) | (1n << 44n) | 0x80100n;
+  const B = (8n << 60n) | (2n << 44n) | 0x80200n;
+  const sameAsidOtherRoot = (8n << 60n) | (1n << 44n) | 0x80300n;
+  const u32 = new Uint32Array(buffer);
+  const cached = () => cachedFetchPage(u32, 0, 0x1000, 0) === 0x5000;
+  tlb.switchSpace(A);
+  tlb.fill(Priv.S, AccessKind.Fetch, 0x1000n, 0x5000);
+  t.true(cached());
+  tlb.switchSpace(B);
+  t.false(cached(), "another address space does not see A's entry");
+  tlb.switchSpace(sameAsidOtherRoot);
+  t.false(cached(), "nor does one with A's ASID and another root table");
+  tlb.switchSpace(A);
+  t.true(cached(), "back in A, its entry is live again");
+  tlb.flushAll();
+  t.false(cached());
+  tlb.switchSpace(B);
+  tlb.switchSpace(A);
+  t.false(cached(), "the flush (sfence.vma, SUM, a shootdown) dropped A's entries for good");
 });

@@ -63,6 +63,10 @@ const INTERRUPT_BIT = 1n << 63n;
 /** Engine calls in a row that retire nothing (traps, decode misses) before run() returns anyway. */
 const STALL_LIMIT = 10_000;
 const MASK64 = (1n << 64n) - 1n;
+/** CSRs whose writes can make an interrupt takeable. */
+const INTERRUPT_CSRS = new Set<number>([
+  CsrNumber.mstatus, CsrNumber.sstatus, CsrNumber.mie, CsrNumber.sie, CsrNumber.mip, CsrNumber.sip, CsrNumber.mideleg,
+]);
 /** Priority order of interrupts (privileged spec 3.1.9): MEI, MSI, MTI, SEI, SSI, STI. */
 const INTERRUPT_PRIORITY = [Irq.MEI, Irq.MSI, Irq.MTI, Irq.SEI, Irq.SSI, Irq.STI];
 
@@ -235,7 +239,7 @@ export class Hart {
       this.selectTlbSets();
       const remaining = budget - (this.retired - start);
       const translated = this.jit?.lookup();
-      const exit = translated ? translated(this.base, remaining) : this.engine.run(this.base, remaining);
+      const exit = translated ? translated(this.base, remaining, 0) : this.engine.run(this.base, remaining);
       this.retired += Number(this.view.getBigUint64(this.base + HartSlot.RETIRED, true));
       this.view.setBigUint64(this.base + HartSlot.RETIRED, 0n, true);
       const request = Atomics.exchange(this.words, (this.base + HartSlot.EXIT_REQUEST) >> 2, ExitRequest.None);
@@ -405,17 +409,22 @@ export class Hart {
     return now >= this.csrs.stimecmp ? 0n : (this.csrs.stimecmp - now) * 100n; // 10 MHz timebase
   }
 
-  /** Take the highest-priority pending, enabled interrupt, if any. */
-  private takePendingInterrupt(): void {
+  /** The pending interrupts the hart would take now (privileged spec 3.1.6.1), M-level ones if any. */
+  private takeableInterrupts(): number {
     const pending = this.mip & this.csrs.mie;
-    if (pending === 0) return;
+    if (pending === 0) return 0;
     const priv = this.priv;
     const mstatus = this.csrs.mstatus;
     const mEnabled = priv < Priv.M || (mstatus & MStatus.MIE) !== 0;
     const sEnabled = priv < Priv.S || (priv === Priv.S && (mstatus & MStatus.SIE) !== 0);
     const toM = mEnabled ? pending & ~this.csrs.mideleg : 0;
     const toS = sEnabled ? pending & this.csrs.mideleg : 0;
-    const candidates = toM !== 0 ? toM : toS;
+    return toM !== 0 ? toM : toS;
+  }
+
+  /** Take the highest-priority pending, enabled interrupt, if any. */
+  private takePendingInterrupt(): void {
+    const candidates = this.takeableInterrupts();
     if (candidates === 0) return;
     for (const irq of INTERRUPT_PRIORITY) {
       if (candidates & (1 << irq)) {
@@ -598,6 +607,41 @@ export class Hart {
     return 0n;
   }
 
+  /**
+   * What a CSR write changes beyond the CSR: cached translations, the TLB sets the engine uses,
+   * whether an interrupt is now to be taken. Only those make the engine return (and a translated
+   * page be left): a kernel saves and restores sstatus around every critical section and trap,
+   * and when each such write flushed the TLB and returned, Linux made ~3 M page walks in one boot.
+   */
+  private afterCsrWrite(csr: number, statusBefore: number, satpBefore: bigint): void {
+    let leave = false;
+    // Entries hold SUM's and MXR's permissions baked in: a change drops them all. They are tagged
+    // with their address space (satp: vcpu/tlb.ts switchSpace). (The engine loaded the TLB
+    // generation when it was entered, so it returns to take the new one.)
+    const statusChanged = this.csrs.mstatus ^ statusBefore;
+    if (statusChanged & (MStatus.SUM | MStatus.MXR)) {
+      this.tlb.flushAll();
+      leave = true;
+    }
+    if (csr === CsrNumber.satp && this.csrs.satp !== satpBefore) {
+      this.tlb.switchSpace(this.csrs.satp);
+      leave = true;
+    }
+    // The data TLB set follows MPRV and, while MPRV is set, MPP in M-mode (selectTlbSets, chosen
+    // before each engine call).
+    const mprv = (this.csrs.mstatus | statusBefore) & MStatus.MPRV;
+    if (this.priv === Priv.M && (statusChanged & MStatus.MPRV || (mprv && statusChanged & MStatus.MPP))) leave = true;
+    // An interrupt that the write enabled (mie, mideleg, the global enables) or made pending
+    // (mip) is taken between engine calls; a write that disables, or enables nothing pending,
+    // needs none.
+    // (The Sstc timer's STIP is brought up to date first: it is otherwise updated between engine calls.)
+    if (INTERRUPT_CSRS.has(csr)) {
+      this.updateSupervisorTimer();
+      if (this.takeableInterrupts() !== 0) leave = true;
+    }
+    if (leave) this.requestReturn();
+  }
+
   private csrAccess(csr: number, kindAndWrite: number, value: bigint): bigint {
     const kind = kindAndWrite & 3;
     const writes = (kindAndWrite & CSR_WRITE_FLAG) !== 0;
@@ -605,13 +649,10 @@ export class Hart {
       const old = this.csrs.read(csr);
       if (writes) {
         const next = kind === 1 ? value : kind === 2 ? old | value : old & ~value;
+        const statusBefore = this.csrs.mstatus;
+        const satpBefore = this.csrs.satp;
         this.csrs.write(csr, BigInt.asUintN(64, next));
-        if (csr === CsrNumber.satp || csr === CsrNumber.mstatus || csr === CsrNumber.sstatus) this.tlb.flushAll();
-        // A write may enable a pending interrupt or change privilege state: let the host look.
-        if (csr === CsrNumber.mstatus || csr === CsrNumber.sstatus || csr === CsrNumber.mie || csr === CsrNumber.sie ||
-          csr === CsrNumber.mip || csr === CsrNumber.sip || csr === CsrNumber.satp || csr === CsrNumber.mideleg) {
-          this.requestReturn();
-        }
+        this.afterCsrWrite(csr, statusBefore, satpBefore);
       }
       return old;
     } catch (e) {

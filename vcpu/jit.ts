@@ -19,10 +19,14 @@
  * FENCE.I compares every translated page with memory, which also catches a store that another
  * hart made through a store-TLB entry it had not yet dropped when the page was compiled.
  */
-import { HartSlot, PAGE_SIZE, type MemoryLayout } from "../shared-mem/layout.ts";
+import { HartSlot, PAGE_SIZE, WASM_PAGE, type MemoryLayout } from "../shared-mem/layout.ts";
+import { FunctionBody, ModuleBuilder, Op } from "./wasm/encoder.ts";
+import { RUN_TYPE, TRANSLATION_TABLE } from "./translator.ts";
+import { Exit } from "./exits.ts";
 import { cachedFetchPage } from "./tlb.ts";
 import { CODE_CHUNK_SHIFT, hasChunk, type CodeMap } from "../shared-mem/code-pages.ts";
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from "node:worker_threads";
+import { availableParallelism } from "node:os";
 import { translateRequest, type TranslationReply, type TranslationRequest, type TranslatorWorkerData } from "./translator-worker.ts";
 import type { EngineMemory } from "./wasm/wasm-sem.ts";
 import { requestTlbShootdown } from "./interrupts.ts";
@@ -50,7 +54,7 @@ const NEVER_HEAT = -(1 << 30);
  * 100 ms 743; cpubound 228, 226, 200, 209 (9 runs).
  */
 const WHOLE_AFTER_MS = 100;
-/** Times the guest enters a translated page at an offset it lacks before the page is recompiled. */
+/** Times the guest enters a translated page at an offset it lacks before the page's first recompile (doubling for each next one). */
 const HOT_ENTRY = 4;
 /** After this many recompilations (for newly found entries) a page keeps what it has. */
 const MAX_RECOMPILES = 16;
@@ -93,8 +97,14 @@ export interface JitOptions {
    * the code (entries inside loops, on back edges) as the entries a long run learns do.
    */
   extraEntries?: { seed: number; percent: number };
-  /** Milliseconds a page runs its first translation before its whole-page one is asked for (default WHOLE_AFTER_MS). */
+  /**
+   * Milliseconds a page runs its first translation before its whole-page one is asked for (default
+   * WHOLE_AFTER_MS, and only when the host has a core the VM's harts leave idle: see
+   * Jit.speculates).
+   */
   wholeAfterMs?: number;
+  /** Host cores the VM may use (default: os.availableParallelism(); tests vary it). */
+  cores?: number;
 }
 
 /** The offsets JitOptions.extraEntries asks for in one frame (xorshift32, deterministic). */
@@ -109,6 +119,30 @@ export function extraEntriesFor(frame: number, seed: number, percent: number): n
     if (x % 100 < percent) offsets.push(offset);
   }
   return offsets;
+}
+
+/**
+ * Whether a VM with `harts` harts makes whole-page translations ahead of need (Jit.speculates): when
+ * the host has a core its harts leave idle, or when asked to (JitOptions.wholeAfterMs given).
+ */
+export function speculatesWholePages(harts: number, options: JitOptions, cores = options.cores ?? availableParallelism()): boolean {
+  return options.wholeAfterMs !== undefined || harts < cores;
+}
+
+/**
+ * The function a hart's table of translations holds for frames without one: called in tail
+ * position by a translation leaving its page (its registers and pc written back), it records the
+ * instructions retired so far and returns to the host, which carries on at pc.
+ */
+function chainStub(memory: WebAssembly.Memory): TranslatedRun {
+  const m = new ModuleBuilder();
+  m.importSharedMemory("env", "memory", memory.buffer.byteLength / WASM_PAGE);
+  const f = new FunctionBody(3);
+  f.get(0).get(2).op(Op.i64_extend_i32_u).mem(Op.i64_store, HartSlot.RETIRED);
+  f.i32(Exit.Budget);
+  m.defineFunction(RUN_TYPE, f, "run");
+  const instance = new WebAssembly.Instance(new WebAssembly.Module(m.encode()), { env: { memory } });
+  return (instance.exports as { run: TranslatedRun }).run;
 }
 
 export interface JitEnvironment {
@@ -163,7 +197,8 @@ export class TranslatorThread {
   }
 }
 
-export type TranslatedRun = (hart: number, budget: number) => number;
+/** A translation's entry: (hart base, budget, instructions retired before it in this engine call: 0) -> Exit. */
+export type TranslatedRun = (hart: number, budget: number, retired: number) => number;
 
 interface TranslatedPage {
   frame: number;
@@ -187,6 +222,8 @@ interface TranslatedPage {
 }
 
 export interface JitStats {
+  /** Engine calls that ran translated code (each entered a page and ran until it left it). */
+  runs: number;
   pagesCompiled: number;
   recompiles: number;
   instructionsTranslated: number;
@@ -212,13 +249,35 @@ export class Jit {
   private port: MessagePort | undefined;
   private askedForPort = false;
   private synchronous: boolean;
-  readonly stats: JitStats = { pagesCompiled: 0, recompiles: 0, instructionsTranslated: 0, invalidations: 0, staleOnArrival: 0, wholePagesTaken: 0, compileMilliseconds: 0 };
+  /**
+   * Whether to make whole-page translations ahead of need (requestWhole). They are speculative —
+   * taken only if the guest goes beyond the first translation — and their optimising compile is
+   * the largest (~0.2 s of a core for a full page): worth it on a core the harts leave idle, a
+   * loss when every core runs a hart (parallel-sum, 2 harts on 2 cores, lost a third of its
+   * speed-up to one it never took: docs/decisions.md). Then pages learn entries by recompiles.
+   */
+  private readonly speculates: boolean;
+  readonly stats: JitStats = { runs: 0, pagesCompiled: 0, recompiles: 0, instructionsTranslated: 0, invalidations: 0, staleOnArrival: 0, wholePagesTaken: 0, compileMilliseconds: 0 };
+
+  /**
+   * This hart's translations by host frame, for translations to go on in without returning to the
+   * host (translator.ts chaining); frames with none hold `stub`, which returns.
+   */
+  private readonly table: WebAssembly.Table;
+  private readonly stub: TranslatedRun;
+  /** The imports of translations: the hart's slow paths and the table. */
+  private readonly imports: WebAssembly.Imports;
 
   constructor(private readonly env: JitEnvironment, private readonly options: JitOptions) {
+    const frames = env.codeMap.frames;
+    this.stub = chainStub(env.memory);
+    this.table = new WebAssembly.Table({ element: "anyfunc", initial: frames, maximum: frames }, this.stub);
+    this.imports = { ...env.imports, [TRANSLATION_TABLE[0]]: { [TRANSLATION_TABLE[1]]: this.table } };
     this.u32 = new Uint32Array(env.memory.buffer);
     this.words = new Int32Array(env.memory.buffer);
     this.bytes = new Uint8Array(env.memory.buffer);
     this.synchronous = options.synchronous === true || options.lockstep === true;
+    this.speculates = speculatesWholePages(env.layout.harts, options);
   }
 
   /**
@@ -266,7 +325,7 @@ export class Jit {
     let page = this.pages.get(frame);
     if (page && (page.vpnLow !== vpnLow || page.vpnHigh !== vpnHigh || page.generation !== codeMap.generation(frame))) {
       if (page.generation !== codeMap.generation(frame)) this.noteInvalidated(frame);
-      this.pages.delete(frame);
+      this.dropPage(frame);
       page = undefined;
     }
     const offset = pcLow & 0xfff;
@@ -281,6 +340,7 @@ export class Jit {
       if (!page) return undefined;
     }
     if (page.wholeAfter !== Infinity && performance.now() >= page.wholeAfter) this.requestWhole(page);
+    this.stats.runs++;
     return page.run;
   }
 
@@ -290,7 +350,7 @@ export class Jit {
       if (page.generation === this.env.codeMap.generation(page.frame) && this.stillHolds(page.frame, page.bytes, page.codeChunks)) continue;
       this.env.codeMap.invalidate(page.frame);
       this.noteInvalidated(page.frame);
-      this.pages.delete(page.frame);
+      this.dropPage(page.frame);
     }
   }
 
@@ -303,6 +363,12 @@ export class Jit {
       if (Buffer.compare(this.bytes.subarray(frame * PAGE_SIZE + from, frame * PAGE_SIZE + to), bytes.subarray(from, to)) !== 0) return false;
     }
     return true;
+  }
+
+  /** Forget the frame's translation: translations chaining there reach the stub (back to the host). */
+  private dropPage(frame: number): void {
+    this.pages.delete(frame);
+    this.table.set(frame, this.stub);
   }
 
   /** Number of pages this hart holds translations for. */
@@ -334,7 +400,13 @@ export class Jit {
     page.misses.set(offset, seen);
     // An entry used once or twice (a trap return, a one-off call) is left to the interpreter; one
     // the guest keeps using is worth translating the page again.
-    if (seen < HOT_ENTRY || page.recompiles >= MAX_RECOMPILES || this.pending.has(page.frame)) return undefined;
+    // Each recompile needs twice the evidence of the one before: it compiles the whole page's
+    // translation again, which grows with every entry learnt, and V8's optimising compile time
+    // grows faster than the function; a kernel page, or two harts each entering a page where the
+    // other's translation had no entry, kept asking (parallel-sum on 2 harts: 4 compiles, 0.6 s of
+    // a core on a loaded host, against 2 on 1 hart: docs/decisions.md).
+    const needed = HOT_ENTRY << Math.min(page.recompiles, 8);
+    if (seen < needed || page.recompiles >= MAX_RECOMPILES || this.pending.has(page.frame)) return undefined;
     this.stats.recompiles++;
     // Where the guest now enters the page first, the most used first: the translator spends its
     // budget of instructions beyond the wanted code on what these reach (translator.ts discover).
@@ -345,8 +417,8 @@ export class Jit {
     // (cpubound's long build: 873 against 835 ms, 7 interleaved runs). Leaving them out instead
     // cost memstress a recompile (and its hot code the wait for V8's optimising compile again).
     const byUse = [...page.misses].sort((a, b) => b[1] - a[1]);
-    const hot = byUse.filter(([, n]) => n >= HOT_ENTRY).map(([at]) => at);
-    const rest = [...byUse.filter(([, n]) => n < HOT_ENTRY).map(([at]) => at), ...page.entries];
+    const hot = byUse.filter(([, n]) => n >= needed).map(([at]) => at);
+    const rest = [...byUse.filter(([, n]) => n < needed).map(([at]) => at), ...page.entries];
     const again = this.request(page.frame, page.vpnLow, page.vpnHigh, hot, page.recompiles + 1, rest);
     return again?.entries.has(offset) ? again : undefined;
   }
@@ -368,8 +440,12 @@ export class Jit {
     }
     const fuzz = this.options.extraEntries;
     const extra = fuzz ? extraEntriesFor(frame, fuzz.seed, fuzz.percent) : [];
+    // Without a core to spare, a recompile takes all the page's code it reaches at once: the
+    // whole-page translation is not made ahead (speculates), and learning a page a few entries at
+    // a time compiled it again and again, each time larger.
+    const complete = recompiles > 0 && !this.speculates;
     const request: TranslationRequest = {
-      frame, vpnLow, vpnHigh, generation, wanted: [...wanted, ...extra], recompiles, ...(optional ? { optional } : {}),
+      frame, vpnLow, vpnHigh, generation, wanted: [...wanted, ...extra], recompiles, ...(optional ? { optional } : {}), ...(complete ? { complete } : {}),
       readyHeat: { index: (this.env.layout.heatOffset >> 2) + frame, value: this.options.threshold, notBelow: AWAITING_HEAT },
     };
     const port = this.synchronous ? undefined : this.translatorPort();
@@ -448,7 +524,7 @@ export class Jit {
       this.env.codeMap.invalidate(frame);
       return undefined;
     }
-    const instance = new WebAssembly.Instance(reply.module, this.env.imports);
+    const instance = new WebAssembly.Instance(reply.module, this.imports);
     const page: TranslatedPage = {
       frame,
       vpnLow: reply.vpnLow,
@@ -462,9 +538,10 @@ export class Jit {
       codeChunks: reply.codeChunks,
       // (Not at once: its compile would compete with the first translation's optimising compile,
       // which the hot code is waiting for.)
-      wholeAfter: reply.recompiles === 0 && reply.truncated && !this.options.lockstep ? performance.now() + (this.options.wholeAfterMs ?? WHOLE_AFTER_MS) : Infinity,
+      wholeAfter: reply.recompiles === 0 && reply.truncated && this.speculates && !this.options.lockstep ? performance.now() + (this.options.wholeAfterMs ?? WHOLE_AFTER_MS) : Infinity,
     };
     this.pages.set(frame, page);
+    this.table.set(frame, page.run);
     if (reply.recompiles === 0) this.stats.pagesCompiled++;
     this.stats.instructionsTranslated += reply.instructions;
     return page;

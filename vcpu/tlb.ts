@@ -11,7 +11,8 @@
  *
  * Flushing is O(1): a tag is the virtual page number (at most 52 bits) with the hart's TLB
  * generation in bits 52..63, and the engines compare against vpn | generation << 52. A flush bumps
- * the generation; only when it wraps are the entries rewritten. So the TLB can be large (4096
+ * the generation; only when it wraps are the entries rewritten. Each address space (satp value)
+ * keeps its generation until a flush, so switching back to one finds its entries live. So the TLB can be large (4096
  * entries per set: measured, memory-bound guests ran ~1.9× faster than with 256) without making
  * the flushes Linux does on every context switch and sfence.vma cost ~60 µs each.
  */
@@ -58,8 +59,17 @@ export function cachedFetchPage(u32: Uint32Array, hartBase: number, pcLow: numbe
   return ((pcLow & ~0xfff) + u32[entry + 2]!) >>> 0;
 }
 
+/** Address spaces whose generation the TLB remembers (Tlb.switchSpace); more, and it forgets all but the current one. */
+const MAX_SPACES = 64;
+
 export class Tlb {
+  /** The generation live entries carry: the current address space's. */
   private generation = 0;
+  /** The next generation to hand out; the sets are emptied when they run out. */
+  private nextGeneration = MAX_GENERATION + 1;
+  /** The current address space (the satp value), and the generation of each recently used one. */
+  private space = 0n;
+  private readonly spaces = new Map<bigint, number>();
 
   constructor(
     private readonly view: DataView,
@@ -81,16 +91,45 @@ export class Tlb {
     this.view.setBigInt64(entry, BigInt.asIntN(64, vpn | (BigInt(this.generation) << TAG_GENERATION_SHIFT)), true);
   }
 
-  /** Drop every translation: a new generation (entries of older ones no longer match). */
+  /** Drop every translation of every address space: a new generation (entries of older ones no longer match). */
   flushAll(): void {
-    if (this.generation === 0 || this.generation >= MAX_GENERATION) {
+    this.spaces.clear();
+    this.newGeneration();
+  }
+
+  /**
+   * The hart now translates through `satp` (a new value was written). Entries are tagged with
+   * their address space's generation, so those of a space the hart comes back to are live again
+   * (ASID-tagged entries, as the privileged spec allows: an OS that changes a space's page tables
+   * while another is current runs sfence.vma, which drops everything here). A space is keyed by
+   * the whole satp — mode, ASID and root page — so that an OS that gives every process ASID 0
+   * (and relies on an sfence.vma after each switch) is never served another process's entries.
+   */
+  switchSpace(satp: bigint): void {
+    if (satp === this.space) return;
+    this.space = satp;
+    const known = this.spaces.get(satp);
+    if (known === undefined) this.newGeneration();
+    else this.setGeneration(known);
+  }
+
+  /** A generation never used since the sets were last emptied, for the current space. */
+  private newGeneration(): void {
+    if (this.nextGeneration > MAX_GENERATION) {
       // First use, or the generations ran out: really empty the sets (tags -1 never match).
       const start = (this.hartBase + TLB_OFFSET) >> 2;
       this.words.fill(-1, start, start + (TLB_SETS * TLB_SET_SIZE) / 4);
-      this.generation = 0;
+      this.spaces.clear();
+      this.nextGeneration = 1;
     }
-    this.generation++;
-    this.view.setBigUint64(this.hartBase + HartSlot.TLB_TAG, BigInt(this.generation) << TAG_GENERATION_SHIFT, true);
+    if (this.spaces.size >= MAX_SPACES) this.spaces.clear();
+    this.setGeneration(this.nextGeneration++);
+    this.spaces.set(this.space, this.generation);
+  }
+
+  private setGeneration(generation: number): void {
+    this.generation = generation;
+    this.view.setBigUint64(this.hartBase + HartSlot.TLB_TAG, BigInt(generation) << TAG_GENERATION_SHIFT, true);
   }
 
   /** Tell the engine which sets to use for fetches and data accesses. */

@@ -40,6 +40,8 @@ export interface TranslationRequest {
    * ready when the guest goes beyond the first translation.
    */
   whole?: boolean;
+  /** Translate all the page's code reachable from the entries (as `whole`), but for the hart to install now. */
+  complete?: boolean;
 }
 
 export interface TranslationReply extends TranslationRequest {
@@ -55,24 +57,29 @@ export interface TranslationReply extends TranslationRequest {
   milliseconds: number;
 }
 
-/** Translate and compile one request (also used directly when compiling synchronously). */
+/**
+ * Translate and compile one request (also used directly when compiling synchronously). `eager`:
+ * compile the function now (V8 otherwise compiles it at its first call, on the calling thread);
+ * always for a spare whole-page translation, which is to be optimised by the time it is taken.
+ */
 export function translateRequest(
   memory: WebAssembly.Memory,
   engineMemory: EngineMemory,
   request: TranslationRequest,
   options: TranslationOptions = {},
+  eager = false,
 ): TranslationReply {
   const started = performance.now();
   const bytes = new Uint8Array(memory.buffer).slice(request.frame * PAGE_SIZE, (request.frame + 1) * PAGE_SIZE);
   const virtualPage = ((BigInt(request.vpnHigh) << 32n) | BigInt(request.vpnLow)) << 12n;
   const whole = request.whole === true;
   const translation = translatePage(engineMemory, memory.buffer.byteLength / 65536, bytes, virtualPage, request.wanted, {
+    chain: { frame: request.frame, generation: request.generation },
     ...options,
-    ...(whole ? { maxInstructions: PAGE_SIZE / 2 } : {}), // (as many as a page can hold)
+    ...(whole || request.complete ? { maxInstructions: PAGE_SIZE / 2 } : {}), // (as many as a page can hold)
     ...(request.optional ? { optional: request.optional } : {}),
   });
-  // A spare whole-page translation is to be optimised by the time it is taken (vcpu/jit.ts).
-  const module = translation ? (whole ? compileEagerly(translation.bytes) : new WebAssembly.Module(translation.bytes)) : undefined;
+  const module = translation ? (whole || eager ? compileEagerly(translation.bytes) : new WebAssembly.Module(translation.bytes)) : undefined;
   return {
     ...request,
     module,
@@ -133,6 +140,13 @@ function warmUpStep(engineMemory: EngineMemory, page: Uint8Array, round: number,
   setImmediate(() => warmUpStep(engineMemory, page, round + 1, busy));
 }
 
+/** `request` with `offsets` added to its optional leaders (those it does not want already). */
+export function withOptional(request: TranslationRequest, offsets: readonly number[]): TranslationRequest {
+  const optional = new Set(request.optional ?? []);
+  for (const offset of offsets) if (!request.wanted.includes(offset)) optional.add(offset);
+  return { ...request, optional: [...optional] };
+}
+
 /**
  * The thread serves every hart of the VM, each through its own port (sent in a { port } message).
  * A page one hart had translated is handed to the next hart that asks for it, the same compiled
@@ -145,11 +159,20 @@ if (data?.kmemvisorTranslator === true && data.memory && data.engineMemory && pa
   const serve = (request: TranslationRequest): TranslationReply => {
     const key = `${request.frame}:${request.vpnLow}:${request.vpnHigh}`;
     const known = done.get(key);
+    const current = known && known.generation === request.generation ? known : undefined;
     const covers = (reply: TranslationReply) => request.wanted.every((offset) => reply.entries.includes(offset)) && (!request.whole || reply.whole);
-    if (known && known.generation === request.generation && covers(known)) {
-      return { ...known, recompiles: request.recompiles, whole: request.whole, milliseconds: 0 };
+    if (current && covers(current)) {
+      return { ...current, recompiles: request.recompiles, whole: request.whole, milliseconds: 0 };
     }
-    const reply = translateRequest(memory, engineMemory, request);
+    // Another hart's translation of the same code lacks an entry this one wants: translate from
+    // its entries too (as optional leaders, as a hart's own recompile does), so that the harts
+    // converge on one translation — one module, one optimising compile, shared — instead of each
+    // replacing the other's here and compiling its own variant, which on a 2-core host competes
+    // with the harts themselves (parallel-sum on 2 harts: see docs/decisions.md).
+    const merged = current && !request.whole ? withOptional(request, current.entries) : request;
+    // Compiled here, not lazily at the hart's first call: that compile (~30 ms for 500–900
+    // instructions) stopped the hart, which here interprets on meanwhile (docs/decisions.md).
+    const reply = translateRequest(memory, engineMemory, merged, {}, true);
     done.set(key, reply);
     return reply;
   };

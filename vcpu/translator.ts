@@ -8,8 +8,10 @@
  * order become wasm `loop`s (structuredLoops) whose back edges check the budget and the hart's
  * EXIT_REQUEST word (interrupts, stop, pause); every other jump sets `npc` and goes round the
  * dispatch loop, which checks the same — so the latency of an interrupt is bounded by one
- * straight-line run of at most a page. Leaving the page, or reaching an offset with no
- * translation, returns to the host, which dispatches the next page (vcpu/jit.ts).
+ * straight-line run of at most a page. Leaving the page goes on in the translation of the page
+ * the hart's fetch TLB maps the target to, by a tail call through the hart's table of
+ * translations (TranslationOptions.chain); reaching an offset with no translation, or a page
+ * without one, returns to the host, which dispatches the next page (vcpu/jit.ts).
  *
  * What each instruction does comes from semantics.ts through WasmSem, exactly as in the
  * interpreter: operands are constants and locals instead of decoded fields, that is the only
@@ -87,7 +89,23 @@ export interface TranslationOptions {
   maxInstructions?: number;
   /** Offsets to translate from as well, which need not stay entries (discover). */
   optional?: number[];
+  /**
+   * Chaining: the host frame the page is translated from and its code generation. Control that
+   * leaves the page for a page the hart's fetch TLB maps goes on there through the hart's table
+   * of translations (TRANSLATION_TABLE: one function per frame, a stub where there is none) with
+   * a tail call, instead of returning to the host, which costs ~8 µs a time; the callee checks
+   * that its frame's code has not changed since it was translated. Needs the code map in the
+   * EngineMemory. Absent: leaving the page returns to the host.
+   */
+  chain?: { frame: number; generation: number };
 }
+
+/** The import (module, name) of a hart's table of translations, indexed by host frame (vcpu/jit.ts). */
+export const TRANSLATION_TABLE = ["chain", "pages"] as const;
+/** The type of every translation's `run` function: (hart base, budget, instructions retired so far) -> Exit. */
+export const RUN_TYPE = { params: [ValType.I32, ValType.I32, ValType.I32], results: [ValType.I32] };
+/** exitCode meaning "continue in the frame in chainFrame" (never returned to the host). */
+const CHAIN = -1;
 
 export interface Translation {
   /** The encoded module: imports the shared memory and the slow paths, exports `run`. */
@@ -463,8 +481,13 @@ export function translatePage(
 
   const m = new ModuleBuilder();
   m.importSharedMemory("env", "memory", memoryPages);
+  const chain = options.chain && !options.everyInstruction && memory.codeMapOffset !== undefined && memory.codeFrames !== undefined
+    ? { ...options.chain, codeMapOffset: memory.codeMapOffset, frames: memory.codeFrames }
+    : undefined;
+  if (chain) m.importTable(TRANSLATION_TABLE[0], TRANSLATION_TABLE[1], chain.frames);
   const slow = importSlowPaths(m);
-  const f = new LabelledBody(2);
+  const runType = m.typeIndex(RUN_TYPE);
+  const f = new LabelledBody(3);
   const hart = 0;
   const used = new Set<number>();
   for (const d of code.values()) for (const r of [d.rd, d.rs1, d.rs2]) if (r !== 0) used.add(r);
@@ -472,17 +495,27 @@ export function translatePage(
   const l: TranslatorLocals = {
     budget: 1,
     npc: f.local(ValType.I64),
-    retired: f.local(ValType.I32),
+    // (The third parameter: what the translations this call went through before retired.)
+    retired: 2,
     exitCode: f.local(ValType.I32),
     stopAfter: f.local(ValType.I32),
     x: Array.from({ length: 32 }, (_, r) => (used.has(r) ? f.local(ValType.I64) : -1)),
   };
   const dataTlb = f.local(ValType.I32);
   const pageOffset = f.local(ValType.I64);
+  const chainFrame = f.local(ValType.I32);
   const s = new TranslatorSem(f, memory, slow, hart, dataTlb, l);
   s.lockstep = options.everyInstruction === true;
 
-  // Prologue: the data TLB set the host chose, the registers, the entry pc.
+  // Prologue. Entered from another translation: only while the frame holds the code this was
+  // translated from (a store to it bumped the generation: the host drops this translation).
+  if (chain) {
+    f.i32(0).mem(Op.i32_load, chain.codeMapOffset + 4 * chain.frame).i32(1).op(Op.i32_shr_u).i32(chain.generation).op(Op.i32_ne).ifHinted(false);
+    f.get(hart).get(l.retired).op(Op.i64_extend_i32_u).mem(Op.i64_store, HartSlot.RETIRED);
+    f.i32(Exit.NotTranslated).op(Op.return);
+    f.end();
+  }
+  // The data TLB set the host chose, the registers, the entry pc.
   f.get(hart).get(hart).mem(Op.i32_load, HartSlot.DATA_TLB).op(Op.i32_add).set(dataTlb);
   for (const r of used) f.get(hart).mem(Op.i64_load, HartSlot.X + 8 * r).set(l.x[r]!);
   f.get(hart).mem(Op.i64_load, HartSlot.PC).set(l.npc);
@@ -501,8 +534,20 @@ export function translatePage(
     f.end();
     // A batched mirror lock another hart waits for is let go at the latest here.
     s.releaseHeldIfWanted();
-    // Leaving the page: the host finds the code of the next one.
+    // Leaving the page: on to the translation of the page the fetch TLB maps npc to (a stub that
+    // returns, where the hart has none), or the host finds the code of the next one. (Not when
+    // npc maps to this very frame: it is translated for another virtual page, and would come
+    // straight back here.)
     f.get(l.npc).i64(BigInt.asIntN(64, virtualPage)).op(Op.i64_sub).tee(pageOffset).i64(PAGE).op(Op.i64_ge_u).if();
+    if (chain) {
+      s.fetchHostPage(l.npc);
+      f.tee(chainFrame).i32(-1).op(Op.i32_ne).if();
+      f.get(chainFrame).i32(12).op(Op.i32_shr_u).tee(chainFrame).i32(chain.frames).op(Op.i32_lt_u);
+      f.get(chainFrame).i32(chain.frame).op(Op.i32_ne).op(Op.i32_and).if();
+      f.i32(CHAIN).set(l.exitCode).brTo(s.exitLabel);
+      f.end();
+      f.end();
+    }
     f.i32(Exit.Budget).set(l.exitCode).brTo(s.exitLabel);
     f.end();
 
@@ -582,9 +627,14 @@ export function translatePage(
   f.get(hart).get(l.npc).mem(Op.i64_store, HartSlot.PC);
   f.get(hart).get(l.retired).op(Op.i64_extend_i32_u).mem(Op.i64_store, HartSlot.RETIRED);
   s.flushMirroredStores();
+  if (chain) {
+    f.get(l.exitCode).i32(CHAIN).op(Op.i32_eq).if();
+    f.get(hart).get(l.budget).get(l.retired).get(chainFrame).returnCallIndirect(runType);
+    f.end();
+  }
   f.get(l.exitCode);
 
-  m.defineFunction({ params: [ValType.I32, ValType.I32], results: [ValType.I32] }, f, "run");
+  m.defineFunction(RUN_TYPE, f, "run");
   const codeChunks: [number, number] = [0, 0];
   for (const [offset, d] of code) {
     const [low, high] = chunksOf(offset, d.length);

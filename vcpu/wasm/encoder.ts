@@ -19,8 +19,8 @@ import { setFlagsFromString } from "node:v8";
 //    see them hot only delays the optimised code: cpubound's long build ran ~9% faster in-VM
 //    (`node --no-wasm-dynamic-tiering bin/kmemvisor.js run guests/bin/long/cpubound.elf --engine jit`
 //    against the same without, interleaved, 5 rounds: medians 928 and 1014 ms).
-// (Measured and left off: --no-wasm-lazy-compilation, compiling translations on the translator
-// thread instead of at their first call on the hart, was no faster.)
+// (Lazy compilation stays the process default; the translator thread compiles its translations
+// eagerly (compileEagerly) so that a hart never stops at a first call: docs/decisions.md.)
 setFlagsFromString("--experimental-wasm-branch-hinting");
 setFlagsFromString("--no-wasm-dynamic-tiering");
 
@@ -342,6 +342,11 @@ export class FunctionBody {
     this.code.byte(Op.call).u32(func);
     return this;
   }
+  /** Tail call (return_call_indirect, 0x13) through table 0 to a function of type `typeIndex`: the callee replaces this frame. */
+  returnCallIndirect(typeIndex: number): this {
+    this.code.byte(0x13).u32(typeIndex).u32(0);
+    return this;
+  }
 
   /** The local declarations (run-length grouped). */
   private encodeLocals(): ByteWriter {
@@ -390,8 +395,10 @@ export class ModuleBuilder {
   private readonly funcs: { type: number; body: FunctionBody }[] = [];
   private readonly exports: { name: string; func: number }[] = [];
   private memoryImport: { module: string; name: string; pages: number } | undefined;
+  private tableImport: { module: string; name: string; size: number } | undefined;
 
-  private typeIndex(type: FuncType): number {
+  /** The index of a function type (declared if new): for call_indirect. */
+  typeIndex(type: FuncType): number {
     const key = JSON.stringify(type);
     const found = this.types.findIndex((t) => JSON.stringify(t) === key);
     if (found >= 0) return found;
@@ -401,6 +408,11 @@ export class ModuleBuilder {
 
   importSharedMemory(module: string, name: string, pages: number): void {
     this.memoryImport = { module, name, pages };
+  }
+
+  /** Import table 0: a funcref table of exactly `size` entries. */
+  importTable(module: string, name: string, size: number): void {
+    this.tableImport = { module, name, size };
   }
 
   /** Imports must all be declared before the first defined function (indices depend on it). */
@@ -427,11 +439,16 @@ export class ModuleBuilder {
     }
     section(1, types);
 
-    const imports = new ByteWriter().u32(this.importedFuncs.length + (this.memoryImport ? 1 : 0));
+    const imports = new ByteWriter().u32(this.importedFuncs.length + (this.memoryImport ? 1 : 0) + (this.tableImport ? 1 : 0));
     if (this.memoryImport) {
       const m = this.memoryImport;
       // Limits flag 0x03 = shared memory with a maximum.
       imports.name(m.module).name(m.name).byte(0x02).byte(0x03).u32(m.pages).u32(m.pages);
+    }
+    if (this.tableImport) {
+      const t = this.tableImport;
+      // Kind 0x01 = table, 0x70 = funcref, limits flag 0x01 = with a maximum.
+      imports.name(t.module).name(t.name).byte(0x01).byte(0x70).byte(0x01).u32(t.size).u32(t.size);
     }
     for (const f of this.importedFuncs) imports.name(f.module).name(f.name).byte(0x00).u32(f.type);
     section(2, imports);

@@ -3,7 +3,7 @@
  * where operands live and how the engine leaves; everything an instruction *does* (arithmetic,
  * memory fast paths, atomics) is emitted here, once.
  */
-import { HartSlot, LOCK_STRIDE, mirrorOffsetsOf, type MemoryLayout, STRIPE_COUNT, STRIPE_LINE_SHIFT, TLB_ENTRIES, TLB_SET_SIZE, type SyncStrategy } from "../../shared-mem/layout.ts";
+import { HartSlot, LOCK_STRIDE, mirrorOffsetsOf, PAGE_SIZE, type MemoryLayout, STRIPE_COUNT, STRIPE_LINE_SHIFT, TLB_ENTRIES, TLB_SET_SIZE, type SyncStrategy } from "../../shared-mem/layout.ts";
 import { CONTENDED, FREE, HELD } from "../../sync/mutex.ts";
 import { locksAtomics, locksStores } from "../../sync/strategy.ts";
 import { hartOwnsMemory } from "../../sync/owner.ts";
@@ -38,6 +38,13 @@ export interface EngineMemory {
   /** Host offset of the mirror lock table (MemoryLayout.lockOffset). */
   lockOffset: number;
   /**
+   * The code map (MemoryLayout.codeMapOffset) and its frames: translations that may be entered
+   * from other translations (translator.ts chaining) check their frame's generation there. Absent:
+   * no chaining.
+   */
+  codeMapOffset?: number;
+  codeFrames?: number;
+  /**
    * No mirror locks at all, whatever `sync` says: the VM has one hart, which owns the memory for
    * each whole run while host writers wait for it (sync/owner.ts), and no other hart to exclude.
    */
@@ -54,6 +61,8 @@ export function engineMemoryOf(layout: MemoryLayout, perPageProtection: boolean)
     sync: layout.sync,
     lockOffset: layout.lockOffset,
     lockFree: hartOwnsMemory(layout),
+    codeMapOffset: layout.codeMapOffset,
+    codeFrames: layout.copyStride / PAGE_SIZE,
   };
 }
 
@@ -194,6 +203,22 @@ export abstract class WasmSem implements Sem {
    */
   loadTlbTag(): void {
     this.f.get(this.hart).mem(Op.i64_load, HartSlot.TLB_TAG).set(this.tlbTag);
+  }
+
+  /**
+   * Emit the host address (i32) of the page the hart's fetch TLB set maps the i64 address in local
+   * `address` to, or -1 when the set holds no live entry for it (vcpu/tlb.ts cachedFetchPage's
+   * test, inline). The fetch set carries the execute permission checks.
+   */
+  fetchHostPage(address: number): void {
+    const f = this.f;
+    f.get(this.hart).get(this.hart).mem(Op.i32_load, HartSlot.FETCH_TLB).op(Op.i32_add);
+    f.get(address).i64(12).op(Op.i64_shr_u).op(Op.i32_wrap_i64).i32(TLB_ENTRIES - 1).op(Op.i32_and).i32(4).op(Op.i32_shl);
+    f.op(Op.i32_add).tee(this.tlbEntry).mem(Op.i64_load, 0);
+    f.get(address).i64(12).op(Op.i64_shr_u).get(this.tlbTag).op(Op.i64_or).op(Op.i64_eq);
+    f.if(ValType.I32);
+    f.get(address).i64(-4096).op(Op.i64_and).get(this.tlbEntry).mem(Op.i64_load, 8).op(Op.i64_add).op(Op.i32_wrap_i64);
+    f.else().i32(-1).end();
   }
 
   /** Start of a new instruction: temporaries may be reused. */
