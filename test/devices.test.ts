@@ -84,11 +84,27 @@ const LSR = 5;
 const MSR = 6;
 const SCR = 7;
 
-function makeUart(): { uart: Uart16550; out: number[]; levels: boolean[] } {
-  const out: number[] = [];
+/** Records the line's changes of level (`levels`) and every signal to the PLIC (`signals`). */
+function lineRecorder(): { levels: boolean[]; signals: boolean[]; irq: (level: boolean) => void } {
   const levels: boolean[] = [];
-  const uart = new Uart16550({ output: (b) => out.push(b), irq: (l) => levels.push(l) });
-  return { uart, out, levels };
+  const signals: boolean[] = [];
+  let last = false;
+  return {
+    levels,
+    signals,
+    irq: (level) => {
+      signals.push(level);
+      if (level !== last) levels.push(level);
+      last = level;
+    },
+  };
+}
+
+function makeUart(): { uart: Uart16550; out: number[]; levels: boolean[]; signals: boolean[] } {
+  const out: number[] = [];
+  const line = lineRecorder();
+  const uart = new Uart16550({ output: (b) => out.push(b), irq: line.irq });
+  return { uart, out, levels: line.levels, signals: line.signals };
 }
 
 const rd = (u: Uart16550, reg: number): number => Number(u.read(reg, 1));
@@ -214,12 +230,29 @@ test('uart: loopback', (t) => {
   t.deepEqual(out, [0x56]);
 });
 
+test('uart: signals its line where QEMU does (THR, IER, FCR writes; RBR, IIR reads; input), so a driver that never reads IIR gets one THR-empty interrupt a byte', (t) => {
+  const { uart, signals } = makeUart();
+  wr(uart, IER, 0x02);
+  t.deepEqual(signals, [true], 'enabling THRI with THR empty');
+  rd(uart, LSR);
+  rd(uart, LCR);
+  wr(uart, SCR, 1);
+  t.deepEqual(signals, [true], 'LSR, LCR and SCR accesses change nothing and signal nothing');
+  wr(uart, RBR, 0x41);
+  wr(uart, RBR, 0x42);
+  t.deepEqual(signals, [true, true, true], 'each byte sent re-arms THRE and signals it anew');
+  rd(uart, IIR);
+  t.deepEqual(signals, [true, true, true, false], 'reading IIR acknowledges THRE');
+  uart.pushInput(new Uint8Array([1]));
+  t.deepEqual(signals, [true, true, true, false, false], 'input arrives with RDI off: the level, low, signalled');
+});
+
 test('uart: a view in another thread shares registers, FIFO and order of output with the host side', (t) => {
   const buffer = new SharedArrayBuffer(UART_STATE_BYTES);
   const out: number[] = [];
-  const levels: boolean[] = [];
-  const host = new Uart16550({ output: (b) => out.push(b), irq: (l) => levels.push(l), state: { buffer, offset: 0 } });
-  const hart = new Uart16550({ irq: (l) => levels.push(l), state: { buffer, offset: 0, attach: true } });
+  const { levels, irq } = lineRecorder();
+  const host = new Uart16550({ output: (b) => out.push(b), irq, state: { buffer, offset: 0 } });
+  const hart = new Uart16550({ irq, state: { buffer, offset: 0, attach: true } });
   wr(hart, LCR, 0x03);
   wr(hart, RBR, 0x41);
   wr(hart, RBR, 0x42);

@@ -151,7 +151,10 @@ interface Buf {
 /** A minimal virtio-mmio block driver. */
 class Driver {
   readonly mem = new FakeDma();
+  /** The line's changes of level, and every signal the device gave (QEMU signals each change of status). */
   readonly irqEdges: boolean[] = [];
+  readonly irqSignals: boolean[] = [];
+  private irqLevel = false;
   readonly errors: string[] = [];
   readonly dev: VirtioBlock;
   availIdx = 0;
@@ -168,7 +171,11 @@ class Driver {
     this.dev = new VirtioBlock({
       disk,
       memory: options.memory ? options.memory(this.mem) : this.mem,
-      irq: (level) => this.irqEdges.push(level),
+      irq: (level) => {
+        this.irqSignals.push(level);
+        if (level !== this.irqLevel) this.irqEdges.push(level);
+        this.irqLevel = level;
+      },
       onError: (m) => this.errors.push(m),
       ...('serial' in options ? { serial: options.serial } : { serial: 'kmemvisor-test-serial-too-long' }),
     });

@@ -14,14 +14,19 @@
  *   0x20_0000 + 0x1000*ctx          threshold       3 bits; only priority > threshold interrupts
  *   0x20_0004 + 0x1000*ctx          claim/complete  read = claim, write = complete
  *
- * Sources are level-triggered (devices call `setIrq`). As in QEMU's sifive_plic, a source's
- * pending bit follows its line while the source is not claimed, so a line that drops before it
- * is claimed leaves no spurious interrupt behind. A claim returns the enabled pending source of
- * highest priority above the context's threshold (ties go to the lowest id), clears its pending
- * bit and marks it claimed; a claimed source is not pending again, for any context, until it is
- * completed, and if its line is still high at completion it becomes pending at once. Like QEMU,
- * completion does not check that the source is enabled for the completing context; completing a
- * source that is not claimed does nothing.
+ * Gateways behave as QEMU 7.2's sifive_plic, which the software built for the virt board is
+ * tested on: every call of `setIrq` sets the source's pending bit to the level given, whether the
+ * level changed or not and whether the source is claimed or not; a claim returns the enabled
+ * pending unclaimed source of highest priority above the context's threshold (ties go to the
+ * lowest id), clears its pending bit and marks it claimed; a completion only ends the claim. So a
+ * line that stays high does not interrupt again after completion unless its device signals it
+ * again (QEMU's 16550 signals on every THR write, IER/FCR write and RBR/IIR read, virtio on every
+ * used buffer): a driver that never reads IIR takes one THR-empty interrupt per byte it sends,
+ * not an endless storm. (The PLIC specification's gateway would forward a new request at
+ * completion while the line is high; guests that never read IIR, such as xv6-style teaching
+ * kernels, livelock under it, and do not on QEMU.) Like QEMU, completion does not check that the
+ * source is enabled for the completing context; completing a source that is not claimed does
+ * nothing.
  *
  * After every change, each context's output (is there an enabled, pending, unclaimed source
  * with priority above its threshold?) is recomputed, and the hart's mip bit is driven through
@@ -78,12 +83,11 @@ const MAX_STATE_CONTEXTS = 128;
 const Slot = {
   LOCK: 0,
   PRIORITY: 16,
-  LINE: 16 + (PLIC_NUM_SOURCES + 1),
-  PENDING: 16 + 2 * (PLIC_NUM_SOURCES + 1),
-  CLAIMED: 16 + 2 * (PLIC_NUM_SOURCES + 1) + WORDS,
-  THRESHOLD: 16 + 2 * (PLIC_NUM_SOURCES + 1) + 2 * WORDS,
-  OUTPUT: 16 + 2 * (PLIC_NUM_SOURCES + 1) + 2 * WORDS + MAX_STATE_CONTEXTS,
-  ENABLE: 16 + 2 * (PLIC_NUM_SOURCES + 1) + 2 * WORDS + 2 * MAX_STATE_CONTEXTS,
+  PENDING: 16 + (PLIC_NUM_SOURCES + 1),
+  CLAIMED: 16 + (PLIC_NUM_SOURCES + 1) + WORDS,
+  THRESHOLD: 16 + (PLIC_NUM_SOURCES + 1) + 2 * WORDS,
+  OUTPUT: 16 + (PLIC_NUM_SOURCES + 1) + 2 * WORDS + MAX_STATE_CONTEXTS,
+  ENABLE: 16 + (PLIC_NUM_SOURCES + 1) + 2 * WORDS + 2 * MAX_STATE_CONTEXTS,
 } as const;
 /** Bytes of shared state a PLIC needs (shared-mem/layout.ts reserves them). */
 export const PLIC_STATE_BYTES = (Slot.ENABLE + MAX_STATE_CONTEXTS * WORDS) * 4;
@@ -111,8 +115,6 @@ export class Plic implements MmioDevice {
   private readonly lock: Mutex;
   /** priority[src], src 0..95 (index 0 unused, always 0). */
   private readonly priority: Int32Array;
-  /** Current level of each source's input line. */
-  private readonly line: Int32Array;
   /** Pending bits, 32 sources per word. */
   private readonly pending: Int32Array;
   /** Claimed (in service) bits, 32 sources per word. */
@@ -137,7 +139,6 @@ export class Plic implements MmioDevice {
     if (!attach) words(0, PLIC_STATE_BYTES / 4).fill(0);
     this.lock = new Mutex(new Int32Array(buffer), (offset >> 2) + Slot.LOCK);
     this.priority = words(Slot.PRIORITY, PLIC_NUM_SOURCES + 1);
-    this.line = words(Slot.LINE, PLIC_NUM_SOURCES + 1);
     this.pending = words(Slot.PENDING, WORDS);
     this.claimed = words(Slot.CLAIMED, WORDS);
     this.enable = words(Slot.ENABLE, this.contexts * WORDS);
@@ -145,14 +146,12 @@ export class Plic implements MmioDevice {
     this.output = words(Slot.OUTPUT, this.contexts);
   }
 
-  /** Drive a source's (level-triggered) interrupt line. Source 0 and ids above 95 are ignored. */
+  /** A device signals its interrupt line at `level` (see the gateway rule above). Source 0 and ids above 95 are ignored. */
   setIrq(source: number, level: boolean): void {
     if (!isSource(source)) return;
     this.lock.acquire();
     try {
-      if (this.line[source] === (level ? 1 : 0)) return;
-      this.line[source] = level ? 1 : 0;
-      if (!this.isClaimed(source)) this.setPending(source, level);
+      this.setPending(source, level);
       this.update();
     } finally {
       this.lock.release();
@@ -218,8 +217,6 @@ export class Plic implements MmioDevice {
   private completeLocked(context: number, source: number): void {
     if (!this.isContext(context) || !this.isClaimed(source)) return;
     this.claimed[source >>> 5]! &= ~bit(source);
-    // Level-triggered: a line still high at completion is a new request.
-    if (this.line[source]) this.setPending(source, true);
     this.update();
   }
 

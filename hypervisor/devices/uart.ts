@@ -212,8 +212,9 @@ export class Uart16550 implements MmioDevice {
   read(offset: number, _width: AccessWidth): bigint {
     this.lock.acquire();
     try {
-      const value = this.readRegister(offset & 7);
-      this.update();
+      const reg = offset & 7;
+      const value = this.readRegister(reg);
+      this.update(reg === RBR_THR_DLL || reg === IIR_FCR);
       return BigInt(value);
     } finally {
       this.lock.release();
@@ -223,8 +224,9 @@ export class Uart16550 implements MmioDevice {
   write(offset: number, _width: AccessWidth, value: bigint): void {
     this.lock.acquire();
     try {
-      this.writeRegister(offset & 7, Number(value & 0xffn));
-      this.update();
+      const reg = offset & 7;
+      this.writeRegister(reg, Number(value & 0xffn));
+      this.update(reg === RBR_THR_DLL || reg === IER_DLM || reg === IIR_FCR);
     } finally {
       this.lock.release();
     }
@@ -251,7 +253,7 @@ export class Uart16550 implements MmioDevice {
     if (Atomics.load(s, Slot.IN_TAIL) === Atomics.load(s, Slot.IN_HEAD)) return;
     while (!this.lock.tryAcquire()) this.drainOutput();
     try {
-      this.update();
+      this.update(this.refill() > 0);
     } finally {
       this.lock.release();
     }
@@ -390,18 +392,20 @@ export class Uart16550 implements MmioDevice {
     return byte;
   }
 
-  /** Move host input from the input ring into the receive FIFO as far as it has room. */
-  private refill(): void {
+  /** Move host input from the input ring into the receive FIFO as far as it has room; returns how many bytes moved. */
+  private refill(): number {
     const s = this.s;
-    if (s[Slot.MCR]! & MCR_LOOP) return; // in loopback the line is disconnected from the host
+    if (s[Slot.MCR]! & MCR_LOOP) return 0; // in loopback the line is disconnected from the host
     const capacity = this.fifoCapacity();
     const tail = Atomics.load(s, Slot.IN_TAIL);
-    let head = s[Slot.IN_HEAD]!;
+    const start = s[Slot.IN_HEAD]!;
+    let head = start;
     while (s[Slot.RX_COUNT]! < capacity && head !== tail) {
       this.rxPush(this.inRing[head & (IN_RING_BYTES - 1)]!);
       head = (head + 1) | 0;
     }
     Atomics.store(s, Slot.IN_HEAD, head);
+    return (head - start) | 0;
   }
 
   private lsr(): number {
@@ -418,8 +422,13 @@ export class Uart16550 implements MmioDevice {
     return MSR_DCD | MSR_DSR | MSR_CTS;
   }
 
-  /** Recompute IIR by 16550 priority and drive the interrupt line (the lock is held). */
-  private update(): void {
+  /**
+   * Recompute IIR by 16550 priority and drive the interrupt line (the lock is held). `signal`: tell
+   * the PLIC the level even if it did not change — where QEMU's serial.c calls serial_update_irq
+   * (received data, an RBR or IIR read, a THR, IER or FCR write), since its PLIC takes each such
+   * call as a new request (plic.ts). Elsewhere only a change is signalled.
+   */
+  private update(signal = false): void {
     this.refill();
     const s = this.s;
     const fcr = s[Slot.FCR]!;
@@ -438,7 +447,7 @@ export class Uart16550 implements MmioDevice {
     // outside loopback, and no guest we run relies on loopback delta bits.
     s[Slot.IIR] = id | (fifo ? IIR_FIFO_ENABLED : 0);
     const level = id !== IIR_NO_INT ? 1 : 0;
-    if (level !== s[Slot.LEVEL]) {
+    if (level !== s[Slot.LEVEL] || signal) {
       Atomics.store(s, Slot.LEVEL, level);
       this.irq?.(level === 1);
     }

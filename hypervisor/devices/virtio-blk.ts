@@ -316,11 +316,11 @@ export class VirtioInterruptStatus {
     try {
       const status = (Atomics.load(this.words, IrqSlot.STATUS) & ~mask) | (value & mask);
       Atomics.store(this.words, IrqSlot.STATUS, status);
+      // Signalled on every change, as QEMU's virtio-mmio does: its PLIC takes each raise as a
+      // new request (plic.ts), so a buffer used while the last interrupt is in service is not lost.
       const level = status !== 0 ? 1 : 0;
-      if (level !== Atomics.load(this.words, IrqSlot.LEVEL)) {
-        Atomics.store(this.words, IrqSlot.LEVEL, level);
-        this.irq(level === 1);
-      }
+      Atomics.store(this.words, IrqSlot.LEVEL, level);
+      this.irq(level === 1);
     } finally {
       this.lock.release();
     }
