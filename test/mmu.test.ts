@@ -43,10 +43,10 @@ test("three levels to a 4 KiB page, and the page offset carried over", (t) => {
 test("gigapages and megapages map the low virtual bits through; misaligned ones fault", (t) => {
   const m = machine();
   m.setPte(ROOT, 2, 0x8000_0000, V | R | X | A); // 1 GiB at VA 0x8000_0000, identity
-  t.deepEqual(m.walk(0x8123_4567n, AccessKind.Fetch), { paddr: 0x8123_4567n });
+  t.deepEqual(m.walk(0x8123_4567n, AccessKind.Fetch), { paddr: 0x8123_4567n, leafLevel: 2 });
   m.setPte(ROOT, 3, L1, V);
   m.setPte(L1, 5, RAM_BASE + 0x40_0000, V | R | A); // 2 MiB at VA 0xc0a0_0000
-  t.deepEqual(m.walk(0xc0a1_2345n, AccessKind.Load), { paddr: BigInt(RAM_BASE + 0x41_2345) });
+  t.deepEqual(m.walk(0xc0a1_2345n, AccessKind.Load), { paddr: BigInt(RAM_BASE + 0x41_2345), leafLevel: 1 });
   m.setPte(L1, 6, RAM_BASE + 0x40_1000, V | R | A); // PPN not 2 MiB-aligned
   t.deepEqual(m.walk(0xc0c0_0000n, AccessKind.Load), { fault: Cause.LoadPageFault });
   m.setPte(ROOT, 4, 0x1_0000_1000, V | R | A); // 1 GiB leaf, PPN not 1 GiB-aligned
@@ -56,7 +56,7 @@ test("gigapages and megapages map the low virtual bits through; misaligned ones 
 test("high physical page numbers are exact (PPN bits above bit 21 come from the PTE's high word)", (t) => {
   const m = machine();
   m.setPte(ROOT, 0, 0x3f_c000_0000n, V | R | A); // a 1 GiB leaf far above RAM: MMIO-like, not RAM
-  t.deepEqual(m.walk(0x1234_5678n, AccessKind.Load), { paddr: 0x3f_d234_5678n });
+  t.deepEqual(m.walk(0x1234_5678n, AccessKind.Load), { paddr: 0x3f_d234_5678n, leafLevel: 2 });
 });
 
 test("each malformed case faults with the access's own page-fault cause", (t) => {
@@ -69,7 +69,7 @@ test("each malformed case faults with the access's own page-fault cause", (t) =>
   t.deepEqual(m.walk(1n << 30n, AccessKind.Load), { fault: Cause.LoadPageFault }, "A on a non-leaf is reserved");
   m.setPte(ROOT, 1, L1, V);
   m.setPte(L1, 0, RAM_BASE, V | R | A);
-  t.deepEqual(m.walk(1n << 30n, AccessKind.Load), { paddr: BigInt(RAM_BASE) });
+  t.deepEqual(m.walk(1n << 30n, AccessKind.Load), { paddr: BigInt(RAM_BASE), leafLevel: 1 });
   m.setPte(ROOT, 1, 0x1000, V); // the next table is not RAM
   t.deepEqual(m.walk(1n << 30n, AccessKind.Fetch), { fault: Cause.InstructionAccessFault });
 });
@@ -84,14 +84,14 @@ test("U pages: not for S without SUM, never fetched by S; MXR makes executable p
   const m = machine();
   m.setPte(ROOT, 1, RAM_BASE, V | R | U | A);
   m.setPte(ROOT, 2, RAM_BASE, V | X | A);
-  t.deepEqual(m.walk(1n << 30n, AccessKind.Load, Priv.U), { paddr: BigInt(RAM_BASE) });
+  t.deepEqual(m.walk(1n << 30n, AccessKind.Load, Priv.U), { paddr: BigInt(RAM_BASE), leafLevel: 2 });
   t.deepEqual(m.walk(1n << 30n, AccessKind.Load, Priv.S), { fault: Cause.LoadPageFault });
-  t.deepEqual(m.walk(1n << 30n, AccessKind.Load, Priv.S, MStatus.SUM), { paddr: BigInt(RAM_BASE) });
+  t.deepEqual(m.walk(1n << 30n, AccessKind.Load, Priv.S, MStatus.SUM), { paddr: BigInt(RAM_BASE), leafLevel: 2 });
   m.setPte(ROOT, 1, RAM_BASE, V | R | X | U | A);
   t.deepEqual(m.walk(1n << 30n, AccessKind.Fetch, Priv.S, MStatus.SUM), { fault: Cause.InstructionPageFault });
   t.deepEqual(m.walk(2n << 30n, AccessKind.Fetch, Priv.U), { fault: Cause.InstructionPageFault }, "not a U page");
   t.deepEqual(m.walk(2n << 30n, AccessKind.Load), { fault: Cause.LoadPageFault });
-  t.deepEqual(m.walk(2n << 30n, AccessKind.Load, Priv.S, MStatus.MXR), { paddr: 0x8000_0000n });
+  t.deepEqual(m.walk(2n << 30n, AccessKind.Load, Priv.S, MStatus.MXR), { paddr: 0x8000_0000n, leafLevel: 2 });
   t.deepEqual(m.walk(0x1234n, AccessKind.Store, Priv.M), { paddr: 0x1234n }, "M-mode is not translated");
 });
 

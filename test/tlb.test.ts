@@ -97,3 +97,38 @@ test("TLB entries are tagged with their address space: switching back finds them
   tlb.switchSpace(A);
   t.false(cached(), "the flush (sfence.vma, SUM, a shootdown) dropped A's entries for good");
 });
+
+/** sfence.vma with an address drops that page only, unless a superpage covering it may be cached. */
+test("a one-page flush drops that page in every set; an address inside a cached superpage drops everything", (t) => {
+  const memory = new WebAssembly.Memory({ initial: Math.ceil(HART_AREA_SIZE / 65536), maximum: Math.ceil(HART_AREA_SIZE / 65536), shared: true });
+  const view = new DataView(memory.buffer);
+  const tlb = new Tlb(view, new Int32Array(memory.buffer), 0);
+  const live = (priv: Priv, kind: AccessKind, vaddr: bigint) => {
+    const vpn = vaddr >> 12n;
+    const tag = view.getBigUint64(tlbSetOffset(priv, kind) + Number(vpn & BigInt(TLB_ENTRIES - 1)) * TLB_ENTRY_SIZE, true);
+    return tag === (vpn | (BigInt(tlbGeneration(view, 0)) << TAG_GENERATION_SHIFT));
+  };
+  const a = 0x4000_1000n, b = 0x4000_2000n;
+  tlb.fill(Priv.U, AccessKind.Load, a, 0x10_000);
+  tlb.fill(Priv.S, AccessKind.Store, a, 0x10_000);
+  tlb.fill(Priv.U, AccessKind.Fetch, b, 0x11_000);
+  tlb.flushPage(a + 0x123n);
+  t.false(live(Priv.U, AccessKind.Load, a));
+  t.false(live(Priv.S, AccessKind.Store, a));
+  t.true(live(Priv.U, AccessKind.Fetch, b), "another page stays");
+
+  const mega = 0x8020_0000n; // a 2 MiB page cached as its 4 KiB pieces
+  tlb.fill(Priv.S, AccessKind.Load, mega + 0x3000n, 0x20_000, false, 1);
+  tlb.flushPage(a);
+  t.true(live(Priv.S, AccessKind.Load, mega + 0x3000n), "an address outside the megapage leaves its pieces");
+  t.true(live(Priv.U, AccessKind.Fetch, b));
+  tlb.flushPage(mega + 0x1f_f000n);
+  t.false(live(Priv.S, AccessKind.Load, mega + 0x3000n), "an address inside it drops every piece");
+  t.false(live(Priv.U, AccessKind.Fetch, b), "(by dropping everything)");
+
+  tlb.fill(Priv.S, AccessKind.Load, 0xc000_5000n, 0x30_000, false, 2); // a 1 GiB page
+  tlb.fill(Priv.U, AccessKind.Load, a, 0x10_000);
+  tlb.flushPage(0xc123_4000n);
+  t.false(live(Priv.S, AccessKind.Load, 0xc000_5000n));
+  t.false(live(Priv.U, AccessKind.Load, a));
+});

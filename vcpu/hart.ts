@@ -324,11 +324,17 @@ export class Hart {
         this.retireHostInstruction();
         if ((this.mip & this.csrs.mie) === 0) this.waitingForInterrupt = true;
         return;
-      case Exit.SfenceVma:
+      case Exit.SfenceVma: {
         if (priv === Priv.U || (priv === Priv.S && mstatus & MStatus.TVM)) return this.illegalInstruction();
-        this.tlb.flushAll();
+        // rs1 = x0: every address; else only the page of x[rs1] (Linux's flush_tlb_page, on each
+        // PTE it changes), whatever rs2 (ASID) says, since dropping more than asked is allowed.
+        const raw = this.readInstruction(pc);
+        const rs1 = typeof raw === "bigint" ? Number((raw >> 15n) & 31n) : 0;
+        if (rs1 === 0) this.tlb.flushAll();
+        else this.tlb.flushPage(this.x(rs1));
         this.pc = pc + 4n;
         return this.retireHostInstruction();
+      }
       default:
         throw new GuestFault(`hart ${this.id}: engine returned unknown exit ${exit} at pc 0x${pc.toString(16)}`);
     }
@@ -481,7 +487,7 @@ export class Hart {
         // comes here and its caller can invalidate the code (storedTo, or before an atomic).
         if (kind === AccessKind.Store && this.codeMap) cacheable = !this.codeMap.hasCode(host >>> 12);
         const mirrored = kind === AccessKind.Store && this.isProtected(t.paddr);
-        if (cacheable) this.tlb.fill(priv, kind, vaddr, host & ~0xfff, mirrored && this.env.perPageProtection);
+        if (cacheable) this.tlb.fill(priv, kind, vaddr, host & ~0xfff, mirrored && this.env.perPageProtection, t.leafLevel);
         // Without per-page protection the engine mirrors every page it stores to, and so do we.
         this.lastStoreMirrored = kind === AccessKind.Store && (mirrored || (this.mirrorOffsets.length > 0 && !this.env.perPageProtection));
         return host;

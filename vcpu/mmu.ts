@@ -41,7 +41,8 @@ export interface PhysicalMemory {
   readonly locks?: MirrorLocks;
 }
 
-export type Translation = { paddr: bigint; fault?: undefined } | { fault: number; paddr?: undefined };
+/** `leafLevel`: 1 for a megapage leaf, 2 for a gigapage (a TLB caches them as 4 KiB pieces); absent for 4 KiB pages. */
+export type Translation = { paddr: bigint; leafLevel?: 1 | 2; fault?: undefined } | { fault: number; paddr?: undefined; leafLevel?: undefined };
 
 /**
  * Translate `vaddr` for an access of `kind` at privilege `priv` (already the effective one:
@@ -97,7 +98,8 @@ export function translate(
       leafPpn = Number((updated >> 10n) & PPN_MASK);
     }
     const page = leafPpn - (leafPpn & lowPages) + (vpn & lowPages);
-    return { paddr: BigInt(page) * 4096n + (va & 0xfffn) };
+    const paddr = BigInt(page) * 4096n + (va & 0xfffn);
+    return level > 0 ? { paddr, leafLevel: level as 1 | 2 } : { paddr };
   }
   return { fault: PAGE_FAULT[kind] };
 }

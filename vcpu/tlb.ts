@@ -62,6 +62,10 @@ export function cachedFetchPage(u32: Uint32Array, hartBase: number, pcLow: numbe
 /** Address spaces whose generation the TLB remembers (Tlb.switchSpace); more, and it forgets all but the current one. */
 const MAX_SPACES = 64;
 
+/** Superpages tracked for one-page flushes before any one-page flush drops everything. */
+const MAX_TRACKED_SUPERPAGES = 256;
+const OVERFLOWED = -(1n << 62n);
+
 export class Tlb {
   /** The generation live entries carry: the current address space's. */
   private generation = 0;
@@ -80,10 +84,23 @@ export class Tlb {
   }
 
   /**
+   * The superpages whose pieces may be cached since the last full flush: a megapage as its vpn >> 9,
+   * a gigapage as -1 - (vpn >> 18); OVERFLOWED once there were too many to track.
+   */
+  private readonly superpages = new Set<bigint>();
+
+  private noteSuperpage(vaddr: bigint, leafLevel: 1 | 2): void {
+    const vpn = BigInt.asUintN(64, vaddr) >> 12n;
+    if (this.superpages.size >= MAX_TRACKED_SUPERPAGES) this.superpages.add(OVERFLOWED);
+    else this.superpages.add(leafLevel === 1 ? vpn >> 9n : -1n - (vpn >> 18n));
+  }
+
+  /**
    * Map the page of `vaddr` to the host page at `hostPage` for this privilege and access kind.
    * `mirrored` (store sets only) sets bit 0 of the addend: the engine then also writes every copy.
    */
-  fill(priv: Priv, kind: AccessKind, vaddr: bigint, hostPage: number, mirrored = false): void {
+  fill(priv: Priv, kind: AccessKind, vaddr: bigint, hostPage: number, mirrored = false, leafLevel?: 1 | 2): void {
+    if (leafLevel !== undefined) this.noteSuperpage(vaddr, leafLevel);
     const vpn = BigInt.asUintN(64, vaddr) >> 12n;
     const entry = this.hartBase + tlbSetOffset(priv, kind) + tlbIndex(vpn) * TLB_ENTRY_SIZE;
     const addend = BigInt(hostPage) - (vpn << 12n) + (mirrored ? 1n : 0n);
@@ -93,8 +110,26 @@ export class Tlb {
 
   /** Drop every translation of every address space: a new generation (entries of older ones no longer match). */
   flushAll(): void {
+    this.superpages.clear();
     this.spaces.clear();
     this.newGeneration();
+  }
+
+  /**
+   * Drop the translations of the page of `vaddr`, in every address space (sfence.vma with an
+   * address). Each set holds one entry per index, whatever its space, so emptying that slot of the
+   * nine sets is enough. A megapage or gigapage is cached as 4 KiB pieces, which one address does
+   * not name: an address inside one (or any, once too many were cached to track) drops everything.
+   */
+  flushPage(vaddr: bigint): void {
+    const vpn = BigInt.asUintN(64, vaddr) >> 12n;
+    if (this.superpages.has(vpn >> 9n) || this.superpages.has(-1n - (vpn >> 18n)) || this.superpages.has(OVERFLOWED)) return this.flushAll();
+    const index = tlbIndex(vpn);
+    for (let set = 0; set < TLB_SETS; set++) {
+      const entry = (this.hartBase + TLB_OFFSET + set * TLB_SET_SIZE + index * TLB_ENTRY_SIZE) >> 2;
+      this.words[entry] = -1;
+      this.words[entry + 1] = -1;
+    }
   }
 
   /**
