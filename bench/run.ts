@@ -361,25 +361,33 @@ function microSuite(rounds: number): void {
       if (r.failure) throw new Error(`${micro.guest} (iterations ${n}) on ${target.name}: ${r.failure}`);
       return r.wallMs;
     };
-    const perOp = targets.map((target) => {
-      // Start-up alone varies by ±0.5 s on this shared 2-core machine: the loop must add well over
-      // that (and over the start-up itself) before a count is accepted, or noise passes for work.
-      const base = median([time(target, 0), time(target, 0), time(target, 0)]);
-      let n = micro.perIteration === 1 ? 1000 : 4;
-      for (;;) {
-        const delta = time(target, n) - base;
-        if (delta >= Math.max(1500, base) || n >= 1 << 30) break;
-        n *= Math.min(16, Math.max(2, Math.ceil(2500 / Math.max(delta, 20))));
+    const perOp = targets.map((target): number | string => {
+      try {
+        // Start-up alone varies by ±0.5 s on this shared 2-core machine: the loop must add well
+        // over that (and over the start-up itself) before a count is accepted, or noise passes
+        // for work. The count grows at most 4× a step, so that one noisy sample cannot send the
+        // next run past the time limit.
+        const base = median([time(target, 0), time(target, 0), time(target, 0)]);
+        let n = micro.perIteration === 1 ? 1000 : 4;
+        for (;;) {
+          const delta = time(target, n) - base;
+          if (delta >= Math.max(1500, base) || n >= 1 << 30) break;
+          n *= Math.min(4, Math.max(2, Math.ceil(2500 / Math.max(delta, 20))));
+        }
+        const zero: number[] = [], full: number[] = [];
+        for (let round = 0; round < rounds; round++) {
+          zero.push(time(target, 0));
+          full.push(time(target, n));
+        }
+        return (median(full) - median(zero)) / (n * micro.perIteration);
+      } catch (error) {
+        return (error as Error).message.replace(/^.*: /, "");
       }
-      const zero: number[] = [], full: number[] = [];
-      for (let round = 0; round < rounds; round++) {
-        zero.push(time(target, 0));
-        full.push(time(target, n));
-      }
-      return (median(full) - median(zero)) / (n * micro.perIteration);
     });
-    const ns = (ms: number) => (ms * 1e6 >= 10_000 ? `${(ms * 1e3).toFixed(1)} us` : `${(ms * 1e6).toFixed(0)} ns`);
-    console.log(micro.what.padEnd(52) + perOp.map((ms) => ns(ms).padStart(20)).join("") + `${(perOp[2]! / perOp[0]!).toFixed(1)}x`.padStart(11));
+    const ns = (ms: number | string) =>
+      typeof ms === "string" ? ms : ms * 1e6 >= 10_000 ? `${(ms * 1e3).toFixed(1)} us` : `${(ms * 1e6).toFixed(0)} ns`;
+    const ratio = typeof perOp[2] === "number" && typeof perOp[0] === "number" ? `${(perOp[2] / perOp[0]).toFixed(1)}x` : "-";
+    console.log(micro.what.padEnd(52) + perOp.map((ms) => ns(ms).padStart(20)).join("") + ratio.padStart(11));
   }
 }
 
