@@ -46,6 +46,7 @@ interface RunFlags {
   sync: string;
   engine: string;
   jitThreshold: string;
+  jitSupervisor?: boolean;
   inject: string[];
   scrub?: string;
   vm?: string[];
@@ -246,7 +247,7 @@ function prefixedOutput(name: string): (bytes: Uint8Array) => void {
 }
 
 const VM_FILE_KEYS = new Set([
-  "name", "kernel", "smp", "memory", "bios", "drive", "append", "timeout", "mirror", "nmr", "sync", "engine", "jitThreshold",
+  "name", "kernel", "smp", "memory", "bios", "drive", "append", "timeout", "mirror", "nmr", "sync", "engine", "jitThreshold", "jitSupervisor",
   "inject", "scrub", "stats", "json",
 ]);
 
@@ -336,6 +337,7 @@ export function buildProgram(): Command {
     .addOption(syncOption())
     .addOption(engineOption())
     .addOption(jitThresholdOption())
+    .addOption(jitSupervisorOption())
     .addOption(
       new Option(
         "--inject <SPEC>",
@@ -365,6 +367,7 @@ export function buildProgram(): Command {
     .addOption(syncOption())
     .addOption(engineOption())
     .addOption(jitThresholdOption())
+    .addOption(jitSupervisorOption())
     .addOption(new Option("--smp <N>", "number of harts").default("2"))
     .addOption(new Option("--nmr <N>", "copies of memory, 2 to 5").default("2"))
     .addOption(new Option("-m, --memory <SIZE>", "guest RAM").default("16M"))
@@ -540,6 +543,10 @@ function jitThresholdOption(): Option {
   return new Option("--jit-threshold <N>", "interpreted jumps within a page before --engine jit compiles it").default(String(DEFAULT_JIT_THRESHOLD));
 }
 
+function jitSupervisorOption(): Option {
+  return new Option("--jit-supervisor", "--engine jit: translate S-mode (kernel) code too; by default the interpreter runs it, which is faster on every kernel measured so far");
+}
+
 function engineOption(): Option {
   return new Option("--engine <ENGINE>", "interp = the interpreter alone; jit = hot pages translated to WebAssembly")
     .choices(ENGINES)
@@ -547,12 +554,12 @@ function engineOption(): Option {
 }
 
 /** The engine flags of a VM. */
-function parseEngine(flags: { engine: string; jitThreshold: string }): EngineChoice {
+function parseEngine(flags: { engine: string; jitThreshold: string; jitSupervisor?: boolean }): EngineChoice {
   if (!(ENGINES as readonly string[]).includes(flags.engine)) throw new RangeError(`--engine must be one of ${ENGINES.join(", ")}, got "${flags.engine}"`);
   if (flags.engine === "interp") return { kind: "interp" };
   const text = String(flags.jitThreshold);
   if (!/^\d+$/.test(text)) throw new RangeError(`--jit-threshold must be a whole number, got "${text}"`);
-  return { kind: "jit", threshold: Number(text) };
+  return { kind: "jit", threshold: Number(text), interpretSupervisor: flags.jitSupervisor !== true };
 }
 
 function syncOption(): Option {
@@ -568,6 +575,7 @@ interface StressFlags {
   sync: string;
   engine: string;
   jitThreshold: string;
+  jitSupervisor?: boolean;
   smp: string;
   nmr: string;
   memory: string;

@@ -44,6 +44,8 @@ const PENDING_JUMPS = 512;
  * posted the translation, sets the heat to the threshold (TranslationRequest.readyHeat).
  */
 const AWAITING_HEAT = -(1 << 29);
+/** HartSlot.PRIV's value in S-mode. */
+const PRIV_S = 1;
 /** The heat of a frame left to the interpreter for good (below AWAITING_HEAT: no signal raises it). */
 const NEVER_HEAT = -(1 << 30);
 /**
@@ -105,6 +107,15 @@ export interface JitOptions {
   wholeAfterMs?: number;
   /** Host cores the VM may use (default: os.availableParallelism(); tests vary it). */
   cores?: number;
+  /**
+   * Leave code the hart runs in S-mode to the interpreter (the CLI sets it unless told
+   * `--jit-supervisor`). On every kernel we have, translating supervisor code costs more than it
+   * saves — compiles, module instantiation, and leaving translated code at every trap, sret and CSR
+   * access (Linux's boot: ~50 s against ~1.5 s interpreted; docs/decisions.md) — while M-mode
+   * programs and user code gain several times. Until the translator wins on kernels, the default
+   * engine keeps it off them.
+   */
+  interpretSupervisor?: boolean;
 }
 
 /** The offsets JitOptions.extraEntries asks for in one frame (xorshift32, deterministic). */
@@ -331,6 +342,12 @@ export class Jit {
     const offset = pcLow & 0xfff;
     if (!page) {
       if (codeMap.heatOf(frame) < this.options.threshold) return undefined;
+      if (this.options.interpretSupervisor && u32[(base + HartSlot.PRIV) >> 2] === PRIV_S) {
+        // Not translated (JitOptions.interpretSupervisor): the interpreter keeps this frame and
+        // stops coming back about it.
+        codeMap.setHeat(frame, AWAITING_HEAT);
+        return undefined;
+      }
       if (this.pending.has(frame)) return undefined;
       page = this.request(frame, vpnLow, vpnHigh, [offset], 0);
       if (!page) return undefined;
