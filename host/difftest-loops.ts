@@ -25,11 +25,14 @@
  *   the program, some with a loop of their own (counter s4), returning with `c.jr ra`/`jalr`;
  *   writes of mstatus or mie with their own value and, once at most, a patch of the code ahead
  *   (`sideExit`): exits from translated code mid-loop that are no trap.
+ * - loop heads that straddle a page boundary (c.nops up to the page's last halfword when it is
+ *   near, then a 4-byte head), the back edge jumping to them from the next page: the translator
+ *   hands such an instruction to the interpreter (as Linux's devtmpfs_work_loop can have it).
  * Compressed branches and jumps (c.beqz/c.bnez/c.j) are used where they reach, else the 32-bit
  * forms, else an inverted branch over a `jal`. Half the programs also enable the machine timer: the
  * handler sets the next interrupt ahead, so interrupts land inside loops and the translator is
- * re-entered mid-loop. The body runs 2 to 4 times (an outer loop), from the start of the second page
- * or a little into it (so that long bodies cross into a third).
+ * re-entered mid-loop. The body runs 2 to 4 times (an outer loop), from the start of the second page,
+ * a little into it (so that long bodies cross into a third), or near its end.
  *
  * The layout, handler and scratch area are a stream's (see `randomStream`).
  */
@@ -50,6 +53,11 @@ const SUB_COUNTER = A.R.s4;
 /** Largest trip count of a loop at each depth, and in a subroutine. */
 const MAX_TRIPS = [32, 8, 4];
 const SUB_TRIPS = 4;
+/** Share of top- and bottom-tested loops whose head is made to straddle a page boundary, when one is this near (bytes). */
+const STRADDLE_CHANCE = 0.5;
+const STRADDLE_WINDOW = 1024;
+/** c.nop */
+const C_NOP = 0x0001;
 /** Largest body of a loop (static instructions) at each depth. */
 const MAX_BODY = [90, 45, 20];
 const LOOP_RESERVED: ReadonlySet<number> = new Set([...RESERVED, ...COUNTERS, SUB_COUNTER]);
@@ -78,6 +86,7 @@ type Item =
   | { kind: "code"; code: Code }
   | { kind: "label"; label: number }
   | { kind: "pad"; to: number }
+  | { kind: "straddle"; window: number }
   | { kind: "branch"; op: BranchName; rs1: number; rs2: number; label: number; form: number }
   | { kind: "jump"; rd: number; label: number; form: number };
 
@@ -100,6 +109,13 @@ class Assembler {
   padTo(to: number): void {
     this.items.push({ kind: "pad", to });
   }
+  /**
+   * c.nops up to the last halfword of the page when that is at most `window` bytes ahead (else
+   * nothing): a 4-byte instruction placed next then straddles the page boundary.
+   */
+  straddle(window: number): void {
+    this.items.push({ kind: "straddle", window });
+  }
   /** `op rs1, rs2, label`; compressed (c.beqz/c.bnez) when asked and possible. */
   branch(op: BranchName, rs1: number, rs2: number, label: number, compressed: boolean): void {
     const can = compressed && rs2 === 0 && rs1 >= 8 && rs1 <= 15 && (op === "beq" || op === "bne");
@@ -121,6 +137,10 @@ class Assembler {
     if (item.kind === "pad") {
       if (at > item.to) throw new RangeError(`padding to ${item.to} from ${at}`);
       return item.to - at;
+    }
+    if (item.kind === "straddle") {
+      const toEnd = PAGE_SIZE - 2 - (at % PAGE_SIZE);
+      return toEnd >= 0 && toEnd <= item.window ? toEnd : 0;
     }
     return item.form === COMPRESSED ? 2 : item.form === NORMAL ? 4 : 8;
   }
@@ -156,6 +176,8 @@ class Assembler {
     for (const item of this.items) {
       if (item.kind === "pad") {
         offset = item.to;
+      } else if (item.kind === "straddle") {
+        for (let end = offset + Assembler.size(item, offset); offset < end; ) half(C_NOP);
       } else if (item.kind === "code") {
         for (const part of item.code) (part.half ? half : word)(part.bits);
       } else if (item.kind === "branch") {
@@ -297,17 +319,29 @@ class LoopProgramGenerator {
     const loop: Loop = { next: shape === "rotated" ? latch : head, exit, counter, shape };
     const inner: Context = { loops: [...at.loops, loop], weight: at.weight * (trips + 1), inSub: at.inSub, clean: r.chance(0.7) };
     const body = r.between(3, Math.max(3, Math.min(budget - 5, MAX_BODY[depth]!)));
-    const decrement = () => this.emit(r.chance(0.5) ? halves(cAddi(counter, -1)) : words(A.addi(counter, counter, -1)), inner.weight);
+    // Some heads straddle a page boundary when one is near: the translator leaves such an
+    // instruction to the interpreter, and the loop's back edge jumps to it from the next page.
+    const straddle = shape !== "rotated" && r.chance(STRADDLE_CHANCE);
+    const decrement = (wide = false) =>
+      this.emit(!wide && r.chance(0.5) ? halves(cAddi(counter, -1)) : words(A.addi(counter, counter, -1)), inner.weight);
     this.emit(words(A.li(counter, trips)), at.weight);
+    if (straddle) {
+      this.asm.straddle(STRADDLE_WINDOW);
+      this.dynamic += (STRADDLE_WINDOW / 2) * at.weight;
+    }
     if (shape === "top") {
       this.asm.place(head);
-      this.branch("beq", counter, 0, exit, inner.weight);
+      if (straddle) {
+        this.asm.branch("beq", counter, 0, exit, false);
+        this.count++;
+        this.dynamic += inner.weight;
+      } else this.branch("beq", counter, 0, exit, inner.weight);
       decrement();
       this.block(body, depth + 1, inner);
       this.jump(head, inner.weight);
     } else if (shape === "bottom") {
       this.asm.place(head);
-      decrement();
+      decrement(straddle);
       this.block(body, depth + 1, inner);
       if (r.chance(0.5)) this.branch("bne", counter, 0, head, inner.weight);
       else this.branch("blt", 0, counter, head, inner.weight);
@@ -505,7 +539,10 @@ export function randomLoopProgram(seed: number, length: number): RandomStream {
   // to its instruction limit) before it pins entries it learns while the interpreter runs there.
   const body = g.asm.label();
   g.asm.jump(body, false);
-  g.asm.padTo(PAGE_SIZE + (rng.chance(0.5) ? 2 * rng.below(0x400) : 0));
+  // (Or near its end, so that short bodies cross into the next page too, some of their loop heads
+  // straddling the boundary.)
+  const into = rng.below(4);
+  g.asm.padTo(PAGE_SIZE + (into === 0 ? 0 : into === 1 ? PAGE_SIZE - 2 - 2 * rng.below(0x100) : 2 * rng.below(0x400)));
   g.asm.place(body);
   // The body runs `rounds` times (counted in t4, as the streams' loops), all of it hot.
   const rounds = rng.between(2, 4);

@@ -102,6 +102,12 @@ export interface DifftestOptions {
    * instruction on both, so guests that use it (Linux) can be compared.
    */
   chunkClock?: boolean;
+  /**
+   * Coarse: translations are made by the VM's translator thread while the hart interprets on, as
+   * in real runs (installed whenever they arrive), instead of at once on the hart's thread. Runs no
+   * longer repeat exactly, so a divergence found may not narrow down.
+   */
+  asyncTranslation?: boolean;
   /** Coarse: the largest chunk, in instructions; sizes are log-uniform in 1..maxChunk (default 4096). */
   maxChunk?: number;
   /** Coarse: the translator's threshold (JitOptions.threshold, default 1: nearly every page translated). */
@@ -669,7 +675,7 @@ class Coarse extends Pair {
     super(setup, options.ramSize, {
       kind: "jit",
       threshold: options.jitThreshold ?? DEFAULT_COARSE_THRESHOLD,
-      synchronous: true,
+      synchronous: options.asyncTranslation !== true,
       ...(percent > 0 ? { extraEntries: { seed: options.chunkSeed ?? 1, percent } } : {}),
     });
     if (options.chunkClock) for (const machine of [this.machines.interp, this.machines.jit]) machine.clint.mtime = () => this.clock;

@@ -6,11 +6,13 @@
  * here too, so a boot that runs but computes wrong fails.
  *
  * The interpreter's boots run in every `npm test`. The translator's (the default engine) take far
- * longer today, so they run only with KMEMVISOR_LINUX_JIT=1 (`npm run test:linux`).
+ * longer today, so they run only with KMEMVISOR_LINUX_JIT=1 (`npm run test:linux`), and so does the
+ * differential tester's comparison of the whole one-hart boot, engine against engine.
  */
 import test from "ava";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { difftestBoot, formatDivergence } from "../host/difftest.ts";
 import { kmemvisor, ROOT } from "./helpers/cli.ts";
 
 const FW_JUMP = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.bin";
@@ -74,3 +76,19 @@ for (const boot of boots) {
     t.notRegex(output, TROUBLE, tail);
   });
 }
+
+(JIT ? test.serial : test.skip)("the whole one-hart boot agrees on both engines (difftest, coarse, guest clock moving between chunks)", (t) => {
+  t.timeout(1800_000);
+  const result = difftestBoot(
+    {
+      bios: { name: "fw_jump.bin", bytes: readFileSync(FW_JUMP) },
+      kernel: { name: "Image", bytes: readFileSync(IMAGE) },
+      append: APPEND,
+    },
+    { coarse: true, chunkClock: true, jitThreshold: 1, maxSteps: 200_000_000, memoryCheckEvery: 5_000_000 },
+  );
+  t.is(result.divergence, undefined, result.divergence ? formatDivergence(result.divergence).join("\n") : "");
+  // (The finisher's exit: the boot reached init's power-off on both machines.)
+  t.is(result.end, "exit");
+  t.true(result.instructions > 10_000_000, `${result.instructions} instructions`);
+});

@@ -28,9 +28,9 @@ if [ ! -f "$src/Makefile" ]; then
 	tar -C "$build" -xf "$tarball"
 fi
 
-# A reproducible Image: no host name, user or date of this build inside it.
+# No host name, user, date or build count of this build inside the Image.
 export KBUILD_BUILD_USER=kmemvisor KBUILD_BUILD_HOST=kmemvisor
-export KBUILD_BUILD_TIMESTAMP='Thu Jan  1 00:00:00 UTC 1970'
+export KBUILD_BUILD_TIMESTAMP='Thu Jan  1 00:00:00 UTC 1970' KBUILD_BUILD_VERSION=1
 kmake() { make -C "$src" O="$obj" ARCH=riscv CROSS_COMPILE=$cross "$@"; }
 
 # tinyconfig, then our fragment; every option of the fragment must survive olddefconfig.
@@ -61,6 +61,8 @@ ${cross}gcc -Os -static -nostdlib -fno-pie -no-pie -march=rv64imac -mabi=lp64 \
 	-fno-asynchronous-unwind-tables -fno-ident -Wall -Wextra \
 	-I"$sysroot/sysroot/include" -I"$obj/usr/include" -include nolibc.h \
 	-Wl,--build-id=none -o "$build/init" "$here/init.c"
+# (The initramfs records a file's own mtime.)
+touch -d @0 "$build/init"
 sed "s|@INIT@|$build/init|" "$here/initramfs.list" >"$build/initramfs.list"
 
 kmake -j"$jobs" Image

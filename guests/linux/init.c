@@ -7,7 +7,7 @@
  * The printed checksum is fixed for every machine, so the test can check it; the
  * hart count says whether SMP brought every hart up.
  */
-#include <linux/reboot.h>
+/* (nolibc.h, included by the build, defines the LINUX_REBOOT_* constants.) */
 
 #define ROUNDS 100000
 
