@@ -171,7 +171,10 @@ function prepareVm(file: string | undefined, flags: RunFlags, label: string, out
   const drive = flags.drive === undefined ? undefined : usage(() => parseDrive(flags.drive!));
   const { policy, copies } = usage(() => parseMirroring(String(flags.mirror), String(flags.nmr)));
   const sync = usage(() => parseSyncStrategy(String(flags.sync)));
-  const engine = usage(() => parseEngine(flags));
+  const parsedEngine = usage(() => parseEngine(flags));
+  // Firmware (--bios) runs in M-mode only as the kernel's trap handler once the kernel is up, in
+  // bursts too short for a translation to pay back: the default engine interprets it too.
+  const engine: EngineChoice = parsedEngine.kind === "jit" && bios !== "none" && flags.jitSupervisor !== true ? { ...parsedEngine, interpretMachine: true } : parsedEngine;
   const injections = usage(() =>
     flags.inject.flatMap((spec) => {
       const random = parseRandomInjection(spec);

@@ -44,8 +44,9 @@ const PENDING_JUMPS = 512;
  * posted the translation, sets the heat to the threshold (TranslationRequest.readyHeat).
  */
 const AWAITING_HEAT = -(1 << 29);
-/** HartSlot.PRIV's value in S-mode. */
+/** HartSlot.PRIV's values in S- and M-mode. */
 const PRIV_S = 1;
+const PRIV_M = 3;
 /** The heat of a frame left to the interpreter for good (below AWAITING_HEAT: no signal raises it). */
 const NEVER_HEAT = -(1 << 30);
 /**
@@ -116,6 +117,12 @@ export interface JitOptions {
    * engine keeps it off them.
    */
   interpretSupervisor?: boolean;
+  /**
+   * Leave code the hart runs in M-mode to the interpreter too (the CLI sets it when firmware is
+   * booted with --bios: OpenSBI's translated console and trap paths cost a Linux boot ~1 s more than
+   * interpreting them; docs/decisions.md).
+   */
+  interpretMachine?: boolean;
 }
 
 /** The offsets JitOptions.extraEntries asks for in one frame (xorshift32, deterministic). */
@@ -342,9 +349,10 @@ export class Jit {
     const offset = pcLow & 0xfff;
     if (!page) {
       if (codeMap.heatOf(frame) < this.options.threshold) return undefined;
-      if (this.options.interpretSupervisor && u32[(base + HartSlot.PRIV) >> 2] === PRIV_S) {
-        // Not translated (JitOptions.interpretSupervisor): the interpreter keeps this frame and
-        // stops coming back about it.
+      const priv = u32[(base + HartSlot.PRIV) >> 2];
+      if ((this.options.interpretSupervisor && priv === PRIV_S) || (this.options.interpretMachine && priv === PRIV_M)) {
+        // Not translated (JitOptions.interpretSupervisor, interpretMachine): the interpreter keeps
+        // this frame and stops coming back about it.
         codeMap.setHeat(frame, AWAITING_HEAT);
         return undefined;
       }
