@@ -9,7 +9,7 @@
  * ROM) goes through the hart's mailbox to the main thread, which serves it in order after the
  * hart's posted writes.
  */
-import { DeviceStateSlot, type MemoryLayout } from "../shared-mem/layout.ts";
+import { ControlSlot, DeviceStateSlot, type MemoryLayout } from "../shared-mem/layout.ts";
 import { MmioMailboxClient } from "../sync/mailbox.ts";
 import { setPendingInterrupts } from "../vcpu/interrupts.ts";
 import type { AccessWidth, MachineControl } from "./devices/device.ts";
@@ -25,7 +25,6 @@ import {
   VIRTIO_MMIO_QUEUE_NOTIFY,
   VirtioInterruptStatus,
 } from "./devices/virtio-blk.ts";
-import { ControlSlot } from "../shared-mem/layout.ts";
 
 export interface HartDevicesOptions {
   layout: MemoryLayout;
