@@ -171,10 +171,7 @@ function prepareVm(file: string | undefined, flags: RunFlags, label: string, out
   const drive = flags.drive === undefined ? undefined : usage(() => parseDrive(flags.drive!));
   const { policy, copies } = usage(() => parseMirroring(String(flags.mirror), String(flags.nmr)));
   const sync = usage(() => parseSyncStrategy(String(flags.sync)));
-  const parsedEngine = usage(() => parseEngine(flags));
-  // Firmware (--bios) runs in M-mode only as the kernel's trap handler once the kernel is up, in
-  // bursts too short for a translation to pay back: the default engine interprets it too.
-  const engine: EngineChoice = parsedEngine.kind === "jit" && bios !== "none" && flags.jitSupervisor !== true ? { ...parsedEngine, interpretMachine: true } : parsedEngine;
+  const engine = usage(() => parseEngine(flags, bios !== "none"));
   const injections = usage(() =>
     flags.inject.flatMap((spec) => {
       const random = parseRandomInjection(spec);
@@ -556,13 +553,18 @@ function engineOption(): Option {
     .default(usage(() => defaultEngineName())); // a bad KMEMVISOR_ENGINE is a usage error
 }
 
-/** The engine flags of a VM. */
-function parseEngine(flags: { engine: string; jitThreshold: string; jitSupervisor?: boolean }): EngineChoice {
+/**
+ * The engine flags of a VM. Unless --jit-supervisor, the translator leaves S-mode code to the
+ * interpreter, and M-mode code too when `firmware` was booted with --bios: firmware then runs only
+ * as the kernel's trap handler, in bursts too short for a translation to pay back.
+ */
+function parseEngine(flags: { engine: string; jitThreshold: string; jitSupervisor?: boolean }, firmware = false): EngineChoice {
   if (!(ENGINES as readonly string[]).includes(flags.engine)) throw new RangeError(`--engine must be one of ${ENGINES.join(", ")}, got "${flags.engine}"`);
   if (flags.engine === "interp") return { kind: "interp" };
   const text = String(flags.jitThreshold);
   if (!/^\d+$/.test(text)) throw new RangeError(`--jit-threshold must be a whole number, got "${text}"`);
-  return { kind: "jit", threshold: Number(text), interpretSupervisor: flags.jitSupervisor !== true };
+  const interpretKernels = flags.jitSupervisor !== true;
+  return { kind: "jit", threshold: Number(text), interpretSupervisor: interpretKernels, interpretMachine: interpretKernels && firmware };
 }
 
 function syncOption(): Option {

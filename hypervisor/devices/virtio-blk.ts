@@ -259,7 +259,7 @@ function address([low, high]: [number, number]): number {
 }
 
 /** The shared interrupt-status block, in i32 words: the lock alone in its host cache line, then the rest. */
-const IrqSlot = { LOCK: 0, STATUS: 16, LEVEL: 17, PRESENT: 18 } as const;
+const IrqSlot = { LOCK: 0, STATUS: 16, PRESENT: 17 } as const;
 /** Bytes of shared state a virtio-mmio interrupt status needs (shared-mem/layout.ts reserves them). */
 export const VIRTIO_IRQ_STATE_BYTES = 128;
 
@@ -295,8 +295,9 @@ export class VirtioInterruptStatus {
     return Atomics.load(this.words, IrqSlot.STATUS);
   }
 
+  /** The line's level: high while any status bit is set. */
   get level(): boolean {
-    return Atomics.load(this.words, IrqSlot.LEVEL) === 1;
+    return this.value !== 0;
   }
 
   raise(bits: number): void {
@@ -318,9 +319,7 @@ export class VirtioInterruptStatus {
       Atomics.store(this.words, IrqSlot.STATUS, status);
       // Signalled on every change, as QEMU's virtio-mmio does: its PLIC takes each raise as a
       // new request (plic.ts), so a buffer used while the last interrupt is in service is not lost.
-      const level = status !== 0 ? 1 : 0;
-      Atomics.store(this.words, IrqSlot.LEVEL, level);
-      this.irq(level === 1);
+      this.irq(status !== 0);
     } finally {
       this.lock.release();
     }
