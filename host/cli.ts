@@ -13,6 +13,7 @@ import { parseInjection, parseRandomInjection, randomInjections } from "../mirro
 import { parseMirrorPolicy, type MirrorPolicy } from "../mirror/policy.ts";
 import { RAM_BASE } from "../shared-mem/layout.ts";
 import { existsSync, writeFileSync } from "node:fs";
+import { ConsoleInput } from "./console-input.ts";
 import { parseMemorySize, parsePositiveInteger, parseSeconds } from "./sizes.ts";
 import { DEFAULT_SYNC, parseSyncStrategy, SYNC_GUARANTEES, SYNC_STRATEGIES } from "../sync/strategy.ts";
 import { DEFAULT_STRESS_GUEST, formatStressReport, runStress, type StressProgress } from "../sync/race-stress.ts";
@@ -112,6 +113,11 @@ export function parseDrive(text: string): { path: string; readOnly: boolean } {
   }
   if (!path) throw new RangeError(`--drive: no file= given in "${text}"`);
   return { path, readOnly };
+}
+
+/** The console's C-a c: what mirroring and recovery have done so far in a running VM. */
+function formatMemoryStatus(m: RunResult["memory"]): string {
+  return `running; memory: ${m.copies} cop${m.copies === 1 ? "y" : "ies"}, ${m.injected} failure(s) injected, ${m.recoveries} page(s) recovered, ${m.sparesUsed} spare frame(s) used`;
 }
 
 export function formatStats(result: RunResult): string {
@@ -289,12 +295,21 @@ async function runCommand(file: string | undefined, flags: RunFlags): Promise<nu
       }
       if (vms.length === 0) return 0;
     }
-    // Console input goes to the first VM.
+    // Console input goes to the first VM; on a terminal, C-a x ends every VM's run.
     const stdin = process.stdin;
-    const feedInput = (chunk: Buffer) => vms[0]!.machine.uart.pushInput(chunk);
     const interactive = stdin.isTTY === true;
+    const consoleInput = new ConsoleInput(
+      vms[0]!.machine.uart,
+      interactive
+        ? {
+            exit: () => vms.forEach((vm) => vm.machine.stopFromHost()),
+            status: () => vms.map((vm) => `kmemvisor: ${vm.label}${formatMemoryStatus(vm.machine.memoryStats())}`).join("\r\n"),
+            say: (text) => process.stderr.write(text),
+          }
+        : undefined,
+    );
     if (interactive) stdin.setRawMode(true);
-    stdin.on("data", feedInput);
+    stdin.pipe(consoleInput, { end: false });
     stdin.on("error", () => {});
     try {
       const results = await Promise.all(vms.map((vm) => vm.machine.run(vm.runOptions)));
@@ -302,7 +317,7 @@ async function runCommand(file: string | undefined, flags: RunFlags): Promise<nu
       // Several VMs: the first non-zero status, so a failure is never hidden by a success.
       return statuses.find((s) => s !== 0) ?? 0;
     } finally {
-      stdin.off("data", feedInput);
+      stdin.unpipe(consoleInput);
       if (interactive) stdin.setRawMode(false);
       stdin.pause();
     }

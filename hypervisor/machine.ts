@@ -74,8 +74,8 @@ export interface HartStats {
 export interface RunResult {
   /** The guest's exit code (finisher or HTIF), or undefined when it did not exit. */
   exitCode: number | undefined;
-  /** Why the run ended. */
-  reason: "exit" | "timeout" | "fault";
+  /** Why the run ended ("stopped": the host ended it, as the console's C-a x does). */
+  reason: "exit" | "timeout" | "fault" | "stopped";
   /** For reason "fault": what went wrong, naming the hart and pc. */
   fault?: string;
   wallMilliseconds: number;
@@ -134,6 +134,7 @@ export class Machine implements MachineControl {
   private htif: Htif | undefined;
   private exitCode: number | undefined;
   private stopped = false;
+  private stoppedByHost = false;
   private readonly workers: boolean;
   private readonly interpreter: WebAssembly.Module;
   readonly engine: EngineChoice;
@@ -323,7 +324,8 @@ export class Machine implements MachineControl {
     return { ramSize, copies, spareFrames, harts, sync };
   }
 
-  private memoryStats(): RunResult["memory"] {
+  /** Mirroring and recovery so far: copies, failures injected, pages recovered, scrubbing. */
+  memoryStats(): RunResult["memory"] {
     return { copies: this.layout.copies, sync: this.layout.sync, injected: this.injected, ...this.recovery.stats(), scrub: this.scrubber.stats() };
   }
 
@@ -504,6 +506,7 @@ export class Machine implements MachineControl {
       await pool.destroy();
     }
     if (failure !== undefined) reason = "fault";
+    else if (this.stoppedByHost) reason = "stopped";
     return {
       exitCode: reason === "exit" ? this.exitCode : undefined,
       reason,
@@ -521,6 +524,13 @@ export class Machine implements MachineControl {
         ...(r?.jit ? { jit: r.jit } : {}),
       })),
     };
+  }
+
+  /** End the run from the host (the console's C-a x): reason "stopped", no exit code. */
+  stopFromHost(): void {
+    if (this.stopped) return;
+    this.stoppedByHost = true;
+    this.stopAllHarts();
   }
 
   /** Stop every hart without an exit code (timeout, failure). */
@@ -589,6 +599,7 @@ export class Machine implements MachineControl {
       this.flushOutput();
     }
     for (const hart of this.harts) hart.waitingForInterrupt = false;
+    if (reason === "exit" && this.stoppedByHost) reason = "stopped";
     return {
       exitCode: reason === "exit" ? this.exitCode : undefined,
       reason,

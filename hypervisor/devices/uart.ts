@@ -129,6 +129,11 @@ const IN_RING_OFFSET = 512;
 const IN_RING_BYTES = 4096; // powers of two: slots are index & (size - 1)
 const OUT_RING_OFFSET = IN_RING_OFFSET + IN_RING_BYTES;
 const OUT_RING_BYTES = 16384;
+/**
+ * Host-side input backlog past which `pushInput` asks its source to wait: a paste or a script
+ * stays whole, and a source that never stops (`yes |`) holds host memory flat.
+ */
+export const HOST_INPUT_LIMIT = 64 * 1024;
 /** Bytes of shared state a UART needs (shared-mem/layout.ts reserves them). */
 export const UART_STATE_BYTES = OUT_RING_OFFSET + OUT_RING_BYTES;
 /** Longest single sleep of a hart waiting for room in the output ring (the host drains every ~1 ms). */
@@ -147,8 +152,15 @@ export class Uart16550 implements MmioDevice {
   private readonly s: Int32Array;
   private readonly inRing: Uint8Array;
   private readonly outRing: Uint8Array;
-  /** Host side: received bytes the input ring had no room for yet (unbounded, like a chardev). */
-  private hostPending: number[] = [];
+  /**
+   * Host side: received chunks the input ring had no room for yet, oldest first, and how far the
+   * first has been taken. Bounded by the caller: `pushInput` says when it is over
+   * HOST_INPUT_LIMIT, and the console stops reading its source until `whenInputRoom` fires.
+   */
+  private hostPending: Uint8Array[] = [];
+  private hostPendingTaken = 0;
+  private hostPendingBytes = 0;
+  private inputRoomWaiters: (() => void)[] = [];
 
   constructor(options: UartOptions) {
     this.base = options.base ?? UART_BASE;
@@ -180,13 +192,28 @@ export class Uart16550 implements MmioDevice {
   /** Bytes received from the host and not yet read by the guest. */
   get inputBacklog(): number {
     const inRing = (Atomics.load(this.s, Slot.IN_TAIL) - Atomics.load(this.s, Slot.IN_HEAD)) | 0;
-    return Atomics.load(this.s, Slot.RX_COUNT) + inRing + this.hostPending.length;
+    return Atomics.load(this.s, Slot.RX_COUNT) + inRing + this.hostPendingBytes;
   }
 
-  /** Queue bytes arriving on the serial line (host stdin, a test script); host side only. */
-  pushInput(bytes: Uint8Array): void {
-    for (const b of bytes) this.hostPending.push(b);
+  /**
+   * Queue bytes arriving on the serial line (host stdin, a test script); host side only. Every
+   * byte is kept; the result is false when the host-side backlog is over HOST_INPUT_LIMIT, and a
+   * source that can wait (a stream) should then stop until `whenInputRoom` calls back, as a real
+   * line's sender waits for flow control.
+   */
+  pushInput(bytes: Uint8Array): boolean {
+    if (bytes.length > 0) {
+      this.hostPending.push(bytes.slice());
+      this.hostPendingBytes += bytes.length;
+    }
     this.feedInput();
+    return this.hostPendingBytes < HOST_INPUT_LIMIT;
+  }
+
+  /** Call `callback` once the host-side backlog is under HOST_INPUT_LIMIT (at once if it is). */
+  whenInputRoom(callback: () => void): void {
+    if (this.hostPendingBytes < HOST_INPUT_LIMIT) callback();
+    else this.inputRoomWaiters.push(callback);
   }
 
   /** Hand every transmitted byte waiting in the output ring to `output`; host side only. */
@@ -239,16 +266,27 @@ export class Uart16550 implements MmioDevice {
    */
   private feedInput(): void {
     const s = this.s;
-    if (this.hostPending.length > 0) {
+    if (this.hostPendingBytes > 0) {
       const head = Atomics.load(s, Slot.IN_HEAD);
       let tail = Atomics.load(s, Slot.IN_TAIL);
-      let moved = 0;
-      while (moved < this.hostPending.length && ((tail - head) | 0) < IN_RING_BYTES) {
-        this.inRing[tail & (IN_RING_BYTES - 1)] = this.hostPending[moved++]!;
-        tail = (tail + 1) | 0;
+      while (this.hostPending.length > 0 && ((tail - head) | 0) < IN_RING_BYTES) {
+        const chunk = this.hostPending[0]!;
+        while (this.hostPendingTaken < chunk.length && ((tail - head) | 0) < IN_RING_BYTES) {
+          this.inRing[tail & (IN_RING_BYTES - 1)] = chunk[this.hostPendingTaken++]!;
+          this.hostPendingBytes--;
+          tail = (tail + 1) | 0;
+        }
+        if (this.hostPendingTaken === chunk.length) {
+          this.hostPending.shift();
+          this.hostPendingTaken = 0;
+        }
       }
       Atomics.store(s, Slot.IN_TAIL, tail);
-      this.hostPending = this.hostPending.slice(moved);
+      if (this.hostPendingBytes < HOST_INPUT_LIMIT && this.inputRoomWaiters.length > 0) {
+        const waiters = this.inputRoomWaiters;
+        this.inputRoomWaiters = [];
+        for (const waiter of waiters) waiter();
+      }
     }
     if (Atomics.load(s, Slot.IN_TAIL) === Atomics.load(s, Slot.IN_HEAD)) return;
     while (!this.lock.tryAcquire()) this.drainOutput();
