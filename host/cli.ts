@@ -16,7 +16,7 @@ import { existsSync, writeFileSync } from "node:fs";
 import { ConsoleInput } from "./console-input.ts";
 import { parseMemorySize, parsePositiveInteger, parseSeconds } from "./sizes.ts";
 import { DEFAULT_SYNC, parseSyncStrategy, SYNC_GUARANTEES, SYNC_STRATEGIES } from "../sync/strategy.ts";
-import { DEFAULT_STRESS_GUEST, formatStressReport, runStress, type StressProgress } from "../sync/race-stress.ts";
+import { DEFAULT_STRESS_GUEST, formatStressReport, runStress, type StressProgress } from "./race-stress.ts";
 import { SingleBar } from "cli-progress";
 import { DEFAULT_JIT_THRESHOLD, defaultEngineName, ENGINES } from "../vcpu/jit.ts";
 import type { EngineChoice } from "../vcpu/hart.ts";

@@ -11,7 +11,7 @@
  */
 import { ControlSlot, DeviceStateSlot, type MemoryLayout } from "../shared-mem/layout.ts";
 import { MmioMailboxClient } from "../sync/mailbox.ts";
-import { setPendingInterrupts } from "../vcpu/interrupts.ts";
+import { setPendingInterrupts } from "../sync/hart-signals.ts";
 import type { AccessWidth, MachineControl } from "./devices/device.ts";
 import { Clint, CLINT_BASE, CLINT_SIZE } from "./devices/clint.ts";
 import { Plic, PLIC_BASE, PLIC_SIZE } from "./devices/plic.ts";

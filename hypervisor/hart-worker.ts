@@ -13,7 +13,7 @@ import { hartOwnsMemory, MemoryOwner } from "../sync/owner.ts";
 import { PhysicalMap } from "../shared-mem/p2m.ts";
 import { PageRecovery, UnrecoverableMemoryError } from "../mirror/recovery.ts";
 import { MirrorControl } from "../mirror/policy.ts";
-import { requestTlbShootdown } from "../vcpu/interrupts.ts";
+import { requestTlbShootdown } from "../sync/hart-signals.ts";
 import type { Clint } from "./devices/clint.ts";
 import { HartDevices } from "./hart-devices.ts";
 

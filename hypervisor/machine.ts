@@ -4,7 +4,7 @@
  */
 import { computeLayout, ControlSlot, createSharedMemory, DeviceStateSlot, mirrorOffsetsOf, PAGE_SIZE, RAM_BASE, type LayoutOptions, type MemoryLayout, type SyncStrategy } from "../shared-mem/layout.ts";
 import { Piscina } from "piscina";
-import { kickHart } from "../vcpu/interrupts.ts";
+import { kickHart } from "../sync/hart-signals.ts";
 import { MmioMailboxServer } from "../sync/mailbox.ts";
 import { PauseGate } from "../sync/pause.ts";
 import type { HartTask, HartTaskResult } from "./hart-worker.ts";
@@ -29,7 +29,7 @@ import { MirrorControl, type MirrorPolicy } from "../mirror/policy.ts";
 import { Scrubber, describeFinding, type ScrubStats } from "../mirror/scrubber.ts";
 import type { ScrubTask, ScrubTaskResult } from "./scrub-worker.ts";
 import { PhysicalMap } from "../shared-mem/p2m.ts";
-import { requestTlbShootdown } from "../vcpu/interrupts.ts";
+import { requestTlbShootdown } from "../sync/hart-signals.ts";
 import type { DiskImage } from "./disk-image.ts";
 import { checkSegmentsFit, ElfError, parseElf, type ElfImage } from "./elf.ts";
 

@@ -1,6 +1,6 @@
 /**
  * Comparing the copies of a VM's mirrored memory: what tests use to prove mirroring complete, and
- * what the stress tester (sync/race-stress.ts) looks at while the harts are paused.
+ * what the stress tester (host/race-stress.ts) looks at while the harts are paused.
  * (Host writes to every copy go through mirror/dma.ts.)
  */
 import { RAM_BASE, mirrorOffsetsOf, PAGE_SIZE, type MemoryLayout } from "../shared-mem/layout.ts";

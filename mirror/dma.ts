@@ -6,7 +6,7 @@
  */
 import { mirrorOffsetsOf, PAGE_SIZE, type MemoryLayout } from "../shared-mem/layout.ts";
 import { MachineCheck, hostOffsetOf, type PhysicalMap } from "../shared-mem/p2m.ts";
-import { DmaError, type DmaMemory } from "../hypervisor/devices/virtio-blk.ts";
+import { DmaError, type DmaMemory } from "../shared-mem/access.ts";
 import { MirrorLocks } from "../sync/stripes.ts";
 import { CodeMap } from "../shared-mem/code-pages.ts";
 

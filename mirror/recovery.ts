@@ -8,7 +8,7 @@
  */
 import { ControlSlot, PAGE_SIZE, RAM_BASE, type MemoryLayout } from "../shared-mem/layout.ts";
 import type { PhysicalMap } from "../shared-mem/p2m.ts";
-import { requestTlbShootdown } from "../vcpu/interrupts.ts";
+import { requestTlbShootdown } from "../sync/hart-signals.ts";
 import { Mutex } from "../sync/mutex.ts";
 
 /** The page cannot be recovered: the VM must stop; the message says what failed, where, when. */

@@ -22,6 +22,15 @@ export const RAM_BASE = 0x8000_0000;
 export const PAGE_SIZE = 4096;
 export const WASM_PAGE = 65536;
 
+/** Values host code writes into a hart's EXIT_REQUEST slot (HartSlot) during a slow-path call. */
+export const ExitRequest = {
+  None: 0,
+  /** The slow path raised an exception (TRAP_CAUSE/TRAP_TVAL set): abandon the instruction. */
+  Trap: 1,
+  /** Finish this instruction, then return (interrupts may have become pending, VM stopping). */
+  Return: 2,
+} as const;
+
 /** Per-hart state: every slot is 8 bytes, little-endian, at these byte offsets from the hart base. */
 export const HartSlot = {
   /** x0..x31, 8 bytes each. */

@@ -29,7 +29,7 @@ import {
   POSTED_RING_HEADER,
   POSTED_RING_OFFSET,
 } from "../shared-mem/layout.ts";
-import type { AccessWidth } from "../hypervisor/devices/device.ts";
+import type { AccessWidth } from "../shared-mem/access.ts";
 
 const State = { Idle: 0, Posted: 1, Done: 2 } as const;
 const Field = { STATE: 0, OP: 4, WIDTH: 8, OK: 12, ADDR: 16, VALUE: 24 } as const;

@@ -25,7 +25,7 @@
  * devices of an inline VM) sees that it already holds it and does not lock again.
  */
 import { ControlSlot, type MemoryLayout } from "../shared-mem/layout.ts";
-import { kickHart } from "../vcpu/interrupts.ts";
+import { kickHart } from "./hart-signals.ts";
 import { lockWord, tryLockWord, unlockWord } from "./mutex.ts";
 
 /** Longest time a hart lets waiting host writers go first (bounded, so a lost wake-up cannot hang it). */

@@ -4,10 +4,10 @@
  *
  * A hart holds only between engine calls, never inside an instruction, so no mirror lock is held
  * and every store it made has reached every copy: what the copies show then is what they keep.
- * (The race stress tester, sync/race-stress.ts, compares them there.)
+ * (The race stress tester, host/race-stress.ts, compares them there.)
  */
 import { ControlSlot, type MemoryLayout } from "../shared-mem/layout.ts";
-import { kickHart } from "../vcpu/interrupts.ts";
+import { kickHart } from "./hart-signals.ts";
 
 /** Longest single sleep of a held hart; it also looks at the stop flag between sleeps. */
 const HOLD_SLEEP_MS = 50;

@@ -7,7 +7,7 @@
 import test from "ava";
 import { Worker } from "node:worker_threads";
 import { computeLayout, createSharedMemory, DeviceStateSlot, HartSlot } from "../shared-mem/layout.ts";
-import { setPendingInterrupts } from "../vcpu/interrupts.ts";
+import { setPendingInterrupts } from "../sync/hart-signals.ts";
 import type { MachineControl } from "../hypervisor/devices/device.ts";
 import { Plic, PLIC_BASE } from "../hypervisor/devices/plic.ts";
 import { Uart16550, UART_BASE, UART_IRQ } from "../hypervisor/devices/uart.ts";

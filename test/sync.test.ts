@@ -18,7 +18,7 @@ import { locksAtomics, locksStores, parseSyncStrategy, SYNC_STRATEGIES } from ".
 import { GUESTS, kmemvisor } from "./helpers/cli.ts";
 import { ControlSlot, HartSlot } from "../shared-mem/layout.ts";
 import { ExitRequest } from "../vcpu/exits.ts";
-import { kickHart } from "../vcpu/interrupts.ts";
+import { kickHart } from "../sync/hart-signals.ts";
 import { PauseGate } from "../sync/pause.ts";
 import { engineMemoryOf } from "../vcpu/wasm/wasm-sem.ts";
 

@@ -6,7 +6,7 @@
 import test from "ava";
 import { HART_AREA_SIZE, TLB_ENTRIES, TLB_ENTRY_SIZE, TLB_SET_SIZE } from "../shared-mem/layout.ts";
 import { Priv } from "../vcpu/csr.ts";
-import { requestTlbShootdown } from "../vcpu/interrupts.ts";
+import { requestTlbShootdown } from "../sync/hart-signals.ts";
 import { AccessKind, cachedFetchPage, TAG_GENERATION_SHIFT, Tlb, tlbGeneration, tlbSetOffset } from "../vcpu/tlb.ts";
 import { CSR, Program, R, csrrc, csrrci, csrrs, csrrsi, csrrw, ld, sd } from "./helpers/asm.ts";
 import { runProgram } from "./helpers/machine.ts";

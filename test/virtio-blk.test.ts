@@ -10,15 +10,14 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { DiskImage } from '../hypervisor/disk-image.ts';
+import { DmaError, type DmaMemory } from '../shared-mem/access.ts';
 import {
-  DmaError,
   LinearDmaMemory,
   VIRTIO_BLK_BASE,
   VIRTIO_BLK_IRQ,
   VIRTIO_BLK_SIZE,
   VirtioBlock,
 } from '../hypervisor/devices/virtio-blk.ts';
-import type { DmaMemory } from '../hypervisor/devices/virtio-blk.ts';
 
 // ---- Spec constants, spelled out independently of the device ----
 const R = {

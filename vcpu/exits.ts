@@ -22,14 +22,7 @@ export const Exit = {
 } as const;
 export type Exit = (typeof Exit)[keyof typeof Exit];
 
-/** Values host code writes into the EXIT_REQUEST slot during a slow-path call. */
-export const ExitRequest = {
-  None: 0,
-  /** The slow path raised an exception (TRAP_CAUSE/TRAP_TVAL set): abandon the instruction. */
-  Trap: 1,
-  /** Finish this instruction, then return (interrupts may have become pending, VM stopping). */
-  Return: 2,
-} as const;
+export { ExitRequest } from "../shared-mem/layout.ts";
 
 /** Exception causes (privileged spec, mcause values with interrupt bit clear). */
 export const Cause = {

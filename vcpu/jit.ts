@@ -29,7 +29,7 @@ import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from "
 import { availableParallelism } from "node:os";
 import { translateRequest, type TranslationReply, type TranslationRequest, type TranslatorWorkerData } from "./translator-worker.ts";
 import type { EngineMemory } from "./wasm/wasm-sem.ts";
-import { requestTlbShootdown } from "./interrupts.ts";
+import { requestTlbShootdown } from "../sync/hart-signals.ts";
 
 /** Interpreted jumps within a frame before it is compiled. */
 export const DEFAULT_JIT_THRESHOLD = 2000;

@@ -4,7 +4,9 @@
  * Values cross as bigint because 64-bit accesses (mtime, tohost) are ordinary;
  * MMIO is a slow path, so the conversion cost does not matter.
  */
-export type AccessWidth = 1 | 2 | 4 | 8;
+import type { AccessWidth } from "../../shared-mem/access.ts";
+
+export type { AccessWidth };
 
 export interface MmioDevice {
   readonly name: string;

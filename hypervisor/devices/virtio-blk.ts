@@ -28,6 +28,7 @@ import { DiskImageError } from '../disk-image.ts';
 import type { DiskImage } from '../disk-image.ts';
 import { Mutex } from '../../sync/mutex.ts';
 import type { AccessWidth, MmioDevice } from './device.ts';
+import { DmaError, type DmaMemory } from '../../shared-mem/access.ts';
 
 export const VIRTIO_BLK_BASE = 0x1000_1000;
 export const VIRTIO_BLK_SIZE = 0x1000;
@@ -37,37 +38,6 @@ export const VIRTIO_BLK_IRQ = 1;
 export const VIRTIO_BLK_QUEUE_NUM_MAX = 256;
 
 // ---- Guest memory seen by the device ----
-
-/** A device touched guest-physical memory that is not RAM. */
-export class DmaError extends Error {
-  override readonly name = 'DmaError';
-  constructor(
-    /** First guest-physical address of the access (may be approximate above 2^53). */
-    readonly gpa: number,
-    readonly length: number,
-    message?: string,
-  ) {
-    super(message ?? `DMA access of ${length} bytes at 0x${gpa.toString(16)} is outside guest RAM`);
-  }
-}
-
-/**
- * Guest RAM as a DMA-capable device sees it. All values little-endian. Every method
- * throws DmaError when any byte of the access lies outside RAM; other errors (say, an
- * unrecoverable poisoned frame) propagate out of the device to the hypervisor.
- * Writes are where the hypervisor mirrors DMA into the backup copies.
- */
-export interface DmaMemory {
-  /** Copy `length` bytes out of guest RAM. */
-  read(gpa: number, length: number): Uint8Array;
-  /** Copy `data` into guest RAM. */
-  write(gpa: number, data: Uint8Array): void;
-  readU16(gpa: number): number;
-  readU32(gpa: number): number;
-  readU64(gpa: number): bigint;
-  writeU16(gpa: number, value: number): void;
-  writeU32(gpa: number, value: number): void;
-}
 
 /**
  * DmaMemory over one contiguous byte array holding RAM that starts at `base` (for

@@ -1,10 +1,10 @@
 /**
- * Raising and clearing a hart's interrupt-pending bits from any thread. mip lives in the hart's
+ * Signalling a hart from any thread: raising and clearing its interrupt-pending bits, asking its
+ * engine to return, waking it, and TLB shootdowns. mip lives in the hart's
  * shared area; the writer also asks the hart's engine to return (so the interrupt is taken at
  * the next instruction boundary) and wakes the hart if it sleeps in WFI on the mip word.
  */
-import { HartSlot } from "../shared-mem/layout.ts";
-import { ExitRequest } from "./exits.ts";
+import { ExitRequest, HartSlot } from "../shared-mem/layout.ts";
 
 /** Set mip bits `mask` to `value`; returns false when nothing changed. */
 export function setPendingInterrupts(words: Int32Array, hartBase: number, mask: number, value: number): boolean {

@@ -18,7 +18,7 @@ import { planBoot } from "../hypervisor/boot.ts";
 import { parseElf } from "../hypervisor/elf.ts";
 import { findDivergentWords, type WordDivergence } from "../mirror/copies.ts";
 import type { SyncStrategy } from "../sync/strategy.ts";
-import { GUEST_BIN } from "../host/repo-root.ts";
+import { GUEST_BIN } from "./repo-root.ts";
 
 export const DEFAULT_STRESS_GUEST = join(GUEST_BIN, "race.elf");
 
