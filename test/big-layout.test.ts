@@ -78,6 +78,12 @@ for (const { ramSize, copies } of [{ ramSize: 3072 * MiB, copies: 1 }, { ramSize
   }
 }
 
+test("the issue's runs through the CLI (hart worker, devices and their state past 2 GiB): -m 1G --mirror vm --nmr 3", async (t) => {
+  const run = await kmemvisor(["run", "-m", "1G", "--mirror", "vm", "--nmr", "3", join(GUESTS, "hello.elf")]);
+  t.is(run.status, 0, run.stderr);
+  t.regex(run.stdout, /sum of 1\.\.100 = 5050/);
+});
+
 test("a layout over 4 GiB of host memory is refused with the limit, by the layout and by the CLI (exit 64)", async (t) => {
   t.throws(() => computeLayout({ ramSize: 2048 * MiB, copies: 2, spareFrames: 64, harts: 1 }), { message: /limit is 4 GiB/ });
   t.notThrows(() => computeLayout({ ramSize: 4000 * MiB, copies: 1, spareFrames: 64, harts: 1 }));
