@@ -361,10 +361,10 @@ class Pair {
     this.b = this.machines.jit.harts[0]!;
     this.wa = new Int32Array(this.machines.interp.memory.buffer);
     this.wb = new Int32Array(this.machines.jit.memory.buffer);
-    this.baseA = this.a.base >> 2;
-    this.baseB = this.b.base >> 2;
-    this.stopA = (this.machines.interp.layout.controlOffset + ControlSlot.STOP) >> 2;
-    this.stopB = (this.machines.jit.layout.controlOffset + ControlSlot.STOP) >> 2;
+    this.baseA = this.a.base >>> 2;
+    this.baseB = this.b.base >>> 2;
+    this.stopA = (this.machines.interp.layout.controlOffset + ControlSlot.STOP) >>> 2;
+    this.stopB = (this.machines.jit.layout.controlOffset + ControlSlot.STOP) >>> 2;
   }
 
   /** Instructions retired by the interpreter's hart. */

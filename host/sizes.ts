@@ -1,4 +1,5 @@
 /** Parsing of QEMU-style sizes ("128M", "1G", "256" = MiB) and durations. */
+import { MAX_HOST_BYTES } from "../shared-mem/layout.ts";
 
 const UNITS: Record<string, number> = { "": 1 << 20, K: 1 << 10, M: 1 << 20, G: 1 << 30 };
 
@@ -10,7 +11,8 @@ export function parseMemorySize(text: string): number {
   if (!Number.isInteger(bytes) || bytes % 4096 !== 0 || bytes <= 0) {
     throw new RangeError(`bad memory size "${text}": must be a positive whole number of 4 KiB pages`);
   }
-  if (bytes > 2 ** 31) throw new RangeError(`memory size "${text}" is too large: at most 2G per VM`);
+  // The whole layout (copies, spares, metadata) must fit in 4 GiB: shared-mem/layout.ts says by how much.
+  if (bytes >= MAX_HOST_BYTES) throw new RangeError(`memory size "${text}" is too large: a VM's host memory is at most 4 GiB (4096 MiB), RAM and metadata together`);
   return bytes;
 }
 

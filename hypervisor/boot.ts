@@ -10,7 +10,7 @@
  */
 import { existsSync } from "node:fs";
 import { RAM_BASE } from "../shared-mem/layout.ts";
-import { ElfError, parseElf } from "./elf.ts";
+import { ElfError, parseElf, type ElfSegment } from "./elf.ts";
 import { buildVirtFdt, fdtPlacement } from "./fdt.ts";
 import type { Machine } from "./machine.ts";
 import { MROM_BASE } from "./devices/rom.ts";
@@ -54,33 +54,72 @@ function loadRaw(machine: Machine, name: string, bytes: Uint8Array, address: num
   machine.writeRam(address, bytes);
 }
 
-/** Load an image as QEMU would; returns [entry, end address]. */
-function loadImage(machine: Machine, image: { name: string; bytes: Uint8Array }, rawAddress: number): [bigint, number] {
+/** Guest-physical bytes [start, end) an image occupies, named for messages. */
+interface Region {
+  name: string;
+  start: number;
+  end: number;
+}
+
+/** Where an ELF's non-empty segments lie in RAM (a header prefix below RAM is not loaded). */
+function elfRegions(name: string, segments: readonly ElfSegment[]): Region[] {
+  return segments
+    .filter((s) => s.memSize > 0n)
+    .map((s, k) => ({ name: `${name} (segment ${k})`, start: Math.max(RAM_BASE, Number(s.paddr)), end: Number(s.paddr + s.memSize) }));
+}
+
+/** Load an image as QEMU would; returns its entry and what it occupies. */
+function loadImage(machine: Machine, image: { name: string; bytes: Uint8Array }, rawAddress: number): { entry: bigint; regions: Region[] } {
   if (isElf(image.bytes)) {
     const elf = machine.loadElf(image.bytes, image.name);
-    const end = elf.segments.reduce((max, s) => Math.max(max, Number(s.paddr + s.memSize)), 0);
-    return [elf.entry, end];
+    return { entry: elf.entry, regions: elfRegions(image.name, elf.segments) };
   }
   loadRaw(machine, image.name, image.bytes, rawAddress);
-  return [BigInt(rawAddress), rawAddress + image.bytes.length];
+  return { entry: BigInt(rawAddress), regions: [{ name: image.name, start: rawAddress, end: rawAddress + image.bytes.length }] };
+}
+
+/**
+ * Images must not overlap (exit 65), as QEMU's loader refuses overlapping ROM regions ("rom:
+ * requested regions overlap"): the device tree written over a kernel in a small RAM, or a kernel
+ * ELF linked over the firmware, would otherwise boot into garbage.
+ */
+export function checkNoOverlap(regions: readonly Region[]): void {
+  const sorted = [...regions].sort((a, b) => a.start - b.start);
+  let reach: Region | undefined; // the region reaching highest so far
+  for (const region of sorted) {
+    if (reach && region.start < reach.end) {
+      const range = (r: Region) => `[0x${r.start.toString(16)}, 0x${r.end.toString(16)})`;
+      throw new BootError(`${reach.name} ${range(reach)} and ${region.name} ${range(region)} overlap; give the VM more memory (-m) or link the images apart`);
+    }
+    if (!reach || region.end > reach.end) reach = region;
+  }
 }
 
 export function planBoot(machine: Machine, images: BootImages): BootPlan {
   let start: bigint;
   let nextStage = 0n;
+  const regions: Region[] = [];
   if (images.bios === "none") {
     // Without a kernel there is nothing to run; callers use such a plan only for its FDT (--dumpdtb).
     if (!images.kernel) start = BigInt(RAM_BASE);
     else if (!isElf(images.kernel.bytes)) {
       throw new BootError(`${images.kernel.name}: with --bios none the kernel must be an ELF executable (got a raw binary)`);
     }
-    else start = machine.loadElf(images.kernel.bytes, images.kernel.name).entry;
+    else {
+      const elf = machine.loadElf(images.kernel.bytes, images.kernel.name);
+      start = elf.entry;
+      regions.push(...elfRegions(images.kernel.name, elf.segments));
+    }
   } else {
-    const [firmwareEntry, firmwareEnd] = loadImage(machine, images.bios, RAM_BASE);
-    start = firmwareEntry;
+    const firmware = loadImage(machine, images.bios, RAM_BASE);
+    start = firmware.entry;
+    regions.push(...firmware.regions.map((r) => ({ ...r, name: `firmware ${r.name}` })));
     if (images.kernel) {
+      const firmwareEnd = Math.max(...firmware.regions.map((r) => r.end));
       const kernelAddress = Math.ceil(firmwareEnd / TWO_MIB) * TWO_MIB;
-      [nextStage] = loadImage(machine, images.kernel, kernelAddress);
+      const kernel = loadImage(machine, images.kernel, kernelAddress);
+      nextStage = kernel.entry;
+      regions.push(...kernel.regions.map((r) => ({ ...r, name: `kernel ${r.name}` })));
     }
   }
 
@@ -91,7 +130,14 @@ export function planBoot(machine: Machine, images: BootImages): BootPlan {
     bootargs: images.append,
     hasVirtioBlock: machine.virtio !== undefined,
   });
-  const fdtAddress = fdtPlacement(RAM_BASE, machine.layout.ramSize, fdt.length);
+  let fdtAddress: number;
+  try {
+    fdtAddress = fdtPlacement(RAM_BASE, machine.layout.ramSize, fdt.length);
+  } catch (e) {
+    if (e instanceof RangeError) throw new BootError(`the device tree does not fit: ${e.message}; give the VM more memory (-m)`);
+    throw e;
+  }
+  checkNoOverlap([...regions, { name: "the device tree", start: fdtAddress, end: fdtAddress + fdt.length }]);
   machine.writeRam(fdtAddress, fdt);
 
   // OpenSBI's fw_dynamic reads where to go next from this structure (a2).

@@ -196,6 +196,9 @@ export function parseElf(bytes: Uint8Array, fileName = '<elf>'): ElfImage {
     const paddr = r.u64(o + 24);
     const filesz = r.u64(o + 32);
     const memsz = r.u64(o + 40);
+    // An empty segment occupies nothing and loads nothing, wherever it claims to be (linkers emit
+    // them, e.g. for an empty .bss): skipped, as QEMU's loader does.
+    if (memsz === 0n) continue;
     const where = `PT_LOAD program header ${i} (paddr ${hex(paddr)})`;
     if (filesz > memsz) {
       throw new ElfError(`${f}: ${where} has p_filesz ${hex(filesz)} > p_memsz ${hex(memsz)}`);
@@ -217,8 +220,13 @@ export function parseElf(bytes: Uint8Array, fileName = '<elf>'): ElfImage {
     throw new ElfError(`${f}: no PT_LOAD segments: nothing to load`);
   }
 
-  // Overlap check by physical range; empty segments occupy nothing.
-  const order = segments.map((_, k) => k).filter((k) => segments[k]!.memSize > 0n);
+  // A pc is 2-byte aligned (IALIGN = 16 with the C extension): an odd entry cannot be jumped to.
+  if ((entry & 1n) !== 0n) {
+    throw new ElfError(`${f}: entry point ${hex(entry)} is odd: a RISC-V instruction address is at least 2-byte aligned`);
+  }
+
+  // Overlap check by physical range.
+  const order = segments.map((_, k) => k);
   order.sort((a, b) => (segments[a]!.paddr < segments[b]!.paddr ? -1 : segments[a]!.paddr > segments[b]!.paddr ? 1 : 0));
   for (let k = 1; k < order.length; k++) {
     const prev = segments[order[k - 1]!]!;

@@ -56,7 +56,7 @@ export class HartDevices {
     this.whileWaiting = options.whileWaiting;
     this.clint = new Clint({ harts: layout.harts, control, state: { buffer, offset: layout.controlOffset + ControlSlot.CLINT, attach: true } });
     this.plic = new Plic({ harts: layout.harts, control, state: state(DeviceStateSlot.PLIC) });
-    const doorbell = (layout.controlOffset + ControlSlot.DOORBELL) >> 2;
+    const doorbell = (layout.controlOffset + ControlSlot.DOORBELL) >>> 2;
     this.uart = new Uart16550({
       irq: (level) => this.plic.setIrq(UART_IRQ, level),
       state: state(DeviceStateSlot.UART),

@@ -55,7 +55,7 @@ export function runHart(task: HartTask): HartTaskResult {
   const layout = computeLayout(task.layout);
   const buffer = task.memory.buffer;
   const words = new Int32Array(buffer);
-  const stopIndex = (layout.controlOffset + ControlSlot.STOP) >> 2;
+  const stopIndex = (layout.controlOffset + ControlSlot.STOP) >>> 2;
   const physicalMap = new PhysicalMap(buffer, layout);
   const recovery = new PageRecovery(buffer, layout, physicalMap, Array.from({ length: task.layout.harts }, (_, h) => layout.hartOffset(h)));
   const hartBases = Array.from({ length: task.layout.harts }, (_, h) => layout.hartOffset(h));
@@ -96,9 +96,9 @@ export function runHart(task: HartTask): HartTaskResult {
   hart.setX(12, task.a2);
 
   // Worker threads come up at different times; start the guest on every hart at once.
-  Atomics.add(words, (layout.controlOffset + ControlSlot.READY) >> 2, 1);
-  Atomics.notify(words, (layout.controlOffset + ControlSlot.READY) >> 2);
-  const go = (layout.controlOffset + ControlSlot.GO) >> 2;
+  Atomics.add(words, (layout.controlOffset + ControlSlot.READY) >>> 2, 1);
+  Atomics.notify(words, (layout.controlOffset + ControlSlot.READY) >>> 2);
+  const go = (layout.controlOffset + ControlSlot.GO) >>> 2;
   while (Atomics.load(words, go) === 0 && Atomics.load(words, stopIndex) === 0) Atomics.wait(words, go, 0, 100);
 
   const result: HartTaskResult = { hart: task.hart, instructions: 0, wfiMilliseconds: 0, mirroredStores: 0, contendedLocks: 0 };

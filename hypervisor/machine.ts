@@ -247,8 +247,8 @@ export class Machine implements MachineControl {
     if (this.stopped) return;
     this.exitCode = code;
     this.stopped = true;
-    Atomics.store(this.words, (this.layout.controlOffset + ControlSlot.EXIT_CODE) >> 2, code);
-    Atomics.store(this.words, (this.layout.controlOffset + ControlSlot.STOP) >> 2, 1);
+    Atomics.store(this.words, (this.layout.controlOffset + ControlSlot.EXIT_CODE) >>> 2, code);
+    Atomics.store(this.words, (this.layout.controlOffset + ControlSlot.STOP) >>> 2, 1);
     for (let h = 0; h < this.harts.length; h++) kickHart(this.words, this.layout.hartOffset(h));
     for (const hart of this.harts) hart.requestReturn();
   }
@@ -449,7 +449,7 @@ export class Machine implements MachineControl {
     let started = performance.now();
     try {
       // Start every hart at once, with the guest's clock at zero, when all workers are loaded.
-      const ready = (this.layout.controlOffset + ControlSlot.READY) >> 2;
+      const ready = (this.layout.controlOffset + ControlSlot.READY) >>> 2;
       for (let seen = Atomics.load(this.words, ready); seen < harts && running === harts; seen = Atomics.load(this.words, ready)) {
         const wait = Atomics.waitAsync(this.words, ready, seen, 100);
         if (wait.async) await wait.value;
@@ -457,8 +457,8 @@ export class Machine implements MachineControl {
       }
       this.clint.restartClock();
       started = performance.now();
-      Atomics.store(this.words, (this.layout.controlOffset + ControlSlot.GO) >> 2, 1);
-      Atomics.notify(this.words, (this.layout.controlOffset + ControlSlot.GO) >> 2);
+      Atomics.store(this.words, (this.layout.controlOffset + ControlSlot.GO) >>> 2, 1);
+      Atomics.notify(this.words, (this.layout.controlOffset + ControlSlot.GO) >>> 2);
 
       let pendingInjections = [...(options.injections ?? [])];
       const gate = new PauseGate(this.words, this.layout);
@@ -537,7 +537,7 @@ export class Machine implements MachineControl {
   private stopAllHarts(): void {
     if (this.stopped) return;
     this.stopped = true;
-    Atomics.store(this.words, (this.layout.controlOffset + ControlSlot.STOP) >> 2, 1);
+    Atomics.store(this.words, (this.layout.controlOffset + ControlSlot.STOP) >>> 2, 1);
     for (let h = 0; h < this.harts.length; h++) kickHart(this.words, this.layout.hartOffset(h));
   }
 

@@ -26,7 +26,7 @@ export function runScrubber(task: ScrubTask): ScrubTaskResult {
   const map = new PhysicalMap(buffer, layout);
   const hartBases = Array.from({ length: layout.harts }, (_, h) => layout.hartOffset(h));
   const scrubber = new Scrubber(buffer, layout, map, new PageRecovery(buffer, layout, map, hartBases));
-  const stop = (layout.controlOffset + ControlSlot.STOP) >> 2;
+  const stop = (layout.controlOffset + ControlSlot.STOP) >>> 2;
   const reports: string[] = [];
   try {
     for (;;) {

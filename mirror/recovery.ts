@@ -33,7 +33,7 @@ export class PageRecovery {
   ) {
     this.bytes = new Uint8Array(buffer);
     this.words = new Int32Array(buffer);
-    this.lock = new Mutex(this.words, (layout.controlOffset + ControlSlot.RECOVERY_LOCK) >> 2);
+    this.lock = new Mutex(this.words, (layout.controlOffset + ControlSlot.RECOVERY_LOCK) >>> 2);
   }
 
   /**
@@ -78,8 +78,8 @@ export class PageRecovery {
       }
       this.map.remap(page, spare);
       for (const base of this.hartBases) requestTlbShootdown(this.words, base);
-      Atomics.add(this.words, (this.layout.controlOffset + ControlSlot.RECOVERIES) >> 2, 1);
-      Atomics.add(this.words, (this.layout.controlOffset + ControlSlot.RECOVERY_MICROS) >> 2, Math.round((performance.now() - started) * 1000));
+      Atomics.add(this.words, (this.layout.controlOffset + ControlSlot.RECOVERIES) >>> 2, 1);
+      Atomics.add(this.words, (this.layout.controlOffset + ControlSlot.RECOVERY_MICROS) >>> 2, Math.round((performance.now() - started) * 1000));
     } finally {
       this.lock.release();
     }
@@ -87,8 +87,8 @@ export class PageRecovery {
 
   stats(): RecoveryStats {
     return {
-      recoveries: Atomics.load(this.words, (this.layout.controlOffset + ControlSlot.RECOVERIES) >> 2),
-      recoveryMicroseconds: Atomics.load(this.words, (this.layout.controlOffset + ControlSlot.RECOVERY_MICROS) >> 2),
+      recoveries: Atomics.load(this.words, (this.layout.controlOffset + ControlSlot.RECOVERIES) >>> 2),
+      recoveryMicroseconds: Atomics.load(this.words, (this.layout.controlOffset + ControlSlot.RECOVERY_MICROS) >>> 2),
       sparesUsed: this.map.sparesUsed(),
     };
   }

@@ -129,11 +129,11 @@ export class Scrubber {
   }
 
   private count(slot: number, n: number): void {
-    Atomics.add(this.words, (this.layout.controlOffset + slot) >> 2, n);
+    Atomics.add(this.words, (this.layout.controlOffset + slot) >>> 2, n);
   }
 
   stats(): ScrubStats {
-    const read = (slot: number) => Atomics.load(this.words, (this.layout.controlOffset + slot) >> 2);
+    const read = (slot: number) => Atomics.load(this.words, (this.layout.controlOffset + slot) >>> 2);
     return {
       passes: read(ControlSlot.SCRUB_PASSES),
       mismatches: read(ControlSlot.SCRUB_MISMATCHES),

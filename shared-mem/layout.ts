@@ -21,6 +21,12 @@
 export const RAM_BASE = 0x8000_0000;
 export const PAGE_SIZE = 4096;
 export const WASM_PAGE = 65536;
+/**
+ * The most host memory one VM can have: a shared WebAssembly.Memory of 65536 pages (4 GiB), which
+ * Node 20 (V8 11.3) allocates; wasm32 cannot address more. Every host offset is therefore an
+ * unsigned 32-bit number: index typed arrays with `>>> 2`, never `>> 2` (see docs/decisions.md).
+ */
+export const MAX_HOST_BYTES = 2 ** 32;
 
 /** Values host code writes into a hart's EXIT_REQUEST slot (HartSlot) during a slow-path call. */
 export const ExitRequest = {
@@ -250,8 +256,10 @@ export function computeLayout(options: LayoutOptions): MemoryLayout {
   const controlOffset = hartsOffset + harts * HART_AREA_SIZE;
   const deviceStateOffset = controlOffset + CONTROL_BLOCK_SIZE;
   const totalBytes = alignUp(deviceStateOffset + DEVICE_STATE_SIZE, WASM_PAGE);
-  if (totalBytes > 4 * 1024 * 1024 * 1024 - WASM_PAGE) {
-    throw new RangeError(`VM needs ${totalBytes} bytes of host memory; a wasm memory holds at most 4 GiB`);
+  if (totalBytes > MAX_HOST_BYTES) {
+    const mib = (bytes: number) => `${Math.ceil(bytes / 2 ** 20)} MiB`;
+    const what = copies > 1 ? `${mib(ramSize)} of RAM in ${copies} copies` : `${mib(ramSize)} of RAM`;
+    throw new RangeError(`${what} needs ${mib(totalBytes)} of host memory with its spares and metadata; the limit is 4 GiB (4096 MiB) per VM`);
   }
   return {
     ...options,

@@ -31,7 +31,7 @@ export class PhysicalMap {
     for (let g = 0; g < this.pages; g++) this.p2m[g] = g + this.layout.ramOffset / PAGE_SIZE;
     this.poison.fill(0);
     this.protection.fill(this.layout.copies > 1 ? 1 : 0);
-    Atomics.store(this.words, (this.layout.controlOffset + ControlSlot.SPARES_USED) >> 2, 0);
+    Atomics.store(this.words, (this.layout.controlOffset + ControlSlot.SPARES_USED) >>> 2, 0);
   }
 
   /** Guest page number of a guest-physical address, or -1 outside RAM. */
@@ -70,13 +70,13 @@ export class PhysicalMap {
 
   /** A fresh spare frame (copy-0 numbering), or undefined when none is left. */
   allocateSpare(): number | undefined {
-    const used = Atomics.add(this.words, (this.layout.controlOffset + ControlSlot.SPARES_USED) >> 2, 1);
+    const used = Atomics.add(this.words, (this.layout.controlOffset + ControlSlot.SPARES_USED) >>> 2, 1);
     if (used >= this.layout.spareFrames) return undefined;
     return this.layout.spareOffset / PAGE_SIZE + used;
   }
 
   sparesUsed(): number {
-    return Math.min(Atomics.load(this.words, (this.layout.controlOffset + ControlSlot.SPARES_USED) >> 2), this.layout.spareFrames);
+    return Math.min(Atomics.load(this.words, (this.layout.controlOffset + ControlSlot.SPARES_USED) >>> 2), this.layout.spareFrames);
   }
 }
 

@@ -8,7 +8,7 @@ import { ExitRequest, HartSlot } from "../shared-mem/layout.ts";
 
 /** Set mip bits `mask` to `value`; returns false when nothing changed. */
 export function setPendingInterrupts(words: Int32Array, hartBase: number, mask: number, value: number): boolean {
-  const index = (hartBase + HartSlot.MIP) >> 2;
+  const index = (hartBase + HartSlot.MIP) >>> 2;
   for (;;) {
     const old = Atomics.load(words, index);
     const next = (old & ~mask) | (value & mask);
@@ -27,13 +27,13 @@ export function setPendingInterrupts(words: Int32Array, hartBase: number, mask: 
  * the engine return anyway, and the hart looks at interrupts and the stop and pause flags then.
  */
 export function requestEngineReturn(words: Int32Array, hartBase: number): void {
-  Atomics.compareExchange(words, (hartBase + HartSlot.EXIT_REQUEST) >> 2, ExitRequest.None, ExitRequest.Return);
+  Atomics.compareExchange(words, (hartBase + HartSlot.EXIT_REQUEST) >>> 2, ExitRequest.None, ExitRequest.Return);
 }
 
 /** Make a hart's engine return soon and wake it from WFI (used to stop the VM). */
 export function kickHart(words: Int32Array, hartBase: number): void {
   requestEngineReturn(words, hartBase);
-  Atomics.notify(words, (hartBase + HartSlot.MIP) >> 2);
+  Atomics.notify(words, (hartBase + HartSlot.MIP) >>> 2);
 }
 
 /**
@@ -42,6 +42,6 @@ export function kickHart(words: Int32Array, hartBase: number): void {
  * call) and the hart flushes at the start of its next engine call.
  */
 export function requestTlbShootdown(words: Int32Array, hartBase: number): void {
-  Atomics.store(words, (hartBase + HartSlot.TLB_SHOOTDOWN) >> 2, 1);
+  Atomics.store(words, (hartBase + HartSlot.TLB_SHOOTDOWN) >>> 2, 1);
   kickHart(words, hartBase);
 }

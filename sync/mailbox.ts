@@ -63,7 +63,7 @@ export class MmioMailboxClient extends MailboxView implements MmioHandler {
     super(buffer);
     this.box = hartBase + HartSlot.MAILBOX;
     this.ring = hartBase + POSTED_RING_OFFSET;
-    this.doorbell = (controlOffset + ControlSlot.DOORBELL) >> 2;
+    this.doorbell = (controlOffset + ControlSlot.DOORBELL) >>> 2;
   }
 
   read(addr: number, width: AccessWidth): bigint | undefined {
@@ -81,14 +81,14 @@ export class MmioMailboxClient extends MailboxView implements MmioHandler {
    */
   tryPost(addr: number, width: AccessWidth, value: bigint): boolean {
     const ring = this.ring;
-    const tail = Atomics.load(this.words, (ring + Ring.TAIL) >> 2);
+    const tail = Atomics.load(this.words, (ring + Ring.TAIL) >>> 2);
     // The indices run free and wrap at 2^32 (| 0): differences and slots stay right across the wrap.
-    if (((tail - Atomics.load(this.words, (ring + Ring.HEAD) >> 2)) | 0) >= POSTED_RING_ENTRIES) return false;
+    if (((tail - Atomics.load(this.words, (ring + Ring.HEAD) >>> 2)) | 0) >= POSTED_RING_ENTRIES) return false;
     const entry = ring + POSTED_RING_HEADER + (tail & (POSTED_RING_ENTRIES - 1)) * POSTED_ENTRY_SIZE;
     this.view.setUint32(entry, addr, true);
     this.view.setUint32(entry + 4, width, true);
     this.view.setBigUint64(entry + 8, BigInt.asUintN(64, value), true);
-    Atomics.store(this.words, (ring + Ring.TAIL) >> 2, (tail + 1) | 0);
+    Atomics.store(this.words, (ring + Ring.TAIL) >>> 2, (tail + 1) | 0);
     this.ringDoorbell();
     return true;
   }
@@ -104,7 +104,7 @@ export class MmioMailboxClient extends MailboxView implements MmioHandler {
     v.setInt32(this.box + Field.WIDTH, width, true);
     v.setUint32(this.box + Field.ADDR, addr, true);
     v.setBigUint64(this.box + Field.VALUE, BigInt.asUintN(64, value), true);
-    const state = (this.box + Field.STATE) >> 2;
+    const state = (this.box + Field.STATE) >>> 2;
     Atomics.store(this.words, state, State.Posted);
     this.ringDoorbell();
     for (let i = 0; i < SPIN_POLLS && Atomics.load(this.words, state) !== State.Done; i++);
@@ -126,7 +126,7 @@ export class MmioMailboxServer extends MailboxView {
     private readonly handler: MmioHandler,
   ) {
     super(buffer);
-    this.doorbell = (controlOffset + ControlSlot.DOORBELL) >> 2;
+    this.doorbell = (controlOffset + ControlSlot.DOORBELL) >>> 2;
   }
 
   /** Serve every posted write, then every waiting request; returns how many there were. */
@@ -134,7 +134,7 @@ export class MmioMailboxServer extends MailboxView {
     let served = this.drainPosted();
     for (const base of this.hartBases) {
       const box = base + HartSlot.MAILBOX;
-      const state = (box + Field.STATE) >> 2;
+      const state = (box + Field.STATE) >>> 2;
       if (Atomics.load(this.words, state) !== State.Posted) continue;
       // Again, now that the request is seen: the hart may have posted more since the drain above
       // (then found its ring full and asked instead), and those come first.
@@ -172,8 +172,8 @@ export class MmioMailboxServer extends MailboxView {
     let drained = 0;
     for (const base of this.hartBases) {
       const ring = base + POSTED_RING_OFFSET;
-      const headIndex = (ring + Ring.HEAD) >> 2;
-      const tail = Atomics.load(this.words, (ring + Ring.TAIL) >> 2);
+      const headIndex = (ring + Ring.HEAD) >>> 2;
+      const tail = Atomics.load(this.words, (ring + Ring.TAIL) >>> 2);
       let head = Atomics.load(this.words, headIndex);
       if (head === tail) continue;
       for (; head !== tail; head = (head + 1) | 0) {
@@ -202,8 +202,8 @@ export class MmioMailboxServer extends MailboxView {
   private anyPosted(): boolean {
     return this.hartBases.some(
       (base) =>
-        Atomics.load(this.words, (base + HartSlot.MAILBOX + Field.STATE) >> 2) === State.Posted ||
-        Atomics.load(this.words, (base + POSTED_RING_OFFSET + Ring.HEAD) >> 2) !== Atomics.load(this.words, (base + POSTED_RING_OFFSET + Ring.TAIL) >> 2),
+        Atomics.load(this.words, (base + HartSlot.MAILBOX + Field.STATE) >>> 2) === State.Posted ||
+        Atomics.load(this.words, (base + POSTED_RING_OFFSET + Ring.HEAD) >>> 2) !== Atomics.load(this.words, (base + POSTED_RING_OFFSET + Ring.TAIL) >>> 2),
     );
   }
 }

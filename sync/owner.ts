@@ -47,8 +47,8 @@ export class MemoryOwner {
     private readonly words: Int32Array,
     layout: MemoryLayout,
   ) {
-    this.lockIndex = (layout.controlOffset + ControlSlot.OWNER_LOCK) >> 2;
-    this.waitersIndex = (layout.controlOffset + ControlSlot.OWNER_WAITERS) >> 2;
+    this.lockIndex = (layout.controlOffset + ControlSlot.OWNER_LOCK) >>> 2;
+    this.waitersIndex = (layout.controlOffset + ControlSlot.OWNER_WAITERS) >>> 2;
     this.hartBase = layout.hartOffset(0);
   }
 

@@ -21,9 +21,9 @@ export class PauseGate {
     private readonly words: Int32Array,
     private readonly layout: MemoryLayout,
   ) {
-    this.pauseIndex = (layout.controlOffset + ControlSlot.PAUSE) >> 2;
-    this.pausedIndex = (layout.controlOffset + ControlSlot.PAUSED) >> 2;
-    this.stopIndex = (layout.controlOffset + ControlSlot.STOP) >> 2;
+    this.pauseIndex = (layout.controlOffset + ControlSlot.PAUSE) >>> 2;
+    this.pausedIndex = (layout.controlOffset + ControlSlot.PAUSED) >>> 2;
+    this.stopIndex = (layout.controlOffset + ControlSlot.STOP) >>> 2;
   }
 
   // --- the main thread -----------------------------------------------------------------------

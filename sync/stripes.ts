@@ -73,11 +73,11 @@ export class MirrorLocks {
   }
 
   private lockIndices(host: number, length: number): number[] {
-    if (this.strategy === "global") return [this.layout.lockOffset >> 2];
+    if (this.strategy === "global") return [this.layout.lockOffset >>> 2];
     const first = host >>> STRIPE_LINE_SHIFT;
     const last = (host + Math.max(length, 1) - 1) >>> STRIPE_LINE_SHIFT;
     const stripes = new Set<number>();
     for (let line = first; line <= last && stripes.size < STRIPE_COUNT; line++) stripes.add(line & (STRIPE_COUNT - 1));
-    return [...stripes].sort((a, b) => a - b).map((s) => (this.layout.lockOffset + s * LOCK_STRIDE) >> 2);
+    return [...stripes].sort((a, b) => a - b).map((s) => (this.layout.lockOffset + s * LOCK_STRIDE) >>> 2);
   }
 }

@@ -12,7 +12,10 @@ import { EXPECTED, GUESTS, kmemvisor } from "./helpers/cli.ts";
 const all = readdirSync(GUESTS).filter((f) => f.endsWith(".elf")).map((f) => f.slice(0, -4)).sort();
 const isFullSize = (name: string) => all.includes(`${name}-small`);
 /** Guests that need more than `run FILE` (a disk, firmware): their own test files run them. */
-const ELSEWHERE: Record<string, string> = { minikernel: "needs a virtio-blk disk image: test/minikernel.test.ts runs it" };
+const ELSEWHERE: Record<string, string> = {
+  minikernel: "needs a virtio-blk disk image: test/minikernel.test.ts runs it",
+  hostile: "test/hostile.test.ts runs it on both engines, mirrored, with a disk and beside a second VM",
+};
 // The kernel-pattern guests and microbenchmarks (guests/kbench): test/kernel-guests.test.ts runs them
 // (a disk image, output lines left out of the comparison, a guest that livelocks kmemvisor today).
 for (const name of ["uart-storm", "syscalls", "disk-small", "micro-mmio", "micro-syscall", "micro-tlb"]) {

@@ -122,7 +122,7 @@ export class Hart {
       hartId: id,
       instret: () => BigInt(this.retired + Number(this.view.getBigUint64(this.base + HartSlot.RETIRED, true))),
       mtime: () => env.mtime(),
-      readMip: () => Atomics.load(this.words, (this.base + HartSlot.MIP) >> 2),
+      readMip: () => Atomics.load(this.words, (this.base + HartSlot.MIP) >>> 2),
       updateMip: (mask, value) => this.updateMip(mask, value),
       timerChanged: () => {
         this.updateSupervisorTimer();
@@ -139,9 +139,9 @@ export class Hart {
         fetch: (_hart: number, pc: bigint) => this.slowFetch(pc),
         lockContended: (lockAddress: number) => {
           this.contendedLocks++;
-          lockWordContended(this.words, lockAddress >> 2);
+          lockWordContended(this.words, lockAddress >>> 2);
         },
-        wakeSleeper: (lockAddress: number) => void Atomics.notify(this.words, lockAddress >> 2, 1),
+        wakeSleeper: (lockAddress: number) => void Atomics.notify(this.words, lockAddress >>> 2, 1),
       },
     };
     const instance = new WebAssembly.Instance(env.interpreter, imports);
@@ -197,7 +197,7 @@ export class Hart {
   }
   /** Index of the mip word in an Int32Array over the shared memory (WFI sleeps on it). */
   get mipIndex(): number {
-    return (this.base + HartSlot.MIP) >> 2;
+    return (this.base + HartSlot.MIP) >>> 2;
   }
   /** Set or clear interrupt-pending bits; safe from any thread. */
   updateMip(mask: number, value: number): void {
@@ -235,14 +235,14 @@ export class Hart {
       const before = this.retired;
       this.updateSupervisorTimer();
       this.takePendingInterrupt();
-      if (Atomics.exchange(this.words, (this.base + HartSlot.TLB_SHOOTDOWN) >> 2, 0) !== 0) this.tlb.flushAll();
+      if (Atomics.exchange(this.words, (this.base + HartSlot.TLB_SHOOTDOWN) >>> 2, 0) !== 0) this.tlb.flushAll();
       this.selectTlbSets();
       const remaining = budget - (this.retired - start);
       const translated = this.jit?.lookup();
       const exit = translated ? translated(this.base, remaining, 0) : this.engine.run(this.base, remaining);
       this.retired += Number(this.view.getBigUint64(this.base + HartSlot.RETIRED, true));
       this.view.setBigUint64(this.base + HartSlot.RETIRED, 0n, true);
-      const request = Atomics.exchange(this.words, (this.base + HartSlot.EXIT_REQUEST) >> 2, ExitRequest.None);
+      const request = Atomics.exchange(this.words, (this.base + HartSlot.EXIT_REQUEST) >>> 2, ExitRequest.None);
       switch (exit) {
         case Exit.Budget:
           if (request !== ExitRequest.None) return this.retired - start;
@@ -449,7 +449,7 @@ export class Hart {
   private raise(cause: number, tval: bigint): void {
     this.setSlot(HartSlot.TRAP_CAUSE, BigInt(cause));
     this.setSlot(HartSlot.TRAP_TVAL, tval);
-    Atomics.store(this.words, (this.base + HartSlot.EXIT_REQUEST) >> 2, ExitRequest.Trap);
+    Atomics.store(this.words, (this.base + HartSlot.EXIT_REQUEST) >>> 2, ExitRequest.Trap);
   }
 
   // --- address translation and slow-path memory ----------------------------------------------

@@ -329,8 +329,8 @@ export class Jit {
     this.lastFrame = -1;
     const base = this.env.hartBase;
     const u32 = this.u32;
-    const pcLow = u32[(base + HartSlot.PC) >> 2]!;
-    const pcHigh = u32[(base + HartSlot.PC + 4) >> 2]!;
+    const pcLow = u32[(base + HartSlot.PC) >>> 2]!;
+    const pcHigh = u32[(base + HartSlot.PC + 4) >>> 2]!;
     const vpnLow = ((pcLow >>> 12) | (pcHigh << 20)) >>> 0;
     const vpnHigh = pcHigh >>> 12;
     const hostPage = cachedFetchPage(u32, base, pcLow, pcHigh);
@@ -349,7 +349,7 @@ export class Jit {
     const offset = pcLow & 0xfff;
     if (!page) {
       if (codeMap.heatOf(frame) < this.options.threshold) return undefined;
-      const priv = u32[(base + HartSlot.PRIV) >> 2];
+      const priv = u32[(base + HartSlot.PRIV) >>> 2];
       if ((this.options.interpretSupervisor && priv === PRIV_S) || (this.options.interpretMachine && priv === PRIV_M)) {
         // Not translated (JitOptions.interpretSupervisor, interpretMachine): the interpreter keeps
         // this frame and stops coming back about it.
@@ -471,7 +471,7 @@ export class Jit {
     const complete = recompiles > 0 && !this.speculates;
     const request: TranslationRequest = {
       frame, vpnLow, vpnHigh, generation, wanted: [...wanted, ...extra], recompiles, ...(optional ? { optional } : {}), ...(complete ? { complete } : {}),
-      readyHeat: { index: (this.env.layout.heatOffset >> 2) + frame, value: this.options.threshold, notBelow: AWAITING_HEAT },
+      readyHeat: { index: (this.env.layout.heatOffset >>> 2) + frame, value: this.options.threshold, notBelow: AWAITING_HEAT },
     };
     const port = this.synchronous ? undefined : this.translatorPort();
     if (!port) return this.install(translateRequest(this.env.memory, this.env.engineMemory, request, { everyInstruction: this.options.lockstep }));

@@ -72,7 +72,7 @@ export function translate(
     const host = memory.hostOffsetOfNumber(pteAddr);
     if (host < 0) return { fault: ACCESS_FAULT[kind] };
     const words = memory.words;
-    const index = host >> 2;
+    const index = host >>> 2;
     // A PTE is written with one 64-bit store: reading high, low, high again and retrying on a
     // change gives a value it really held.
     let hi: number, lo: number;
@@ -118,7 +118,7 @@ function setAccessedDirty(
   mstatus: number,
   lowPages: bigint,
 ): bigint | { fault: number } {
-  const index = host >> 3;
+  const index = host >>> 3;
   let pte = BigInt.asUintN(64, Atomics.load(memory.quads, index));
   while ((pte & flags) !== flags) {
     const expected = pte;

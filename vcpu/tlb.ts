@@ -51,9 +51,9 @@ export function tlbGeneration(view: DataView, hartBase: number): number {
 export function cachedFetchPage(u32: Uint32Array, hartBase: number, pcLow: number, pcHigh: number): number {
   const vpnLow = ((pcLow >>> 12) | (pcHigh << 20)) >>> 0;
   const vpnHigh = pcHigh >>> 12;
-  const set = u32[(hartBase + HartSlot.FETCH_TLB) >> 2]!;
-  const entry = (hartBase + set + (vpnLow & (TLB_ENTRIES - 1)) * TLB_ENTRY_SIZE) >> 2;
-  const generationHigh = u32[(hartBase + HartSlot.TLB_TAG + 4) >> 2]!; // generation << (52 - 32)
+  const set = u32[(hartBase + HartSlot.FETCH_TLB) >>> 2]!;
+  const entry = (hartBase + set + (vpnLow & (TLB_ENTRIES - 1)) * TLB_ENTRY_SIZE) >>> 2;
+  const generationHigh = u32[(hartBase + HartSlot.TLB_TAG + 4) >>> 2]!; // generation << (52 - 32)
   if (u32[entry] !== vpnLow || u32[entry + 1] !== ((vpnHigh | generationHigh) >>> 0)) return -1;
   // Host offsets are below 4 GiB: the low word of page + addend is the host page.
   return ((pcLow & ~0xfff) + u32[entry + 2]!) >>> 0;
@@ -126,7 +126,7 @@ export class Tlb {
     if (this.superpages.has(vpn >> 9n) || this.superpages.has(-1n - (vpn >> 18n)) || this.superpages.has(OVERFLOWED)) return this.flushAll();
     const index = tlbIndex(vpn);
     for (let set = 0; set < TLB_SETS; set++) {
-      const entry = (this.hartBase + TLB_OFFSET + set * TLB_SET_SIZE + index * TLB_ENTRY_SIZE) >> 2;
+      const entry = (this.hartBase + TLB_OFFSET + set * TLB_SET_SIZE + index * TLB_ENTRY_SIZE) >>> 2;
       this.words[entry] = -1;
       this.words[entry + 1] = -1;
     }
@@ -152,7 +152,7 @@ export class Tlb {
   private newGeneration(): void {
     if (this.nextGeneration > MAX_GENERATION) {
       // First use, or the generations ran out: really empty the sets (tags -1 never match).
-      const start = (this.hartBase + TLB_OFFSET) >> 2;
+      const start = (this.hartBase + TLB_OFFSET) >>> 2;
       this.words.fill(-1, start, start + (TLB_SETS * TLB_SET_SIZE) / 4);
       this.spaces.clear();
       this.nextGeneration = 1;

@@ -137,7 +137,7 @@ export class Plic implements MmioDevice {
     const { buffer, offset, attach } = options.state ?? { buffer: new SharedArrayBuffer(PLIC_STATE_BYTES), offset: 0 };
     const words = (slot: number, length: number) => new Int32Array(buffer, offset + slot * 4, length);
     if (!attach) words(0, PLIC_STATE_BYTES / 4).fill(0);
-    this.lock = new Mutex(new Int32Array(buffer), (offset >> 2) + Slot.LOCK);
+    this.lock = new Mutex(new Int32Array(buffer), (offset >>> 2) + Slot.LOCK);
     this.priority = words(Slot.PRIORITY, PLIC_NUM_SOURCES + 1);
     this.pending = words(Slot.PENDING, WORDS);
     this.claimed = words(Slot.CLAIMED, WORDS);

@@ -172,7 +172,7 @@ export class Uart16550 implements MmioDevice {
     this.s = new Int32Array(buffer, offset, OUT_RING_OFFSET / 4);
     this.inRing = new Uint8Array(buffer, offset + IN_RING_OFFSET, IN_RING_BYTES);
     this.outRing = new Uint8Array(buffer, offset + OUT_RING_OFFSET, OUT_RING_BYTES);
-    this.lock = new Mutex(new Int32Array(buffer), (offset >> 2) + Slot.LOCK);
+    this.lock = new Mutex(new Int32Array(buffer), (offset >>> 2) + Slot.LOCK);
     if (!attach) {
       new Uint8Array(buffer, offset, UART_STATE_BYTES).fill(0);
       const s = this.s;

@@ -249,7 +249,7 @@ export class VirtioInterruptStatus {
     private readonly irq: (level: boolean) => void,
   ) {
     this.words = new Int32Array(state.buffer, state.offset, VIRTIO_IRQ_STATE_BYTES / 4);
-    this.lock = new Mutex(new Int32Array(state.buffer), (state.offset >> 2) + IrqSlot.LOCK);
+    this.lock = new Mutex(new Int32Array(state.buffer), (state.offset >>> 2) + IrqSlot.LOCK);
     if (!state.attach) {
       this.words.fill(0);
       Atomics.store(this.words, IrqSlot.PRESENT, 1);
