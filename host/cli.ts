@@ -3,17 +3,17 @@
  * Exit status: the guest's exit code; 124 on --timeout; 70 when the guest faulted beyond repair;
  * 64 for a usage error; 65 for a bad input file; 66 for a missing one.
  */
-import { readFileSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
 import { Command, CommanderError, Option } from "commander";
 import { Machine, type RunOptions, type RunResult } from "../hypervisor/machine.ts";
-import { ElfError } from "../hypervisor/elf.ts";
+import { ElfError, parseElf } from "../hypervisor/elf.ts";
 import { BootError, checkFirmware, planBoot, resolveBios, type BootImages } from "../hypervisor/boot.ts";
 import { DiskImage, DiskImageError } from "../hypervisor/disk-image.ts";
 import { parseInjection, parseRandomInjection, randomInjections } from "../mirror/inject.ts";
 import { parseMirrorPolicy, type MirrorPolicy } from "../mirror/policy.ts";
 import { RAM_BASE } from "../shared-mem/layout.ts";
 import { existsSync, writeFileSync } from "node:fs";
-import { parseMemorySize, parsePositiveInteger, parseSeconds } from "./sizes.ts";
+import { parseIntegerInRange, parseMemorySize, parsePositiveInteger, parseSeconds } from "./sizes.ts";
 import { DEFAULT_SYNC, parseSyncStrategy, SYNC_GUARANTEES, SYNC_STRATEGIES } from "../sync/strategy.ts";
 import { DEFAULT_STRESS_GUEST, formatStressReport, runStress, type StressProgress } from "../sync/race-stress.ts";
 import { SingleBar } from "cli-progress";
@@ -23,7 +23,7 @@ import { randomBytes } from "node:crypto";
 import { DEFAULT_COARSE_THRESHOLD, DEFAULT_MAX_CHUNK, difftestGuest, difftestStreams, formatDivergence } from "./difftest.ts";
 import { randomLoopProgram } from "./difftest-loops.ts";
 
-export const ExitStatus = { Timeout: 124, GuestFault: 70, Usage: 64, BadInput: 65, NoInput: 66 } as const;
+export const ExitStatus = { Timeout: 124, GuestFault: 70, Usage: 64, BadInput: 65, NoInput: 66, CantCreate: 73 } as const;
 
 class UsageError extends Error {}
 class InputError extends Error {
@@ -54,15 +54,59 @@ interface RunFlags {
   json?: boolean;
 }
 
-function readInput(path: string, what: string): Uint8Array {
+/** Largest guest, firmware or kernel file read (an ELF with debug sections can be hundreds of MiB). */
+export const MAX_IMAGE_BYTES = 1 << 30;
+
+/**
+ * The bytes of an input file, which must be a regular file of at most `maxBytes`: a FIFO would
+ * block for ever and /dev/zero would grow without end, so anything else is refused with exit 65
+ * (66 when the file is missing or unreadable). Opened non-blocking, so that even opening a FIFO
+ * with no writer returns, and read up to the size it had then.
+ */
+function readInput(path: string, what: string, maxBytes = MAX_IMAGE_BYTES): Uint8Array {
+  let fd: number;
   try {
-    return readFileSync(path);
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ENOENT") throw new InputError(`${what} "${path}" does not exist`, ExitStatus.NoInput);
-    if (code === "EISDIR") throw new InputError(`${what} "${path}" is a directory`, ExitStatus.NoInput);
-    throw new InputError(`cannot read ${what} "${path}": ${(e as Error).message}`, ExitStatus.NoInput);
+    throw new InputError(`cannot read ${what} "${path}": ${systemMessage(e)}`, ExitStatus.NoInput);
   }
+  try {
+    const st = fstatSync(fd);
+    if (st.isDirectory()) throw new InputError(`${what} "${path}" is a directory, not a file`, ExitStatus.BadInput);
+    if (!st.isFile()) throw new InputError(`${what} "${path}" is not a regular file (a device, FIFO or socket)`, ExitStatus.BadInput);
+    if (st.size > maxBytes) {
+      throw new InputError(`${what} "${path}" is too large: ${st.size} bytes, at most ${maxBytes}`, ExitStatus.BadInput);
+    }
+    const bytes = new Uint8Array(st.size);
+    for (let done = 0; done < bytes.length; ) {
+      const n = readSync(fd, bytes, done, bytes.length - done, done);
+      if (n === 0) return bytes.subarray(0, done); // truncated while we read: what was there
+      done += n;
+    }
+    return bytes;
+  } catch (e) {
+    if (e instanceof InputError) throw e;
+    throw new InputError(`cannot read ${what} "${path}": ${systemMessage(e)}`, ExitStatus.NoInput);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A file-system error as one line: "no such file or directory" rather than Node's "ENOENT: ..., open 'x'". */
+function systemMessage(e: unknown): string {
+  const error = e as NodeJS.ErrnoException;
+  const descriptions: Record<string, string> = {
+    ENOENT: "no such directory",
+    EISDIR: "it is a directory",
+    EACCES: "permission denied",
+    EPERM: "permission denied",
+    ENOTDIR: "a component of the path is not a directory",
+    EROFS: "read-only file system",
+    ENOSPC: "no space left on the device",
+  };
+  return (error.code && descriptions[error.code]) ?? error.message;
 }
 
 function usage<T>(parse: () => T): T {
@@ -87,8 +131,7 @@ function guarded<T>(load: () => T): T {
 
 /** Copies of guest memory for `--mirror` and `--nmr`: off → 1; vm or ranges → N (default 2). */
 function parseMirroring(mirror: string, nmr: string): { policy: MirrorPolicy; copies: number } {
-  const copies = parsePositiveInteger("--nmr", nmr, 5);
-  if (copies < 2) throw new RangeError(`bad --nmr "${nmr}": N-modular redundancy needs 2 to 5 copies`);
+  const copies = parseIntegerInRange("--nmr", nmr, 2, 5); // N-modular redundancy: the primary and 1 to 4 mirrors
   const policy = parseMirrorPolicy(mirror);
   return { policy, copies: policy.kind === "off" ? 1 : copies };
 }
@@ -159,7 +202,7 @@ interface PreparedVm {
 function prepareVm(file: string | undefined, flags: RunFlags, label: string, output?: (bytes: Uint8Array) => void): PreparedVm | undefined {
   const harts = usage(() => parsePositiveInteger("--smp", String(flags.smp), 64));
   const ramSize = usage(() => parseMemorySize(String(flags.memory)));
-  const timeoutMs = flags.timeout === undefined ? undefined : usage(() => parseSeconds(String(flags.timeout))) * 1000;
+  const timeoutMs = flags.timeout === undefined ? undefined : usage(() => parseSeconds("--timeout", String(flags.timeout))) * 1000;
   if (file !== undefined && flags.kernel !== undefined) {
     throw new UsageError(`give the guest either as FILE or with --kernel, not both`);
   }
@@ -180,7 +223,7 @@ function prepareVm(file: string | undefined, flags: RunFlags, label: string, out
       return randomInjections(random, { base: RAM_BASE, size: ramSize, copies }, timeoutMs ?? 3_600_000);
     }),
   );
-  const scrubIntervalMs = flags.scrub === undefined ? undefined : usage(() => parseSeconds(String(flags.scrub))) * 1000;
+  const scrubIntervalMs = flags.scrub === undefined ? undefined : usage(() => parseSeconds("--scrub", String(flags.scrub))) * 1000;
 
   const images: BootImages = { bios: "none", append: flags.append };
   if (bios !== "none") {
@@ -208,8 +251,13 @@ function prepareVm(file: string | undefined, flags: RunFlags, label: string, out
   }));
   const plan = guarded(() => planBoot(machine, images));
   if (flags.dumpdtb !== undefined) {
-    writeFileSync(flags.dumpdtb, plan.fdt);
-    disk?.close();
+    try {
+      writeFileSync(flags.dumpdtb, plan.fdt);
+    } catch (e) {
+      throw new InputError(`cannot write the device tree to "${flags.dumpdtb}": ${systemMessage(e)}`, ExitStatus.CantCreate);
+    } finally {
+      disk?.close();
+    }
     return undefined;
   }
   machine.start(plan.start, BigInt(plan.fdtAddress), BigInt(plan.dynamicInfoAddress));
@@ -479,6 +527,12 @@ async function difftestCommand(file: string | undefined, flags: DifftestFlags, s
 
   if (file !== undefined) {
     const elf = readInput(file, "guest");
+    // The lockstep machines never poll HTIF's host side (host/difftest.ts), so such a guest's
+    // console and exit would go unseen and it would run to --max-steps for nothing.
+    const symbols = guarded(() => parseElf(elf, file)).symbols;
+    if (symbols.has("tohost") && symbols.has("fromhost")) {
+      throw new InputError(`difftest: ${file} talks to the host through HTIF (tohost/fromhost), which difftest does not serve: give a guest that exits through the finisher`, ExitStatus.BadInput);
+    }
     if (coarse) process.stderr.write(`difftest: chunk seed ${chunkSeed}\n`);
     const bar = new SingleBar({ format: `difftest {file} | {value} ${unit}`, stream: process.stderr, hideCursor: true });
     bar.start(options.maxSteps ?? 10_000_000, 0, { file });
@@ -595,12 +649,11 @@ interface StressFlags {
 
 async function stressCommand(guest: string, flags: StressFlags): Promise<number> {
   const harts = usage(() => parsePositiveInteger("--smp", flags.smp, 64));
-  const copies = usage(() => parsePositiveInteger("--nmr", flags.nmr, 5));
-  if (copies < 2) throw new UsageError(`bad --nmr "${flags.nmr}": the stress tester compares copies, so it needs 2 to 5`);
+  const copies = usage(() => parseIntegerInRange("--nmr", flags.nmr, 2, 5)); // the stress tester compares copies
   const ramSize = usage(() => parseMemorySize(flags.memory));
-  const durationMs = usage(() => parseSeconds(flags.duration)) * 1000;
+  const durationMs = usage(() => parseSeconds("--duration", flags.duration)) * 1000;
   const rounds = flags.rounds === undefined ? undefined : usage(() => parsePositiveInteger("--rounds", flags.rounds!, 1e9));
-  const intervalMs = usage(() => parseSeconds(flags.interval));
+  const intervalMs = usage(() => parseSeconds("--interval", flags.interval, "milliseconds"));
   const parseCount = (name: string, text: string) =>
     usage(() => {
       if (!/^\d+$/.test(text.trim())) throw new RangeError(`bad ${name} "${text}": expected a whole number`);

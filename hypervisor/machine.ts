@@ -247,8 +247,7 @@ export class Machine implements MachineControl {
     this.exitCode = code;
     this.stopped = true;
     Atomics.store(this.words, (this.layout.controlOffset + ControlSlot.EXIT_CODE) >> 2, code);
-    Atomics.store(this.words, (this.layout.controlOffset + ControlSlot.STOP) >> 2, 1);
-    for (let h = 0; h < this.harts.length; h++) kickHart(this.words, this.layout.hartOffset(h));
+    this.signalStop();
     for (const hart of this.harts) hart.requestReturn();
   }
 
@@ -527,7 +526,17 @@ export class Machine implements MachineControl {
   private stopAllHarts(): void {
     if (this.stopped) return;
     this.stopped = true;
-    Atomics.store(this.words, (this.layout.controlOffset + ControlSlot.STOP) >> 2, 1);
+    this.signalStop();
+  }
+
+  /**
+   * Raise STOP, kick every hart, and wake the scrubber, which sleeps on the STOP word between
+   * passes: unwoken it would keep the process alive for up to a whole --scrub interval.
+   */
+  private signalStop(): void {
+    const stop = (this.layout.controlOffset + ControlSlot.STOP) >> 2;
+    Atomics.store(this.words, stop, 1);
+    Atomics.notify(this.words, stop);
     for (let h = 0; h < this.harts.length; h++) kickHart(this.words, this.layout.hartOffset(h));
   }
 

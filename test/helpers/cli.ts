@@ -85,3 +85,29 @@ export async function run(command: string, args: string[], options: SpawnOptions
 export function kmemvisor(args: string[], options: SpawnOptions = {}): Promise<Completed> {
   return run(process.execPath, [CLI, ...args], options);
 }
+
+/**
+ * `kmemvisor ARGS...` in this process, through host/cli.ts's main, with stdout and stderr
+ * captured: for the paths that end before a guest runs (flag and input-file errors), which cost a
+ * process start-up each otherwise. Call it from `test.serial` tests: it swaps process.stdout and
+ * process.stderr's write while it runs.
+ */
+export async function kmemvisorInProcess(args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
+  const { main } = await import("../../host/cli.ts");
+  const captured = { stdout: "", stderr: "" };
+  const streams = { stdout: process.stdout, stderr: process.stderr } as const;
+  const originals = { stdout: process.stdout.write, stderr: process.stderr.write };
+  for (const name of ["stdout", "stderr"] as const) {
+    streams[name].write = ((chunk: string | Uint8Array) => {
+      captured[name] += typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8");
+      return true;
+    }) as typeof process.stdout.write;
+  }
+  try {
+    const status = await main(args);
+    return { status, ...captured };
+  } finally {
+    streams.stdout.write = originals.stdout;
+    streams.stderr.write = originals.stderr;
+  }
+}
