@@ -80,8 +80,8 @@ export interface RunResult {
   fault?: string;
   wallMilliseconds: number;
   harts: HartStats[];
-  /** Mirroring and recovery: copies kept, failures injected, pages recovered, their latency, scrubbing. */
-  memory: RecoveryStats & { copies: number; sync: SyncStrategy; injected: number; scrub: ScrubStats };
+  /** Mirroring and recovery: copies kept, spare frames, failures injected, pages recovered, their latency, scrubbing. */
+  memory: RecoveryStats & { copies: number; spareFrames: number; sync: SyncStrategy; injected: number; scrub: ScrubStats };
   /** What the scrubber found and did, one line each. */
   scrubReports: string[];
 }
@@ -323,7 +323,8 @@ export class Machine implements MachineControl {
   }
 
   private memoryStats(): RunResult["memory"] {
-    return { copies: this.layout.copies, sync: this.layout.sync, injected: this.injected, ...this.recovery.stats(), scrub: this.scrubber.stats() };
+    const { copies, spareFrames, sync } = this.layout;
+    return { copies, spareFrames, sync, injected: this.injected, ...this.recovery.stats(), scrub: this.scrubber.stats() };
   }
 
   /** Inject the failures whose time has come (`elapsedMs` since the harts started); returns those left. */

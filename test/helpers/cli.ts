@@ -1,5 +1,7 @@
 /** Spawn the kmemvisor CLI (and other commands) with a per-process concurrency limit. */
 import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -110,4 +112,18 @@ export async function kmemvisorInProcess(args: string[]): Promise<{ status: numb
     streams.stdout.write = originals.stdout;
     streams.stderr.write = originals.stderr;
   }
+}
+
+/** A temporary directory for a test file's inputs, and a writer of files in it. */
+export function scratchDirectory(prefix: string): { dir: string; file(name: string, bytes: Uint8Array | string): string; remove(): void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return {
+    dir,
+    file(name, bytes) {
+      const path = join(dir, name);
+      writeFileSync(path, bytes);
+      return path;
+    },
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
 }
