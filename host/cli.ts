@@ -33,7 +33,7 @@ class InputError extends Error {
   }
 }
 
-interface RunFlags {
+export interface RunFlags {
   smp: string;
   memory: string;
   bios: string;
@@ -201,7 +201,7 @@ interface PreparedVm {
 }
 
 /** One VM's flags, checked and converted; the files they name are not read yet. */
-interface ParsedRun {
+export interface ParsedRun {
   harts: number;
   ramSize: number;
   timeoutMs: number | undefined;
@@ -221,7 +221,7 @@ interface ParsedRun {
  * Check and convert one VM's flags; a bad one is a UsageError. `needGuest` is false for the
  * command-line defaults of --vm files, whose guests come from the files.
  */
-function parseRunFlags(file: string | undefined, flags: RunFlags, needGuest = true): ParsedRun {
+export function parseRunFlags(file: string | undefined, flags: RunFlags, needGuest = true): ParsedRun {
   const harts = usage(() => parsePositiveInteger("--smp", String(flags.smp), 64));
   const ramSize = usage(() => parseMemorySize(String(flags.memory)));
   const timeoutMs = flags.timeout === undefined ? undefined : usage(() => parseSeconds("--timeout", String(flags.timeout))) * 1000;
@@ -385,7 +385,7 @@ function describeJson(value: unknown): string {
   if (Array.isArray(value)) return "an array";
   if (typeof value === "object") return "an object";
   if (typeof value === "string") return `a string (${JSON.stringify(value.length > 40 ? value.slice(0, 40) + "…" : value)})`;
-  return `${typeof value === "number" ? "a number" : `a ${typeof value}`} (${JSON.stringify(value)})`;
+  return `${typeof value === "number" ? "a number" : `a ${typeof value}`} (${String(value)})`;
 }
 
 /** Largest --vm file read: a VM's flags fit in a few hundred bytes. */
@@ -844,6 +844,11 @@ async function stressCommand(guest: string, flags: StressFlags, checkOnly = fals
   return report.divergentWords > 0 ? 1 : 0;
 }
 
+/** A message as one line: control characters from flags, paths or a file's text shown escaped (\\n). */
+function oneLine(message: string): string {
+  return message.replace(/[\u0000-\u001f\u007f]/g, (c) => JSON.stringify(c).slice(1, -1));
+}
+
 export async function main(argv: string[], options: ProgramOptions = {}): Promise<number> {
   try {
     const program = buildProgram(options);
@@ -854,11 +859,11 @@ export async function main(argv: string[], options: ProgramOptions = {}): Promis
       return e.exitCode === 0 ? 0 : ExitStatus.Usage;
     }
     if (e instanceof UsageError) {
-      process.stderr.write(`kmemvisor: ${e.message}\n`);
+      process.stderr.write(`kmemvisor: ${oneLine(e.message)}\n`);
       return ExitStatus.Usage;
     }
     if (e instanceof InputError) {
-      process.stderr.write(`kmemvisor: ${e.message}\n`);
+      process.stderr.write(`kmemvisor: ${oneLine(e.message)}\n`);
       return e.status;
     }
     throw e;

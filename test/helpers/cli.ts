@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { ProgramOptions } from "../../host/cli.ts";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const CLI = join(ROOT, "bin", "kmemvisor.js");
@@ -92,9 +93,9 @@ export function kmemvisor(args: string[], options: SpawnOptions = {}): Promise<C
  * `kmemvisor ARGS...` in this process, through host/cli.ts's main, with stdout and stderr
  * captured: for the paths that end before a guest runs (flag and input-file errors), which cost a
  * process start-up each otherwise. Call it from `test.serial` tests: it swaps process.stdout and
- * process.stderr's write while it runs.
+ * process.stderr's write while it runs. `options.checkOnly`: parse and read inputs, boot nothing.
  */
-export async function kmemvisorInProcess(args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
+export async function kmemvisorInProcess(args: string[], options: ProgramOptions = {}): Promise<{ status: number; stdout: string; stderr: string }> {
   const { main } = await import("../../host/cli.ts");
   const captured = { stdout: "", stderr: "" };
   const streams = { stdout: process.stdout, stderr: process.stderr } as const;
@@ -105,12 +106,14 @@ export async function kmemvisorInProcess(args: string[]): Promise<{ status: numb
       return true;
     }) as typeof process.stdout.write;
   }
+  const exitCode = process.exitCode; // main's commands set it, as the CLI does for bin/kmemvisor.js
   try {
-    const status = await main(args);
+    const status = await main(args, options);
     return { status, ...captured };
   } finally {
     streams.stdout.write = originals.stdout;
     streams.stderr.write = originals.stderr;
+    process.exitCode = exitCode;
   }
 }
 
