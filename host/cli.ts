@@ -1,7 +1,8 @@
 /**
  * The `kmemvisor` command line. Flags follow QEMU's where QEMU has one.
- * Exit status: the guest's exit code; 124 on --timeout; 70 when the guest faulted beyond repair;
- * 64 for a usage error; 65 for a bad input file; 66 for a missing one.
+ * Exit status (the README's table): the guest's exit code; 124 on --timeout; 70 when the guest
+ * faulted beyond repair; 64 for a usage error; 65 for bad input data (files, --vm files); 66 for a
+ * missing or unreadable input file; 73 for an output file that cannot be created (--dumpdtb).
  */
 import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
 import { Command, CommanderError, Option } from "commander";
