@@ -150,7 +150,7 @@ test("random run flags in a whole process with a tiny guest: a documented status
   const runArgv = argvFor("run").map((argv) => [...argv.filter((a) => a !== "--help"), guest, "--timeout", "5", "--engine", "interp"]);
   await fc.assert(
     fc.asyncProperty(runArgv, async (argv) => {
-      const r = await kmemvisor(argv, { killAfterMs: 60_000 });
+      const r = await kmemvisor(argv, { killAfterMs: 60_000, cwd: scratch.dir }); // a random --dumpdtb FILE lands there
       if (r.killed) throw new Error(`hung: ${argv.join(" ")}`);
       if (r.status === 42 || r.status === 124 || r.status === 70) return; // it booted: the guest's code, a timeout, a fault
       if (r.status === 0 || r.status === 73) return; // --dumpdtb wrote the tree, or could not
