@@ -156,7 +156,7 @@ test("random run flags in a whole process with a tiny guest: a documented status
       if (r.status === 0 || r.status === 73) return; // --dumpdtb wrote the tree, or could not
       checkFailure(r.status ?? -1, r.stderr);
     }),
-    { ...fuzzParameters(0.02), timeout: 90_000 },
+    { ...fuzzParameters(0.01), timeout: 90_000 },
   );
   t.pass();
 });
