@@ -67,9 +67,14 @@ class ImageLock {
         const code = errorCode(e);
         if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') break; // no lock file possible here
         if (code !== 'EEXIST') throw new DiskImageError(path, `cannot create its lock file ${file}: ${(e as Error).message}`);
-        const owner = Number.parseInt(readOrEmpty(file), 10);
-        if (attempt === 0 && !processRuns(owner)) {
-          fs.rmSync(file, { force: true }); // stale: its owner is gone
+        const text = readLockFile(file);
+        if (text === undefined && attempt === 0) continue; // released meanwhile
+        const owner = Number.parseInt(text ?? '', 10);
+        // No pid yet (its owner is between creating and writing it): in use, not stale.
+        if (attempt === 0 && Number.isInteger(owner) && owner > 0 && !processRuns(owner)) {
+          // Stale: its owner is gone. (Two runs taking over the same stale lock at the same
+          // instant could both succeed: a best effort, as lock files are.)
+          fs.rmSync(file, { force: true });
           continue;
         }
         throw new DiskImageError(
@@ -97,18 +102,18 @@ class ImageLock {
 }
 process.on('exit', () => ImageLock.releaseAll());
 
-/** A lock file's text, or "" when it vanished meanwhile (its owner released it). */
-function readOrEmpty(file: string): string {
+/** A lock file's text, or undefined when it vanished meanwhile (its owner released it). */
+function readLockFile(file: string): string | undefined {
   try {
     return fs.readFileSync(file, 'utf8');
-  } catch {
+  } catch (e) {
+    if (errorCode(e) === 'ENOENT') return undefined;
     return '';
   }
 }
 
 /** Whether process `pid` exists (EPERM: it does, owned by someone else). */
 function processRuns(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
     return true;

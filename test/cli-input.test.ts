@@ -200,6 +200,8 @@ test("another process's write lock on an image: refused while its owner runs, ta
   t.throws(() => DiskImage.open(disk, { exclusive: true }), { message: /already open for writing by another VM of this run/ });
   image.close();
   t.false(existsSync(`${disk}.lock`));
+  writeFileSync(`${disk}.lock`, ""); // its owner between creating and writing it: in use, not stale
+  t.throws(() => DiskImage.open(disk, { exclusive: true }), { message: /another kmemvisor \(pid \?/ });
 });
 
 // --- several VMs: the status of the first to fail in time (item 15) ------------------------------------
