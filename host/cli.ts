@@ -1,12 +1,14 @@
 /**
  * The `kmemvisor` command line. Flags follow QEMU's where QEMU has one.
- * Exit status: the guest's exit code; 124 on --timeout; 70 when the guest faulted beyond repair;
- * 64 for a usage error; 65 for a bad input file; 66 for a missing one.
+ * Exit status (the README's table): the guest's exit code; 124 on --timeout; 70 when the guest
+ * faulted beyond repair; 64 for a usage error; 65 for bad input data (files, --vm files); 66 for a
+ * missing or unreadable input file; 73 for an output file that cannot be created (--dumpdtb).
  */
-import { readFileSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
 import { Command, CommanderError, Option } from "commander";
-import { Machine, type RunOptions, type RunResult } from "../hypervisor/machine.ts";
-import { ElfError } from "../hypervisor/elf.ts";
+import { DEFAULT_SPARE_FRAMES, Machine, type RunOptions, type RunResult } from "../hypervisor/machine.ts";
+import { z } from "zod";
+import { ElfError, parseElf } from "../hypervisor/elf.ts";
 import { BootError, checkFirmware, planBoot, resolveBios, type BootImages } from "../hypervisor/boot.ts";
 import { DiskImage, DiskImageError } from "../hypervisor/disk-image.ts";
 import { parseInjection, parseRandomInjection, randomInjections } from "../mirror/inject.ts";
@@ -14,7 +16,7 @@ import { parseMirrorPolicy, type MirrorPolicy } from "../mirror/policy.ts";
 import { RAM_BASE } from "../shared-mem/layout.ts";
 import { existsSync, writeFileSync } from "node:fs";
 import { ConsoleInput } from "./console-input.ts";
-import { parseMemorySize, parsePositiveInteger, parseSeconds } from "./sizes.ts";
+import { parseIntegerInRange, parseMemorySize, parsePositiveInteger, parseSeconds } from "./sizes.ts";
 import { DEFAULT_SYNC, parseSyncStrategy, SYNC_GUARANTEES, SYNC_STRATEGIES } from "../sync/strategy.ts";
 import { DEFAULT_STRESS_GUEST, formatStressReport, runStress, type StressProgress } from "./race-stress.ts";
 import { SingleBar } from "cli-progress";
@@ -24,7 +26,7 @@ import { randomBytes } from "node:crypto";
 import { DEFAULT_COARSE_THRESHOLD, DEFAULT_MAX_CHUNK, difftestGuest, difftestStreams, formatDivergence } from "./difftest.ts";
 import { randomLoopProgram } from "./difftest-loops.ts";
 
-export const ExitStatus = { Timeout: 124, GuestFault: 70, Usage: 64, BadInput: 65, NoInput: 66 } as const;
+export const ExitStatus = { Timeout: 124, GuestFault: 70, Usage: 64, BadInput: 65, NoInput: 66, CantCreate: 73 } as const;
 
 class UsageError extends Error {}
 class InputError extends Error {
@@ -33,7 +35,7 @@ class InputError extends Error {
   }
 }
 
-interface RunFlags {
+export interface RunFlags {
   smp: string;
   memory: string;
   bios: string;
@@ -50,20 +52,65 @@ interface RunFlags {
   jitSupervisor?: boolean;
   inject: string[];
   scrub?: string;
+  spares?: string;
   vm?: string[];
   stats?: boolean;
   json?: boolean;
 }
 
-function readInput(path: string, what: string): Uint8Array {
+/** Largest guest, firmware or kernel file read (an ELF with debug sections can be hundreds of MiB). */
+export const MAX_IMAGE_BYTES = 1 << 30;
+
+/**
+ * The bytes of an input file, which must be a regular file of at most `maxBytes`: a FIFO would
+ * block for ever and /dev/zero would grow without end, so anything else is refused with exit 65
+ * (66 when the file is missing or unreadable). Opened non-blocking, so that even opening a FIFO
+ * with no writer returns, and read up to the size it had then.
+ */
+function readInput(path: string, what: string, maxBytes = MAX_IMAGE_BYTES): Uint8Array {
+  let fd: number;
   try {
-    return readFileSync(path);
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ENOENT") throw new InputError(`${what} "${path}" does not exist`, ExitStatus.NoInput);
-    if (code === "EISDIR") throw new InputError(`${what} "${path}" is a directory`, ExitStatus.NoInput);
-    throw new InputError(`cannot read ${what} "${path}": ${(e as Error).message}`, ExitStatus.NoInput);
+    throw new InputError(`cannot read ${what} "${path}": ${systemMessage(e)}`, ExitStatus.NoInput);
   }
+  try {
+    const st = fstatSync(fd);
+    if (st.isDirectory()) throw new InputError(`${what} "${path}" is a directory, not a file`, ExitStatus.BadInput);
+    if (!st.isFile()) throw new InputError(`${what} "${path}" is not a regular file (a device, FIFO or socket)`, ExitStatus.BadInput);
+    if (st.size > maxBytes) {
+      throw new InputError(`${what} "${path}" is too large: ${st.size} bytes, at most ${maxBytes}`, ExitStatus.BadInput);
+    }
+    const bytes = new Uint8Array(st.size);
+    for (let done = 0; done < bytes.length; ) {
+      const n = readSync(fd, bytes, done, bytes.length - done, done);
+      if (n === 0) return bytes.subarray(0, done); // truncated while we read: what was there
+      done += n;
+    }
+    return bytes;
+  } catch (e) {
+    if (e instanceof InputError) throw e;
+    throw new InputError(`cannot read ${what} "${path}": ${systemMessage(e)}`, ExitStatus.NoInput);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A file-system error as one line: "no such file or directory" rather than Node's "ENOENT: ..., open 'x'". */
+function systemMessage(e: unknown): string {
+  const error = e as NodeJS.ErrnoException;
+  const descriptions: Record<string, string> = {
+    ENOENT: "no such directory",
+    EISDIR: "it is a directory",
+    EACCES: "permission denied",
+    EPERM: "permission denied",
+    ENOTDIR: "a component of the path is not a directory",
+    EROFS: "read-only file system",
+    ENOSPC: "no space left on the device",
+  };
+  return (error.code && descriptions[error.code]) ?? error.message;
 }
 
 function usage<T>(parse: () => T): T {
@@ -88,8 +135,7 @@ function guarded<T>(load: () => T): T {
 
 /** Copies of guest memory for `--mirror` and `--nmr`: off → 1; vm or ranges → N (default 2). */
 function parseMirroring(mirror: string, nmr: string): { policy: MirrorPolicy; copies: number } {
-  const copies = parsePositiveInteger("--nmr", nmr, 5);
-  if (copies < 2) throw new RangeError(`bad --nmr "${nmr}": N-modular redundancy needs 2 to 5 copies`);
+  const copies = parseIntegerInRange("--nmr", nmr, 2, 5); // N-modular redundancy: the primary and 1 to 4 mirrors
   const policy = parseMirrorPolicy(mirror);
   return { policy, copies: policy.kind === "off" ? 1 : copies };
 }
@@ -145,7 +191,7 @@ export function formatStats(result: RunResult): string {
     const mirrored = result.harts.reduce((sum, h) => sum + h.mirroredStores, 0);
     const contended = result.harts.reduce((sum, h) => sum + h.contendedLocks, 0);
     if (m.copies > 1) lines.push(`sync: ${m.sync}, ${contended} contended mirror-lock acquisition(s)`);
-    lines.push(`memory: ${m.copies} cop${m.copies === 1 ? "y" : "ies"}, ${mirrored} mirrored stores, ${m.injected} failure(s) injected, ${m.recoveries} page(s) recovered${latency}, ${m.sparesUsed} spare frame(s) used`);
+    lines.push(`memory: ${m.copies} cop${m.copies === 1 ? "y" : "ies"}, ${mirrored} mirrored stores, ${m.injected} failure(s) injected, ${m.recoveries} page(s) recovered${latency}, ${m.sparesUsed} of ${m.spareFrames} spare frame(s) used`);
     const s = m.scrub;
     if (s.passes > 0) lines.push(`scrubber: ${s.passes} pass(es), ${s.mismatches} mismatch(es), ${s.repaired} repaired by vote, ${s.undecidable} undecidable`);
   }
@@ -161,21 +207,42 @@ interface PreparedVm {
   close(): void;
 }
 
-/** Parse one VM's flags, load its firmware, kernel and disk; undefined when it only dumped its DTB. */
-function prepareVm(file: string | undefined, flags: RunFlags, label: string, output?: (bytes: Uint8Array) => void): PreparedVm | undefined {
+/** One VM's flags, checked and converted; the files they name are not read yet. */
+export interface ParsedRun {
+  harts: number;
+  ramSize: number;
+  timeoutMs: number | undefined;
+  kernelPath: string | undefined;
+  bios: string;
+  drive: { path: string; readOnly: boolean } | undefined;
+  policy: MirrorPolicy;
+  copies: number;
+  spareFrames: number | undefined;
+  sync: ReturnType<typeof parseSyncStrategy>;
+  engine: EngineChoice;
+  injections: RunOptions["injections"];
+  scrubIntervalMs: number | undefined;
+}
+
+/**
+ * Check and convert one VM's flags; a bad one is a UsageError. `needGuest` is false for the
+ * command-line defaults of --vm files, whose guests come from the files.
+ */
+export function parseRunFlags(file: string | undefined, flags: RunFlags, needGuest = true): ParsedRun {
   const harts = usage(() => parsePositiveInteger("--smp", String(flags.smp), 64));
   const ramSize = usage(() => parseMemorySize(String(flags.memory)));
-  const timeoutMs = flags.timeout === undefined ? undefined : usage(() => parseSeconds(String(flags.timeout))) * 1000;
+  const timeoutMs = flags.timeout === undefined ? undefined : usage(() => parseSeconds("--timeout", String(flags.timeout))) * 1000;
   if (file !== undefined && flags.kernel !== undefined) {
     throw new UsageError(`give the guest either as FILE or with --kernel, not both`);
   }
   const kernelPath = file ?? flags.kernel;
   const bios = usage(() => resolveBios(flags.bios));
-  if (bios === "none" && kernelPath === undefined && flags.dumpdtb === undefined) {
+  if (needGuest && bios === "none" && kernelPath === undefined && flags.dumpdtb === undefined) {
     throw new UsageError(`no guest to run: give an ELF file (kmemvisor run FILE)`);
   }
   const drive = flags.drive === undefined ? undefined : usage(() => parseDrive(flags.drive!));
   const { policy, copies } = usage(() => parseMirroring(String(flags.mirror), String(flags.nmr)));
+  const spareFrames = flags.spares === undefined ? undefined : usage(() => parseSpares(String(flags.spares), ramSize, copies));
   const sync = usage(() => parseSyncStrategy(String(flags.sync)));
   const engine = usage(() => parseEngine(flags, bios !== "none"));
   const injections = usage(() =>
@@ -186,8 +253,23 @@ function prepareVm(file: string | undefined, flags: RunFlags, label: string, out
       return randomInjections(random, { base: RAM_BASE, size: ramSize, copies }, timeoutMs ?? 3_600_000);
     }),
   );
-  const scrubIntervalMs = flags.scrub === undefined ? undefined : usage(() => parseSeconds(String(flags.scrub))) * 1000;
+  const scrubIntervalMs = flags.scrub === undefined ? undefined : usage(() => parseSeconds("--scrub", String(flags.scrub))) * 1000;
+  return { harts, ramSize, timeoutMs, kernelPath, bios, drive, policy, copies, spareFrames, sync, engine, injections, scrubIntervalMs };
+}
 
+/** `--spares N`: spare frames for recovery, 0 up to one per page of RAM; only a mirrored VM has any. */
+function parseSpares(text: string, ramSize: number, copies: number): number {
+  const spares = parseIntegerInRange("--spares", text, 0, ramSize / 4096);
+  if (copies === 1) throw new RangeError(`--spares ${text}: spare frames serve recovery from a mirror copy; give --mirror vm or ranges too`);
+  return spares;
+}
+
+/**
+ * Load one VM's firmware, kernel and disk and build its machine; undefined when it only dumped its
+ * DTB, or when `checkOnly` (the files are read and checked, nothing is built).
+ */
+function prepareVm(run: ParsedRun, flags: RunFlags, label: string, output?: (bytes: Uint8Array) => void, checkOnly = false): PreparedVm | undefined {
+  const { bios, kernelPath, drive } = run;
   const images: BootImages = { bios: "none", append: flags.append };
   if (bios !== "none") {
     const bytes = readInput(bios, "firmware");
@@ -199,33 +281,49 @@ function prepareVm(file: string | undefined, flags: RunFlags, label: string, out
   if (drive !== undefined && !existsSync(drive.path)) {
     throw new InputError(`disk image "${drive.path}" does not exist`, ExitStatus.NoInput);
   }
-  const disk = drive === undefined ? undefined : guarded(() => DiskImage.open(drive.path, { readOnly: drive.readOnly }));
-  const machine = usage(() => new Machine({
-    ramSize,
-    harts,
-    disk,
-    copies,
-    mirror: policy,
-    sync,
-    engine,
-    output,
-    workers: true,
-    onDeviceError: (message) => process.stderr.write(`kmemvisor: ${label}virtio-blk: ${message}\n`),
-  }));
-  const plan = guarded(() => planBoot(machine, images));
-  if (flags.dumpdtb !== undefined) {
-    writeFileSync(flags.dumpdtb, plan.fdt);
-    disk?.close();
-    return undefined;
+  if (checkOnly) return undefined;
+  const disk = drive === undefined ? undefined : guarded(() => DiskImage.open(drive.path, { readOnly: drive.readOnly, exclusive: true }));
+  try {
+    const machine = usage(() => new Machine({
+      ramSize: run.ramSize,
+      harts: run.harts,
+      disk,
+      copies: run.copies,
+      spareFrames: run.spareFrames,
+      mirror: run.policy,
+      sync: run.sync,
+      engine: run.engine,
+      output,
+      workers: true,
+      onDeviceError: (message) => process.stderr.write(`kmemvisor: ${label}virtio-blk: ${message}\n`),
+    }));
+    const plan = guarded(() => planBoot(machine, images));
+    if (flags.dumpdtb !== undefined) {
+      try {
+        writeFileSync(flags.dumpdtb, plan.fdt);
+      } catch (e) {
+        throw new InputError(`cannot write the device tree to "${flags.dumpdtb}": ${systemMessage(e)}`, ExitStatus.CantCreate);
+      }
+      disk?.close();
+      return undefined;
+    }
+    machine.start(plan.start, BigInt(plan.fdtAddress), BigInt(plan.dynamicInfoAddress));
+    const runOptions = { timeoutMs: run.timeoutMs, injections: run.injections, scrubIntervalMs: run.scrubIntervalMs };
+    return { label, machine, runOptions, flags, close: () => disk?.close() };
+  } catch (e) {
+    disk?.close(); // and its write lock, for the VMs still to come
+    throw e;
   }
-  machine.start(plan.start, BigInt(plan.fdtAddress), BigInt(plan.dynamicInfoAddress));
-  return { label, machine, runOptions: { timeoutMs, injections, scrubIntervalMs }, flags, close: () => disk?.close() };
 }
 
 /** Report one VM's end on stderr; returns its exit status. */
 function reportVm(vm: PreparedVm, result: RunResult): number {
   const say = (line: string) => process.stderr.write(`kmemvisor: ${vm.label}${line}\n`);
   for (const line of result.scrubReports) say(line);
+  const m = result.memory;
+  if (m.copies > 1 && m.sparesUsed >= m.spareFrames && (m.spareFrames > 0 || m.injected > 0)) {
+    say(`all ${m.spareFrames} spare frame(s) used: a further DUE stops the VM (--spares N sets how many there are)`);
+  }
   let status: number;
   if (result.reason === "timeout") {
     say(`timeout: the guest did not exit within ${vm.flags.timeout} s`);
@@ -252,45 +350,114 @@ function prefixedOutput(name: string): (bytes: Uint8Array) => void {
   };
 }
 
-const VM_FILE_KEYS = new Set([
-  "name", "kernel", "smp", "memory", "bios", "drive", "append", "timeout", "mirror", "nmr", "sync", "engine", "jitThreshold", "jitSupervisor",
-  "inject", "scrub", "stats", "json",
-]);
+/** The flags of `run` a --vm file may not set: --vm itself, and --dumpdtb (one file per invocation). */
+const NOT_IN_VM_FILES = new Set(["vm", "dumpdtb"]);
 
-/** `--vm FILE`: a JSON object whose keys are run's long flags (e.g. {"kernel": "x.elf", "smp": 2, "mirror": "vm"}). */
-function readVmFile(path: string, defaults: RunFlags): { name: string; flags: RunFlags } {
-  let config: Record<string, unknown>;
+/**
+ * The schema of a --vm file, derived from `run`'s own option definitions so that the two cannot
+ * drift: a key per long flag (camel case, as commander names them), its type from the option — a
+ * switch is a boolean, a flag with choices one of them, a repeatable flag a string or an array of
+ * strings, a numeric flag (<N>, <S>, <MS>, <SIZE>) a number or a string, any other a string —
+ * plus "name". Unknown keys are errors. Values then go through the same checks as the command
+ * line's. Each key's entry says what it expects, for the message.
+ */
+function vmFileSchema(run: Command): { schema: z.ZodType<Record<string, unknown>>; expected: Map<string, string> } {
+  const shape: Record<string, z.ZodType> = { name: z.string().optional() };
+  const expected = new Map([["name", "a string"]]);
+  for (const option of run.options) {
+    const key = option.attributeName();
+    if (NOT_IN_VM_FILES.has(key)) continue;
+    let type: z.ZodType;
+    let description: string;
+    if (option.isBoolean()) {
+      [type, description] = [z.boolean(), "true or false"];
+    } else if (option.argChoices) {
+      [type, description] = [z.enum(option.argChoices as [string, ...string[]]), `one of ${option.argChoices.map((c) => `"${c}"`).join(", ")}`];
+    } else if (Array.isArray(option.defaultValue)) {
+      [type, description] = [z.union([z.string(), z.array(z.string())]), "a string or an array of strings"];
+    } else if (/<(N|S|MS|SIZE)>/.test(option.flags)) {
+      [type, description] = [z.union([z.string(), z.number()]), "a number or a string"];
+    } else {
+      [type, description] = [z.string(), "a string"];
+    }
+    shape[key] = type.optional();
+    expected.set(key, description);
+  }
+  return { schema: z.strictObject(shape), expected };
+}
+
+/** A JSON value's type, for a message: "an object", "a number (5)", "null". */
+function describeJson(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  if (typeof value === "object") return "an object";
+  if (typeof value === "string") return `a string (${JSON.stringify(value.length > 40 ? value.slice(0, 40) + "…" : value)})`;
+  return `${typeof value === "number" ? "a number" : `a ${typeof value}`} (${String(value)})`;
+}
+
+/** Largest --vm file read: a VM's flags fit in a few hundred bytes. */
+const MAX_VM_FILE_BYTES = 1 << 20;
+
+/**
+ * `--vm FILE`: a JSON object whose keys are run's long flags (e.g. {"kernel": "x.elf", "smp": 2,
+ * "mirror": "vm"}), checked against vmFileSchema. Every fault in the file is exit 65 (a data
+ * error in an input file, sysexits), with the file's name and the key.
+ */
+export function readVmFile(path: string, defaults: RunFlags, run: Command): { name: string; flags: RunFlags } {
+  const bad = (message: string) => new InputError(`VM configuration "${path}": ${message}`, ExitStatus.BadInput);
+  let config: unknown;
   try {
-    config = JSON.parse(Buffer.from(readInput(path, "VM configuration")).toString("utf8")) as Record<string, unknown>;
+    config = JSON.parse(Buffer.from(readInput(path, "VM configuration", MAX_VM_FILE_BYTES)).toString("utf8"));
   } catch (e) {
     if (e instanceof InputError) throw e;
     throw new InputError(`VM configuration "${path}" is not valid JSON: ${(e as Error).message}`, ExitStatus.BadInput);
   }
   if (typeof config !== "object" || config === null || Array.isArray(config)) {
-    throw new InputError(`VM configuration "${path}" must be a JSON object`, ExitStatus.BadInput);
+    throw bad(`must be a JSON object of run's flags, got ${describeJson(config)}`);
   }
-  for (const key of Object.keys(config)) {
-    if (!VM_FILE_KEYS.has(key)) throw new InputError(`VM configuration "${path}": unknown key "${key}"`, ExitStatus.BadInput);
+  const { schema, expected } = vmFileSchema(run);
+  const checked = schema.safeParse(config);
+  if (!checked.success) {
+    const issue = checked.error.issues[0]!;
+    if (issue.code === "unrecognized_keys") {
+      throw bad(`unknown key ${issue.keys.map((k) => `"${k}"`).join(", ")} (known: ${[...expected.keys()].join(", ")})`);
+    }
+    const key = String(issue.path[0]);
+    throw bad(`key "${key}" must be ${expected.get(key)}, got ${describeJson((config as Record<string, unknown>)[key])}`);
   }
-  const inject = config.inject === undefined ? [] : Array.isArray(config.inject) ? config.inject.map(String) : [String(config.inject)];
-  const flags = { ...defaults, ...config, inject } as RunFlags;
-  return { name: typeof config.name === "string" ? config.name : path, flags };
+  const values = checked.data;
+  // As commander hands them over: strings, switches as booleans, --inject as a list.
+  const flags: Record<string, unknown> = { ...defaults };
+  for (const [key, value] of Object.entries(values)) {
+    if (key === "name") continue;
+    flags[key] = typeof value === "number" ? String(value) : key === "inject" && typeof value === "string" ? [value] : value;
+  }
+  return { name: typeof values.name === "string" ? values.name : path, flags: flags as unknown as RunFlags };
 }
 
-async function runCommand(file: string | undefined, flags: RunFlags): Promise<number> {
+async function runCommand(file: string | undefined, flags: RunFlags, run: Command, checkOnly: boolean): Promise<number> {
   const vmFiles = flags.vm ?? [];
   if (vmFiles.length > 0 && file !== undefined) throw new UsageError(`give the guests either in --vm files or as FILE, not both`);
   const vms: PreparedVm[] = [];
   try {
     if (vmFiles.length === 0) {
-      const vm = prepareVm(file, flags, "");
+      const vm = prepareVm(parseRunFlags(file, flags), flags, "", undefined, checkOnly);
       if (!vm) return 0;
       vms.push(vm);
     } else {
       const { vm: _files, ...defaults } = flags;
+      // The command line's own flags first: a bad one there is a usage error, not the file's.
+      parseRunFlags(undefined, { ...defaults, vm: [] }, false);
       for (const path of vmFiles) {
-        const { name, flags: vmFlags } = readVmFile(path, { ...defaults, vm: [] });
-        const vm = prepareVm(undefined, vmFlags, `[${name}] `, prefixedOutput(name));
+        const { name, flags: vmFlags } = readVmFile(path, { ...defaults, vm: [] }, run);
+        let parsed: ParsedRun;
+        try {
+          parsed = parseRunFlags(undefined, vmFlags);
+        } catch (e) {
+          if (!(e instanceof UsageError)) throw e;
+          throw new InputError(`VM configuration "${path}": ${e.message}`, ExitStatus.BadInput);
+        }
+        const vm = prepareVm(parsed, vmFlags, `[${name}] `, prefixedOutput(name), checkOnly);
         if (vm) vms.push(vm);
       }
       if (vms.length === 0) return 0;
@@ -312,10 +479,7 @@ async function runCommand(file: string | undefined, flags: RunFlags): Promise<nu
     stdin.pipe(consoleInput, { end: false });
     stdin.on("error", () => {});
     try {
-      const results = await Promise.all(vms.map((vm) => vm.machine.run(vm.runOptions)));
-      const statuses = vms.map((vm, i) => reportVm(vm, results[i]!));
-      // Several VMs: the first non-zero status, so a failure is never hidden by a success.
-      return statuses.find((s) => s !== 0) ?? 0;
+      return await runVms(vms);
     } finally {
       stdin.unpipe(consoleInput);
       if (interactive) stdin.setRawMode(false);
@@ -326,7 +490,27 @@ async function runCommand(file: string | undefined, flags: RunFlags): Promise<nu
   }
 }
 
-export function buildProgram(): Command {
+/**
+ * Run the VMs side by side; the exit status is that of the first VM to fail in time (not in --vm
+ * order), so a failure is never hidden by a success nor by a later failure of another VM.
+ */
+async function runVms(vms: PreparedVm[]): Promise<number> {
+  const ended: number[] = []; // VM indices in the order they ended
+  const results = await Promise.all(vms.map((vm, i) => vm.machine.run(vm.runOptions).finally(() => ended.push(i))));
+  const statuses = vms.map((vm, i) => reportVm(vm, results[i]!));
+  return ended.map((i) => statuses[i]!).find((s) => s !== 0) ?? 0;
+}
+
+export interface ProgramOptions {
+  /**
+   * Parse and check every flag and read every input file (guests, firmware, --vm files), but boot
+   * nothing: the fuzz tests drive the parser in-process this way.
+   */
+  checkOnly?: boolean;
+}
+
+export function buildProgram(options: ProgramOptions = {}): Command {
+  const checkOnly = options.checkOnly === true;
   const program = new Command("kmemvisor")
     .description("Multi-core RISC-V emulator and hypervisor with software memory mirroring")
     .exitOverride()
@@ -362,6 +546,7 @@ export function buildProgram(): Command {
         .default([]),
     )
     .option("--scrub <S>", "run the memory scrubber in its own thread, pausing S seconds between passes")
+    .option("--spares <N>", `spare frames for recovering failed pages of a mirrored VM (default ${DEFAULT_SPARE_FRAMES}; at most one per page of RAM)`)
     .addOption(
       new Option("--vm <FILE>", "run several VMs side by side: a JSON file of run's flags per VM (repeatable)")
         .argParser((value: string, previous: string[]) => [...previous, value])
@@ -369,8 +554,8 @@ export function buildProgram(): Command {
     )
     .option("--stats", "print instructions retired, MIPS per hart and wall time to stderr")
     .option("--json", "print the run's result and statistics as JSON to stderr")
-    .action(async (file: string | undefined, flags: RunFlags) => {
-      process.exitCode = await runCommand(file, flags);
+    .action(async (file: string | undefined, flags: RunFlags, command: Command) => {
+      process.exitCode = await runCommand(file, flags, command, checkOnly);
     });
   program
     .command("stress")
@@ -394,7 +579,7 @@ export function buildProgram(): Command {
     .option("--stop-on-divergence", "end the run at the first pause that finds a divergent word")
     .option("--json", "print the report as JSON to stdout")
     .action(async (file: string | undefined, flags: StressFlags) => {
-      process.exitCode = await stressCommand(file ?? DEFAULT_STRESS_GUEST, flags);
+      process.exitCode = await stressCommand(file ?? DEFAULT_STRESS_GUEST, flags, checkOnly);
     });
   program
     .command("difftest")
@@ -423,7 +608,7 @@ export function buildProgram(): Command {
       const cli = (name: string) => command.getOptionValueSource(name) === "cli";
       const given = ["seed", "count", "length", "loops"].filter(cli);
       const coarseOnly = ["chunkSeed", "maxChunk", "jitThreshold", "extraEntries"].filter(cli);
-      process.exitCode = await difftestCommand(file, flags, given, coarseOnly);
+      process.exitCode = await difftestCommand(file, flags, given, coarseOnly, checkOnly);
     });
   return program;
 }
@@ -457,7 +642,7 @@ const flagName = (name: string) => `--${name.replace(/[A-Z]/g, (c) => `-${c.toLo
  * `kmemvisor difftest`; `streamFlags` are the random-stream flags given on the command line,
  * `coarseFlags` the coarse-mode ones.
  */
-async function difftestCommand(file: string | undefined, flags: DifftestFlags, streamFlags: string[], coarseFlags: string[]): Promise<number> {
+async function difftestCommand(file: string | undefined, flags: DifftestFlags, streamFlags: string[], coarseFlags: string[], checkOnly = false): Promise<number> {
   const count = usage(() => parsePositiveInteger("--count", flags.count, 1e9));
   const length = usage(() => parsePositiveInteger("--length", flags.length ?? (flags.loops ? "200" : "1000"), 1e6));
   const maxSteps = flags.maxSteps === undefined ? undefined : usage(() => parsePositiveInteger("--max-steps", flags.maxSteps!, Number.MAX_SAFE_INTEGER));
@@ -494,6 +679,13 @@ async function difftestCommand(file: string | undefined, flags: DifftestFlags, s
 
   if (file !== undefined) {
     const elf = readInput(file, "guest");
+    // The lockstep machines never poll HTIF's host side (host/difftest.ts), so such a guest's
+    // console and exit would go unseen and it would run to --max-steps for nothing.
+    const symbols = guarded(() => parseElf(elf, file)).symbols;
+    if (symbols.has("tohost") && symbols.has("fromhost")) {
+      throw new InputError(`difftest: ${file} talks to the host through HTIF (tohost/fromhost), which difftest does not serve: give a guest that exits through the finisher`, ExitStatus.BadInput);
+    }
+    if (checkOnly) return 0;
     if (coarse) process.stderr.write(`difftest: chunk seed ${chunkSeed}\n`);
     const bar = new SingleBar({ format: `difftest {file} | {value} ${unit}`, stream: process.stderr, hideCursor: true });
     bar.start(options.maxSteps ?? 10_000_000, 0, { file });
@@ -515,6 +707,7 @@ async function difftestCommand(file: string | undefined, flags: DifftestFlags, s
     return 0;
   }
 
+  if (checkOnly) return 0;
   const what = flags.loops ? "loop programs" : "streams";
   process.stderr.write(`difftest: seed ${seed}\n`);
   const bar = new SingleBar({
@@ -608,14 +801,13 @@ interface StressFlags {
   json?: boolean;
 }
 
-async function stressCommand(guest: string, flags: StressFlags): Promise<number> {
+async function stressCommand(guest: string, flags: StressFlags, checkOnly = false): Promise<number> {
   const harts = usage(() => parsePositiveInteger("--smp", flags.smp, 64));
-  const copies = usage(() => parsePositiveInteger("--nmr", flags.nmr, 5));
-  if (copies < 2) throw new UsageError(`bad --nmr "${flags.nmr}": the stress tester compares copies, so it needs 2 to 5`);
+  const copies = usage(() => parseIntegerInRange("--nmr", flags.nmr, 2, 5)); // the stress tester compares copies
   const ramSize = usage(() => parseMemorySize(flags.memory));
-  const durationMs = usage(() => parseSeconds(flags.duration)) * 1000;
+  const durationMs = usage(() => parseSeconds("--duration", flags.duration)) * 1000;
   const rounds = flags.rounds === undefined ? undefined : usage(() => parsePositiveInteger("--rounds", flags.rounds!, 1e9));
-  const intervalMs = usage(() => parseSeconds(flags.interval));
+  const intervalMs = usage(() => parseSeconds("--interval", flags.interval, "milliseconds"));
   const parseCount = (name: string, text: string) =>
     usage(() => {
       if (!/^\d+$/.test(text.trim())) throw new RangeError(`bad ${name} "${text}": expected a whole number`);
@@ -625,6 +817,7 @@ async function stressCommand(guest: string, flags: StressFlags): Promise<number>
   const iterations = flags.iterations === undefined ? undefined : parseCount("--iterations", flags.iterations);
   const engine = usage(() => parseEngine(flags));
   readInput(guest, "guest");
+  if (checkOnly) return 0;
   const bar = new SingleBar({
     format: "stress --sync {sync} [{bar}] {value}/{total} {unit} | round {round} | {divergent} divergent word(s)",
     stream: process.stderr,
@@ -667,9 +860,14 @@ async function stressCommand(guest: string, flags: StressFlags): Promise<number>
   return report.divergentWords > 0 ? 1 : 0;
 }
 
-export async function main(argv: string[]): Promise<number> {
+/** A message as one line: control characters from flags, paths or a file's text shown escaped (\\n). */
+function oneLine(message: string): string {
+  return message.replace(/[\u0000-\u001f\u007f]/g, (c) => JSON.stringify(c).slice(1, -1));
+}
+
+export async function main(argv: string[], options: ProgramOptions = {}): Promise<number> {
   try {
-    const program = buildProgram();
+    const program = buildProgram(options);
     await program.parseAsync(argv, { from: "user" });
     return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (e) {
@@ -677,11 +875,11 @@ export async function main(argv: string[]): Promise<number> {
       return e.exitCode === 0 ? 0 : ExitStatus.Usage;
     }
     if (e instanceof UsageError) {
-      process.stderr.write(`kmemvisor: ${e.message}\n`);
+      process.stderr.write(`kmemvisor: ${oneLine(e.message)}\n`);
       return ExitStatus.Usage;
     }
     if (e instanceof InputError) {
-      process.stderr.write(`kmemvisor: ${e.message}\n`);
+      process.stderr.write(`kmemvisor: ${oneLine(e.message)}\n`);
       return e.status;
     }
     throw e;

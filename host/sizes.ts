@@ -17,17 +17,23 @@ export function parseMemorySize(text: string): number {
 }
 
 export function parsePositiveInteger(name: string, text: string, max: number): number {
+  return parseIntegerInRange(name, text, 1, max);
+}
+
+/** A whole number from `min` to `max`; the message names the flag and the range it accepts. */
+export function parseIntegerInRange(name: string, text: string, min: number, max: number): number {
   const value = Number(text);
-  if (!/^\d+$/.test(text.trim()) || !Number.isInteger(value) || value < 1 || value > max) {
-    throw new RangeError(`bad ${name} "${text}": expected a whole number from 1 to ${max}`);
+  if (!/^\d+$/.test(text.trim()) || !Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(`bad ${name} "${text}": expected a whole number from ${min} to ${max}`);
   }
   return value;
 }
 
-export function parseSeconds(text: string): number {
+/** A positive duration for flag `name`, in `unit` (the message says which flag and which unit). */
+export function parseSeconds(name: string, text: string, unit = "seconds"): number {
   const value = Number(text);
   if (text.trim() === "" || !Number.isFinite(value) || value <= 0) {
-    throw new RangeError(`bad timeout "${text}": expected a positive number of seconds`);
+    throw new RangeError(`bad ${name} "${text}": expected a positive number of ${unit}`);
   }
   return value;
 }

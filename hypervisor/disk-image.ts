@@ -17,6 +17,11 @@ export const SECTOR_SIZE = 512;
 export interface DiskImageOptions {
   /** Open without write access; the guest sees a read-only disk. */
   readOnly?: boolean;
+  /**
+   * Refuse a writable image that another VM, in this process or another, has open for writing
+   * (two writers would corrupt it; QEMU locks its images for the same reason). See ImageLock.
+   */
+  exclusive?: boolean;
 }
 
 export class DiskImageError extends Error {
@@ -34,6 +39,89 @@ function errorCode(e: unknown): string | undefined {
   return typeof e === 'object' && e !== null && 'code' in e ? String((e as { code: unknown }).code) : undefined;
 }
 
+/**
+ * The write lock of an image: a set of the images this process holds, and across processes a
+ * lock file IMAGE.lock created exclusively (O_EXCL) holding the owner's pid. Node has no fcntl
+ * locks, so a file it is; a lock left by a process that died (SIGKILL, a crash) names a pid that
+ * no longer runs and is taken over. Where no file can be created beside the image (a read-only
+ * folder), only this process's own VMs are kept apart.
+ */
+class ImageLock {
+  private static readonly held = new Map<string, ImageLock>();
+
+  private constructor(
+    private readonly key: string,
+    private readonly file: string | undefined,
+  ) {}
+
+  static acquire(path: string): ImageLock {
+    const key = fs.realpathSync(path);
+    if (ImageLock.held.has(key)) throw new DiskImageError(path, 'is already open for writing by another VM of this run');
+    const file = `${key}.lock`;
+    let created: string | undefined;
+    for (let attempt = 0; attempt < 2 && created === undefined; attempt++) {
+      try {
+        fs.writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
+        created = file;
+      } catch (e) {
+        const code = errorCode(e);
+        if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') break; // no lock file possible here
+        if (code !== 'EEXIST') throw new DiskImageError(path, `cannot create its lock file ${file}: ${(e as Error).message}`);
+        const text = readLockFile(file);
+        if (text === undefined && attempt === 0) continue; // released meanwhile
+        const owner = Number.parseInt(text ?? '', 10);
+        // No pid yet (its owner is between creating and writing it): in use, not stale.
+        if (attempt === 0 && Number.isInteger(owner) && owner > 0 && !processRuns(owner)) {
+          // Stale: its owner is gone. (Two runs taking over the same stale lock at the same
+          // instant could both succeed: a best effort, as lock files are.)
+          fs.rmSync(file, { force: true });
+          continue;
+        }
+        throw new DiskImageError(
+          path,
+          `is open for writing by another kmemvisor (pid ${Number.isNaN(owner) ? '?' : owner}, lock file ${file}); ` +
+            `open it read-only (--drive file=IMAGE,readonly=on), or remove the lock file if no such process runs`,
+        );
+      }
+    }
+    const lock = new ImageLock(key, created);
+    ImageLock.held.set(key, lock);
+    return lock;
+  }
+
+  release(): void {
+    if (ImageLock.held.get(this.key) !== this) return;
+    ImageLock.held.delete(this.key);
+    if (this.file !== undefined) fs.rmSync(this.file, { force: true });
+  }
+
+  /** On process.exit (the CLI's normal end), lock files of images never closed are removed too. */
+  static releaseAll(): void {
+    for (const lock of [...ImageLock.held.values()]) lock.release();
+  }
+}
+process.on('exit', () => ImageLock.releaseAll());
+
+/** A lock file's text, or undefined when it vanished meanwhile (its owner released it). */
+function readLockFile(file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    if (errorCode(e) === 'ENOENT') return undefined;
+    return '';
+  }
+}
+
+/** Whether process `pid` exists (EPERM: it does, owned by someone else). */
+function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return errorCode(e) === 'EPERM';
+  }
+}
+
 export class DiskImage {
   /** Size of the image in bytes (a multiple of SECTOR_SIZE, never 0). */
   readonly sizeBytes: number;
@@ -44,6 +132,7 @@ export class DiskImage {
     fd: number,
     sizeBytes: number,
     readonly readOnly: boolean,
+    private readonly lock: ImageLock | undefined,
   ) {
     this.fd = fd;
     this.sizeBytes = sizeBytes;
@@ -99,7 +188,14 @@ export class DiskImage {
       if (code === 'ETXTBSY') throw new DiskImageError(path, `is busy (being executed); ${readOnlyHint}`, { cause: e });
       throw new DiskImageError(path, `cannot open: ${(e as Error).message}`, { cause: e });
     }
-    return new DiskImage(path, fd, st.size, readOnly);
+    let lock: ImageLock | undefined;
+    try {
+      if (options.exclusive && !readOnly) lock = ImageLock.acquire(path);
+    } catch (e) {
+      fs.closeSync(fd);
+      throw e;
+    }
+    return new DiskImage(path, fd, st.size, readOnly, lock);
   }
 
   /** Capacity in 512-byte sectors. */
@@ -166,6 +262,7 @@ export class DiskImage {
     const fd = this.fd;
     this.fd = undefined;
     fs.closeSync(fd);
+    this.lock?.release();
   }
 
   private descriptor(): number {

@@ -80,8 +80,8 @@ export interface RunResult {
   fault?: string;
   wallMilliseconds: number;
   harts: HartStats[];
-  /** Mirroring and recovery: copies kept, failures injected, pages recovered, their latency, scrubbing. */
-  memory: RecoveryStats & { copies: number; sync: SyncStrategy; injected: number; scrub: ScrubStats };
+  /** Mirroring and recovery: copies kept, spare frames, failures injected, pages recovered, their latency, scrubbing. */
+  memory: RecoveryStats & { copies: number; spareFrames: number; sync: SyncStrategy; injected: number; scrub: ScrubStats };
   /** What the scrubber found and did, one line each. */
   scrubReports: string[];
 }
@@ -248,8 +248,7 @@ export class Machine implements MachineControl {
     this.exitCode = code;
     this.stopped = true;
     Atomics.store(this.words, (this.layout.controlOffset + ControlSlot.EXIT_CODE) >>> 2, code);
-    Atomics.store(this.words, (this.layout.controlOffset + ControlSlot.STOP) >>> 2, 1);
-    for (let h = 0; h < this.harts.length; h++) kickHart(this.words, this.layout.hartOffset(h));
+    this.signalStop();
     for (const hart of this.harts) hart.requestReturn();
   }
 
@@ -326,7 +325,8 @@ export class Machine implements MachineControl {
 
   /** Mirroring and recovery so far: copies, failures injected, pages recovered, scrubbing. */
   memoryStats(): RunResult["memory"] {
-    return { copies: this.layout.copies, sync: this.layout.sync, injected: this.injected, ...this.recovery.stats(), scrub: this.scrubber.stats() };
+    const { copies, spareFrames, sync } = this.layout;
+    return { copies, spareFrames, sync, injected: this.injected, ...this.recovery.stats(), scrub: this.scrubber.stats() };
   }
 
   /** Inject the failures whose time has come (`elapsedMs` since the harts started); returns those left. */
@@ -537,7 +537,17 @@ export class Machine implements MachineControl {
   private stopAllHarts(): void {
     if (this.stopped) return;
     this.stopped = true;
-    Atomics.store(this.words, (this.layout.controlOffset + ControlSlot.STOP) >>> 2, 1);
+    this.signalStop();
+  }
+
+  /**
+   * Raise STOP, kick every hart, and wake the scrubber, which sleeps on the STOP word between
+   * passes: unwoken it would keep the process alive for up to a whole --scrub interval.
+   */
+  private signalStop(): void {
+    const stop = (this.layout.controlOffset + ControlSlot.STOP) >>> 2;
+    Atomics.store(this.words, stop, 1);
+    Atomics.notify(this.words, stop);
     for (let h = 0; h < this.harts.length; h++) kickHart(this.words, this.layout.hartOffset(h));
   }
 

@@ -33,9 +33,9 @@ test("missing guest file: status 66, message names the file", async (t) => {
   t.is(r.stdout, "");
 });
 
-test("a directory as the guest: status 66", async (t) => {
+test("a directory as the guest: status 65 (not a regular file), as for --drive", async (t) => {
   const r = await kmemvisor(["run", dir]);
-  t.is(r.status, 66, r.stderr);
+  t.is(r.status, 65, r.stderr);
   t.true(r.stderr.includes(dir), r.stderr);
 });
 
