@@ -6,6 +6,7 @@ import { HartSlot, mirrorOffsetsOf, type MemoryLayout } from "../shared-mem/layo
 import { MachineCheck, type PhysicalMap } from "../shared-mem/p2m.ts";
 import { CsrFile, IllegalCsrAccess, Irq, MStatus, Priv, CsrNumber } from "./csr.ts";
 import { decode } from "./decoder.ts";
+import { fpImport } from "./fpu.ts";
 import { fillDecodeCache } from "./decode-cache.ts";
 import { Cause, Exit, ExitRequest } from "./exits.ts";
 import { CSR_WRITE_FLAG, LOAD_SIGNED_FLAG } from "./wasm/wasm-sem.ts";
@@ -128,6 +129,10 @@ export class Hart {
         this.updateSupervisorTimer();
         this.requestReturn();
       },
+      fs: () => this.view.getInt32(this.base + HartSlot.FS, true),
+      setFs: (value) => this.view.setInt32(this.base + HartSlot.FS, value, true),
+      fcsr: () => this.view.getInt32(this.base + HartSlot.FCSR, true),
+      setFcsr: (value) => this.view.setInt32(this.base + HartSlot.FCSR, value, true),
     });
     const imports = {
       env: { memory: env.memory },
@@ -142,6 +147,7 @@ export class Hart {
           lockWordContended(this.words, lockAddress >> 2);
         },
         wakeSleeper: (lockAddress: number) => void Atomics.notify(this.words, lockAddress >> 2, 1),
+        fp: fpImport(this.view, this.base, HartSlot.FCSR, HartSlot.FS),
       },
     };
     const instance = new WebAssembly.Instance(env.interpreter, imports);

@@ -22,11 +22,11 @@
  * faulting instruction and the retired count of the instructions before it; registers live in
  * locals and are written back there, so the host sees precise state.
  */
-import { HartSlot } from "../shared-mem/layout.ts";
+import { F_REGS_OFFSET, HartSlot } from "../shared-mem/layout.ts";
 import { chunksOf } from "../shared-mem/code-pages.ts";
 import { decode, type Decoded } from "./decoder.ts";
 import { Cause, Exit } from "./exits.ts";
-import { ILLEGAL_OP } from "./isa.ts";
+import { FpRegs, ILLEGAL_OP, INSTRUCTIONS } from "./isa.ts";
 import { SEMANTICS } from "./semantics.ts";
 import type { Expr } from "./sem.ts";
 import { FunctionBody, ModuleBuilder, Op, ValType } from "./wasm/encoder.ts";
@@ -291,6 +291,19 @@ function structuredLoops(found: DiscoveredCode): Map<number, StructuredLoop> {
   return loops;
 }
 
+/** The x registers an instruction's fields name (fields naming f registers excluded). */
+function xRegisters(d: Decoded): { read: number[]; written: number | undefined } {
+  const fpRegs = INSTRUCTIONS[d.op - 1]?.fpRegs ?? 0;
+  const read = [];
+  if (!(fpRegs & FpRegs.RS1)) read.push(d.rs1);
+  if (!(fpRegs & FpRegs.RS2)) read.push(d.rs2);
+  return { read, written: fpRegs & FpRegs.RD ? undefined : d.rd };
+}
+
+function writesFpRegister(d: Decoded): boolean {
+  return ((INSTRUCTIONS[d.op - 1]?.fpRegs ?? 0) & FpRegs.RD) !== 0;
+}
+
 interface TranslatorLocals {
   budget: number;
   npc: number;
@@ -345,6 +358,24 @@ class TranslatorSem extends WasmSem {
 
   protected rs1Field(): void {
     this.f.i32(this.current.d.rs1);
+  }
+
+  // The f registers stay in the hart block (not locals yet): every access is a load or store there.
+  private freg(index: number): Expr {
+    return () => this.f.get(this.hart).mem(Op.i64_load, F_REGS_OFFSET + 8 * index);
+  }
+  readonly frs1: Expr = () => this.freg(this.current.d.rs1)();
+  readonly frs2: Expr = () => this.freg(this.current.d.rs2)();
+  readonly frs3: Expr = () => this.freg(this.current.d.imm >>> 3)();
+
+  protected writeFrd(value: Expr): void {
+    this.f.get(this.hart);
+    value();
+    this.f.mem(Op.i64_store, F_REGS_OFFSET + 8 * this.current.d.rd);
+  }
+
+  protected override staticRoundingField(): number {
+    return this.current.d.imm & 7;
   }
 
   setRd(value: Expr): void {
@@ -444,7 +475,14 @@ class TranslatorSem extends WasmSem {
    */
   protected override returnAfterMemoryAccess(loadResult: number | undefined): void {
     const rd = this.current.d.rd;
-    if (loadResult !== undefined && rd !== 0) this.f.get(loadResult).set(this.l.x[rd]!);
+    if (loadResult !== undefined && writesFpRegister(this.current.d)) {
+      // flw / fld: the value goes to the f register (a single NaN-boxed).
+      const boxed: Expr = () => {
+        this.f.get(loadResult);
+        if (this.current.d.name === "flw") this.f.i64(-(1n << 32n)).op(Op.i64_or);
+      };
+      this.setFrd(boxed);
+    } else if (loadResult !== undefined && rd !== 0) this.f.get(loadResult).set(this.l.x[rd]!);
     this.leave(Exit.Budget, this.currentPc + BigInt(this.current.d.length), this.pending + 1);
   }
 
@@ -490,8 +528,15 @@ export function translatePage(
   const f = new LabelledBody(3);
   const hart = 0;
   const used = new Set<number>();
-  for (const d of code.values()) for (const r of [d.rd, d.rs1, d.rs2]) if (r !== 0) used.add(r);
-  const written = new Set([...code.values()].map((d) => d.rd).filter((r) => r !== 0));
+  const written = new Set<number>();
+  for (const d of code.values()) {
+    const { read, written: rd } = xRegisters(d);
+    for (const r of read) if (r !== 0) used.add(r);
+    if (rd !== undefined && rd !== 0) {
+      used.add(rd);
+      written.add(rd);
+    }
+  }
   const l: TranslatorLocals = {
     budget: 1,
     npc: f.local(ValType.I64),

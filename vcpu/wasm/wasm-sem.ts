@@ -8,7 +8,8 @@ import { CONTENDED, FREE, HELD } from "../../sync/mutex.ts";
 import { locksAtomics, locksStores } from "../../sync/strategy.ts";
 import { hartOwnsMemory } from "../../sync/owner.ts";
 import { Cause, Exit, ExitRequest } from "../exits.ts";
-import type { AmoKind, Cond, CsrKind, Expr, HostOp, Sem, Width } from "../sem.ts";
+import type { AmoKind, Cond, CsrKind, Expr, FpOp, HostOp, Sem, Width } from "../sem.ts";
+import { FP_OP_NUMBER } from "../fpu.ts";
 import { AtomicOp, FunctionBody, ModuleBuilder, Op, ValType, rmwOpcode } from "./encoder.ts";
 
 /** What an engine knows of the memory layout. */
@@ -82,6 +83,8 @@ export interface SlowPathFunctions {
   lockContended: number;
   /** (lock address i32) -> (), after releasing a mirror lock that has sleepers */
   wakeSleeper: number;
+  /** (hart i32, op i32, rm i32, a i64, b i64, c i64) -> i64: a floating-point operation (vcpu/fpu.ts) */
+  fp: number;
 }
 
 /** Declare the host functions every engine module imports, in the order above. */
@@ -94,6 +97,10 @@ export function importSlowPaths(m: ModuleBuilder): SlowPathFunctions {
     fetch: m.importFunction("host", "fetch", { params: [ValType.I32, ValType.I64], results: [ValType.I64] }),
     lockContended: m.importFunction("host", "lockContended", { params: [ValType.I32], results: [] }),
     wakeSleeper: m.importFunction("host", "wakeSleeper", { params: [ValType.I32], results: [] }),
+    fp: m.importFunction("host", "fp", {
+      params: [ValType.I32, ValType.I32, ValType.I32, ValType.I64, ValType.I64, ValType.I64],
+      results: [ValType.I64],
+    }),
   };
 }
 
@@ -181,6 +188,15 @@ export abstract class WasmSem implements Sem {
   /** Emit the rs1 field as an i32 (the CSR immediate, or "is the source x0"). */
   protected abstract rs1Field(): void;
   abstract setRd(value: Expr): void;
+  abstract readonly frs1: Expr;
+  abstract readonly frs2: Expr;
+  abstract readonly frs3: Expr;
+  /** Store `value` in the f register rd names (setFrd adds the FS update). */
+  protected abstract writeFrd(value: Expr): void;
+  /** The rm field when the engine knows it at emission time (the translator), else undefined. */
+  protected staticRoundingField(): number | undefined {
+    return undefined;
+  }
   abstract jump(target: Expr): void;
   /** Leave the engine with `code`, pc at the current instruction, which does not retire. */
   protected abstract exitAtCurrent(code: Exit): void;
@@ -340,6 +356,55 @@ export abstract class WasmSem implements Sem {
 
   host(op: HostOp): void {
     this.exitAtCurrent(HOST_EXIT[op]);
+  }
+
+  // --- F and D -----------------------------------------------------------------------------
+  requireFp(): void {
+    this.f.get(this.hart).mem(Op.i32_load, HartSlot.FS).op(Op.i32_eqz).ifHinted(false);
+    this.illegal();
+    this.f.end();
+  }
+
+  setFrd(value: Expr): void {
+    this.writeFrd(value);
+    this.f.get(this.hart).i32(3).mem(Op.i32_store, HartSlot.FS);
+  }
+
+  roundingMode(): Expr {
+    const f = this.f;
+    const field = this.staticRoundingField();
+    if (field !== undefined && field < 5) return this.const(field);
+    if (field === 5 || field === 6) {
+      this.illegal();
+      return this.const(0);
+    }
+    const rm = this.temp();
+    if (field === undefined) {
+      this.imm();
+      f.i64(7).op(Op.i64_and).set(rm);
+      f.get(rm).i64(7).op(Op.i64_eq).if();
+    }
+    f.get(this.hart).mem(Op.i32_load, HartSlot.FCSR).i32(5).op(Op.i32_shr_u).i32(7).op(Op.i32_and).op(Op.i64_extend_i32_u).set(rm);
+    if (field === undefined) f.end();
+    f.get(rm).i64(5).op(Op.i64_ge_u).ifHinted(false);
+    this.illegal();
+    f.end();
+    return () => f.get(rm);
+  }
+
+  fp(op: FpOp, rm: Expr, a: Expr, b: Expr = this.const(0), c: Expr = this.const(0)): Expr {
+    const number = FP_OP_NUMBER.get(op);
+    if (number === undefined) throw new Error(`no floating-point operation ${op}`);
+    return () => {
+      const f = this.f;
+      f.get(this.hart).i32(number);
+      rm();
+      f.op(Op.i32_wrap_i64);
+      a();
+      b();
+      c();
+      f.call(this.slow.fp);
+    };
   }
 
   fence(): void {
