@@ -5,7 +5,7 @@
  * The bit-exact comparison over millions of operands is test/fp-qemu.test.ts (against QEMU).
  */
 import test from "ava";
-import { CSR, Program, R, addi, csrr, csrrs, csrrwi, csrw, iType, rType, sType } from "./helpers/asm.ts";
+import { CSR, Program, R, addi, csrr, csrrci, csrrs, csrrsi, csrrw, csrrwi, csrw, iType, rType, sType } from "./helpers/asm.ts";
 import { runProgram, type Outcome } from "./helpers/machine.ts";
 import type { EngineChoice } from "../vcpu/hart.ts";
 
@@ -36,7 +36,7 @@ const fld = (rd: number, offset: number, rs1: number) => iType(0x07, 3, rd, rs1,
 const fsd = (rs2: number, offset: number, rs1: number) => sType(0x27, 3, rs1, rs2, offset);
 const c_fsdsp = (rs2: number, offset: number) => 0xa002 | (((offset >> 3) & 7) << 10) | (((offset >> 6) & 7) << 7) | (rs2 << 2);
 const c_fldsp = (rd: number, offset: number) => 0x2002 | (((offset >> 5) & 1) << 12) | (rd << 7) | (((offset >> 3) & 3) << 5) | (((offset >> 6) & 7) << 2);
-const FFLAGS = 0x001, FRM = 0x002;
+const FFLAGS = 0x001, FRM = 0x002, FCSR = 0x003;
 const MSTATUS_FS_INITIAL = 1 << 13;
 
 const buf = new DataView(new ArrayBuffer(8));
@@ -98,6 +98,27 @@ for (const [engine, choice] of ENGINES) {
     // FS Dirty (3) after FP writes, and SD set.
     t.is((o.x(R.s10) >> 13n) & 3n, 3n);
     t.is(o.x(R.s10) >> 63n, 1n);
+  });
+
+  test(`${engine}: fflags, frm and fcsr are views of one register; reads leave FS alone, writes make it Dirty`, async (t) => {
+    const p = enableFp(new Program());
+    p.emit(csrr(R.s1, FFLAGS), csrr(R.s2, CSR.mstatus)); // FS still Initial (1)
+    p.li(R.a0, 0xff).emit(csrrw(R.s3, FCSR, R.a0), csrr(R.s4, FRM), csrr(R.s5, FFLAGS));
+    p.emit(csrrci(R.s6, FFLAGS, 3), csrr(R.s7, FCSR), csrrsi(R.s8, FRM, 0), csrr(R.s9, CSR.mstatus));
+    p.li(R.a0, 0x123).emit(csrrw(0, FRM, R.a0), csrr(R.s10, FCSR));
+    p.exit(0);
+    const o = await runProgram(p, { engine: choice });
+    t.is(o.result.reason, "exit", o.result.fault);
+    t.is(o.x(R.s1), 0n);
+    t.is((o.x(R.s2) >> 13n) & 3n, 1n, "FS Initial after a read");
+    t.is(o.x(R.s3), 0n);
+    t.is(o.x(R.s4), 7n);
+    t.is(o.x(R.s5), 0x1fn);
+    t.is(o.x(R.s6), 0x1fn);
+    t.is(o.x(R.s7), 0xfcn);
+    t.is(o.x(R.s8), 7n);
+    t.is((o.x(R.s9) >> 13n) & 3n, 3n, "FS Dirty after a write");
+    t.is(o.x(R.s10), 0x7cn, "frm takes the low 3 bits of what is written");
   });
 
   test(`${engine}: FS = Off makes F/D instructions and fcsr illegal; reserved rounding modes are illegal`, async (t) => {

@@ -374,8 +374,8 @@ class TranslatorSem extends WasmSem {
     this.f.mem(Op.i64_store, F_REGS_OFFSET + 8 * this.current.d.rd);
   }
 
-  protected override staticRoundingField(): number {
-    return this.current.d.imm & 7;
+  protected override staticImmediate(): number {
+    return this.current.d.imm;
   }
 
   setRd(value: Expr): void {

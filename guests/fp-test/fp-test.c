@@ -130,7 +130,7 @@ static const uint64_t special_d[] = {
   0x3690000000000000ULL, 0x36a0000000000000ULL, 0x47efffffe0000000ULL, 0x47effffff0000000ULL,
   0x3810000000000000ULL, 0x380fffffffffffffULL, 0x36a0000000000001ULL,
 };
-static const uint32_t special_s[] = {
+static const uint64_t special_s[] = {
   0, 0x80000000u, 1, 0x807fffffu, 0x007fffffu, 0x00800000u, 0x80800000u, 0x7f7fffffu, 0xff7fffffu,
   0x7f800000u, 0xff800000u, 0x7fc00000u, 0xffc00123u, 0x7f800001u, 0x7fa00abcu, 0x3f800000u,
   0xbf800000u, 0x3f000000u, 0x3fc00000u, 0x40200000u, 0xbf000000u, 0x4effffffu, 0x4f000000u,
@@ -179,34 +179,30 @@ static uint64_t boundary_mantissa(int bits) {
   }
 }
 
-static uint64_t last_d, last_s;
-static uint64_t gen_d(void) {
-  uint64_t sign = (rnd() & 1) << 63, v;
+/* A random value of a format with e exponent and m fraction bits: one of its special values, raw
+ * bits, or a sign, an exponent from a chosen band and boundary_mantissa(), or a neighbour of the
+ * previous value (same exponent give or take, or one bit flipped). */
+static uint64_t gen(int e, int m, const uint64_t *special, unsigned n, uint64_t *last) {
+  int w = e + m + 1;
+  uint64_t all = w == 64 ? ~0ULL : (1ULL << w) - 1, signbit = 1ULL << (w - 1);
+  uint64_t bias = (1ULL << (e - 1)) - 1, top = (1ULL << e) - 1, high = all & ~((1ULL << m) - 1);
+  uint64_t sign = (rnd() & 1) << (w - 1), v;
   switch (rnd() % 9) {
-  case 0: case 1: v = special_d[rnd() % ARRAY_SIZE(special_d)]; break;
-  case 2: v = rnd(); break;
-  case 3: v = sign | ((1023 + rnd() % 129 - 64) << 52) | boundary_mantissa(52); break;
-  case 4: v = sign | ((rnd() % 4) << 52) | boundary_mantissa(52); break;                 /* subnormal, tiny */
-  case 5: v = sign | ((2043 + rnd() % 4) << 52) | boundary_mantissa(52); break;         /* huge */
-  case 6: v = sign | ((1023 + rnd() % 66) << 52) | boundary_mantissa(52); break;        /* integer range */
-  case 7: v = (last_d & 0xfff0000000000000ULL) ^ ((rnd() % 3) << 52) ^ (rnd() & 0x800fffffffffffffULL); break;
-  default: v = last_d ^ (1ULL << (rnd() % 64)); break;                                  /* a neighbour */
+  case 0: case 1: v = special[rnd() % n]; break;
+  case 2: v = rnd() & all; break;
+  case 3: v = sign | ((bias + rnd() % 129 - 64) << m) | boundary_mantissa(m); break;
+  case 4: v = sign | ((rnd() % 4) << m) | boundary_mantissa(m); break;                  /* subnormal, tiny */
+  case 5: v = sign | ((top - 4 + rnd() % 4) << m) | boundary_mantissa(m); break;        /* huge */
+  case 6: v = sign | ((bias + rnd() % 66) << m) | boundary_mantissa(m); break;          /* integer range */
+  case 7: v = (*last & high) ^ ((rnd() % 3) << m) ^ (rnd() & ((all & ~high) | signbit)); break;
+  default: v = *last ^ (1ULL << (rnd() % w)); break;
   }
-  return last_d = v;
+  return *last = v;
 }
+static uint64_t last_d, last_s;
+static uint64_t gen_d(void) { return gen(11, 52, special_d, ARRAY_SIZE(special_d), &last_d); }
 static uint64_t gen_s(void) {
-  uint32_t sign = (uint32_t)(rnd() & 1) << 31, v;
-  switch (rnd() % 9) {
-  case 0: case 1: v = special_s[rnd() % ARRAY_SIZE(special_s)]; break;
-  case 2: v = (uint32_t)rnd(); break;
-  case 3: v = sign | (uint32_t)((127 + rnd() % 65 - 32) << 23) | (uint32_t)boundary_mantissa(23); break;
-  case 4: v = sign | (uint32_t)((rnd() % 4) << 23) | (uint32_t)boundary_mantissa(23); break;
-  case 5: v = sign | (uint32_t)((251 + rnd() % 4) << 23) | (uint32_t)boundary_mantissa(23); break;
-  case 6: v = sign | (uint32_t)((127 + rnd() % 66) << 23) | (uint32_t)boundary_mantissa(23); break;
-  case 7: v = ((uint32_t)last_s & 0xff800000u) ^ (uint32_t)((rnd() % 3) << 23) ^ ((uint32_t)rnd() & 0x807fffffu); break;
-  default: v = (uint32_t)last_s ^ (1u << (rnd() % 32)); break;
-  }
-  last_s = v;
+  uint64_t v = gen(8, 23, special_s, ARRAY_SIZE(special_s), &last_s);
   /* One in 32 is not NaN-boxed (it must read as the canonical NaN). */
   return (rnd() % 32 == 0 ? rnd() << 32 : 0xffffffff00000000ULL) | v;
 }

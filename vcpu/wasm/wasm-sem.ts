@@ -193,8 +193,8 @@ export abstract class WasmSem implements Sem {
   abstract readonly frs3: Expr;
   /** Store `value` in the f register rd names (setFrd adds the FS update). */
   protected abstract writeFrd(value: Expr): void;
-  /** The rm field when the engine knows it at emission time (the translator), else undefined. */
-  protected staticRoundingField(): number | undefined {
+  /** The immediate when the engine knows it at emission time (the translator), else undefined. */
+  protected staticImmediate(): number | undefined {
     return undefined;
   }
   abstract jump(target: Expr): void;
@@ -372,7 +372,8 @@ export abstract class WasmSem implements Sem {
 
   roundingMode(): Expr {
     const f = this.f;
-    const field = this.staticRoundingField();
+    const known = this.staticImmediate();
+    const field = known === undefined ? undefined : known & 7;
     if (field !== undefined && field < 5) return this.const(field);
     if (field === 5 || field === 6) {
       this.illegal();
@@ -762,7 +763,58 @@ export abstract class WasmSem implements Sem {
 
   csr(kind: CsrKind, immediate: boolean): Expr {
     return () => {
+      // fflags, frm and fcsr (CSRs 1..3) are read and written in the engine while FS is not Off
+      // (FP code touches them around every operation); everything else, and FS Off (illegal), is
+      // the host's.
+      const known = this.staticImmediate();
+      if (known !== undefined && (known < 1 || known > 3)) return this.csrSlowPath(kind, immediate);
       const f = this.f;
+      f.get(this.hart).mem(Op.i32_load, HartSlot.FS).i32(0).op(Op.i32_ne);
+      if (known === undefined) {
+        this.imm();
+        f.op(Op.i32_wrap_i64).i32(1).op(Op.i32_sub).i32(3).op(Op.i32_lt_u).op(Op.i32_and);
+      }
+      f.if(ValType.I64);
+      this.fpCsr(kind, immediate, known);
+      f.else();
+      this.csrSlowPath(kind, immediate);
+      f.end();
+    };
+  }
+
+  /** csrr[wsc][i] on fflags (1: fcsr bits 4:0), frm (2: bits 7:5) or fcsr (3: bits 7:0). */
+  private fpCsr(kind: CsrKind, immediate: boolean, known: number | undefined): void {
+    const number = known === undefined ? this.tmp(this.imm) : this.const(known);
+    const pick = (values: [number, number, number]) =>
+      known !== undefined ? this.const(values[known - 1]!) : this.ifElse(this.eq(number, this.const(1)), this.const(values[0]),
+        this.ifElse(this.eq(number, this.const(2)), this.const(values[1]), this.const(values[2])));
+    const shift = this.tmp(pick([0, 5, 0]));
+    const mask = this.tmp(pick([0x1f, 7, 0xff]));
+    const fcsr = this.tmp(() => this.f.get(this.hart).mem(Op.i64_load32_u, HartSlot.FCSR));
+    const old = this.tmp(this.and(this.shrU(fcsr, shift), mask));
+    const source: Expr = immediate ? () => (this.rs1Field(), this.f.op(Op.i64_extend_i32_u)) : this.rs1;
+    const value = { rw: source, rs: this.or(old, source), rc: this.and(old, this.xor(source, this.const(-1))) }[kind];
+    const write = () => {
+      const f = this.f;
+      f.get(this.hart);
+      this.or(this.and(fcsr, this.xor(this.shl(mask, shift), this.const(-1))), this.shl(this.and(value, mask), shift))();
+      f.mem(Op.i64_store32, HartSlot.FCSR);
+      f.get(this.hart).i32(3).mem(Op.i32_store, HartSlot.FS);
+    };
+    // csrrw always writes; csrrs/csrrc only when the source field is not x0 / zero.
+    if (kind === "rw") write();
+    else {
+      this.rs1Field();
+      this.f.if();
+      write();
+      this.f.end();
+    }
+    old();
+  }
+
+  private csrSlowPath(kind: CsrKind, immediate: boolean): void {
+    const f = this.f;
+    {
       this.syncForHost();
       f.get(this.hart);
       this.imm();
@@ -783,6 +835,6 @@ export abstract class WasmSem implements Sem {
       }
       f.call(this.slow.csr);
       this.checkExitRequest();
-    };
+    }
   }
 }
