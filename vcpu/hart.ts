@@ -2,7 +2,7 @@
  * One hart: its state in shared memory, its CSRs, and the host side of its engine — the slow
  * paths the engine calls (MMIO, CSRs), trap and interrupt entry, system instructions.
  */
-import { HartSlot, mirrorOffsetsOf, type MemoryLayout } from "../shared-mem/layout.ts";
+import { F_REGS_OFFSET, HartSlot, mirrorOffsetsOf, type MemoryLayout } from "../shared-mem/layout.ts";
 import { MachineCheck, type PhysicalMap } from "../shared-mem/p2m.ts";
 import { CsrFile, IllegalCsrAccess, Irq, MStatus, Priv, CsrNumber } from "./csr.ts";
 import { decode } from "./decoder.ts";
@@ -188,6 +188,10 @@ export class Hart {
   }
   x(index: number): bigint {
     return this.view.getBigUint64(this.base + HartSlot.X + index * 8, true);
+  }
+  /** f register `index` (raw 64 bits; singles NaN-boxed). */
+  f(index: number): bigint {
+    return this.view.getBigUint64(this.base + F_REGS_OFFSET + index * 8, true);
   }
   setX(index: number, value: bigint): void {
     if (index !== 0) this.view.setBigUint64(this.base + HartSlot.X + index * 8, value & MASK64, true);
