@@ -104,6 +104,27 @@ export function importSlowPaths(m: ModuleBuilder): SlowPathFunctions {
   };
 }
 
+type FastPath = (this: WasmSem, rm: Expr, a: Expr, b: Expr, exact: () => void) => void;
+/** Operations with a wasm fast path (WasmSem.fp; each proven where it is defined). */
+const FAST_PATHS: Partial<Record<FpOp, FastPath>> = {
+  "add.d": function (rm, a, b, exact) { this.fastSum(rm, a, b, exact, false); },
+  "sub.d": function (rm, a, b, exact) { this.fastSum(rm, a, b, exact, true); },
+  "mul.d": function (rm, a, b, exact) { this.fastProduct(rm, a, b, exact); },
+  "div.d": function (rm, a, b, exact) { this.fastQuotient(rm, a, b, exact); },
+  "sqrt.d": function (rm, a, _b, exact) { this.fastRoot(rm, a, exact); },
+  "eq.d": function (_rm, a, b, exact) { this.fastCompare(a, b, exact, Op.f64_eq, false); },
+  "lt.d": function (_rm, a, b, exact) { this.fastCompare(a, b, exact, Op.f64_lt, false); },
+  "le.d": function (_rm, a, b, exact) { this.fastCompare(a, b, exact, Op.f64_le, false); },
+  "min.d": function (_rm, a, b, exact) { this.fastCompare(a, b, exact, Op.f64_min, true); },
+  "max.d": function (_rm, a, b, exact) { this.fastCompare(a, b, exact, Op.f64_max, true); },
+  "sgnj.d": function (_rm, a, b, exact) { this.fastSignInject(a, b, exact, 0, false); },
+  "sgnjn.d": function (_rm, a, b, exact) { this.fastSignInject(a, b, exact, 1, false); },
+  "sgnjx.d": function (_rm, a, b, exact) { this.fastSignInject(a, b, exact, 2, false); },
+  "sgnj.s": function (_rm, a, b, exact) { this.fastSignInject(a, b, exact, 0, true); },
+  "sgnjn.s": function (_rm, a, b, exact) { this.fastSignInject(a, b, exact, 1, true); },
+  "sgnjx.s": function (_rm, a, b, exact) { this.fastSignInject(a, b, exact, 2, true); },
+};
+
 /** Access kinds as passed to the translate import (same numbering as vcpu/tlb.ts AccessKind). */
 const LOAD_KIND = 1;
 const STORE_KIND = 2;
@@ -240,6 +261,7 @@ export abstract class WasmSem implements Sem {
   /** Start of a new instruction: temporaries may be reused. */
   resetTemps(): void {
     this.tempsInUse = 0;
+    this.f64InUse = 0;
   }
 
   // --- operands and arithmetic --------------------------------------------------------------
@@ -396,7 +418,7 @@ export abstract class WasmSem implements Sem {
   fp(op: FpOp, rm: Expr, a: Expr, b: Expr = this.const(0), c: Expr = this.const(0)): Expr {
     const number = FP_OP_NUMBER.get(op);
     if (number === undefined) throw new Error(`no floating-point operation ${op}`);
-    return () => {
+    const exact = () => {
       const f = this.f;
       f.get(this.hart).i32(number);
       rm();
@@ -406,6 +428,205 @@ export abstract class WasmSem implements Sem {
       c();
       f.call(this.slow.fp);
     };
+    const fast = FAST_PATHS[op];
+    return fast ? () => fast.call(this, rm, a, b, exact) : exact;
+  }
+
+  // --- F and D fast paths --------------------------------------------------------------------
+  // WebAssembly's f64 arithmetic rounds to nearest, ties to even, exactly as IEEE 754 requires
+  // (no flush to zero), and raises no flags. A fast path uses it only where the outcome is proven
+  // (docs/decisions.md): RNE; operands and result in ranges where no overflow, underflow or NaN
+  // can occur; the inexact flag from an error-free transformation (TwoSum, Dekker's product),
+  // which is exact there. Anything else calls the exact reference (`exact`).
+  private readonly f64Pool: number[] = [];
+  private f64InUse = 0;
+
+  /** A fresh f64 local for the current instruction, set from what `emit` leaves. */
+  private f64Local(emit: () => void): number {
+    if (this.f64InUse === this.f64Pool.length) this.f64Pool.push(this.f.local(ValType.F64));
+    const local = this.f64Pool[this.f64InUse++]!;
+    emit();
+    this.f.set(local);
+    return local;
+  }
+  private asF64(e: Expr, negate = false): number {
+    return this.f64Local(() => {
+      e();
+      this.f.op(Op.f64_reinterpret_i64);
+      if (negate) this.f.op(Op.f64_neg);
+    });
+  }
+  /** i32: lo ≤ |v| < hi (false for NaN). */
+  private magnitudeIn(v: number, lo: number, hi: number): void {
+    const f = this.f;
+    f.get(v).op(Op.f64_abs).f64(lo).op(Op.f64_ge);
+    f.get(v).op(Op.f64_abs).f64(hi).op(Op.f64_lt).op(Op.i32_and);
+  }
+  /** i32: both operands' magnitudes in [lo, hi). */
+  private bothIn(x: number, y: number, lo: number, hi: number): void {
+    this.magnitudeIn(x, lo, hi);
+    this.magnitudeIn(y, lo, hi);
+    this.f.op(Op.i32_and);
+  }
+  /** Dekker's TwoProduct: the exact x·y − fl(x·y), given p = fl(x·y), for |x|, |y| < 2^995 and |p| ≥ 2^-968. */
+  private productError(x: number, y: number, p: number): number {
+    const f = this.f;
+    const split = (v: number): [number, number] => {
+      const c = this.f64Local(() => f.get(v).f64(134217729).op(Op.f64_mul)); // 2^27 + 1 (Veltkamp)
+      const hi = this.f64Local(() => f.get(c).get(c).get(v).op(Op.f64_sub).op(Op.f64_sub));
+      const lo = this.f64Local(() => f.get(v).get(hi).op(Op.f64_sub));
+      return [hi, lo];
+    };
+    const [xh, xl] = split(x);
+    const [yh, yl] = split(y);
+    return this.f64Local(() => {
+      f.get(xh).get(yh).op(Op.f64_mul).get(p).op(Op.f64_sub);
+      f.get(xh).get(yl).op(Op.f64_mul).op(Op.f64_add);
+      f.get(xl).get(yh).op(Op.f64_mul).op(Op.f64_add);
+      f.get(xl).get(yl).op(Op.f64_mul).op(Op.f64_add);
+    });
+  }
+  /** fflags.NX |= 1 and FS Dirty. */
+  private raiseInexact(): void {
+    const f = this.f;
+    f.get(this.hart).get(this.hart).mem(Op.i32_load, HartSlot.FCSR).i32(1).op(Op.i32_or).mem(Op.i32_store, HartSlot.FCSR);
+    f.get(this.hart).i32(3).mem(Op.i32_store, HartSlot.FS);
+  }
+  /**
+   * Emit: `condition` (an i32 on the stack) ? the fast result (the f64 in `result`, NX when
+   * `inexact` leaves 1) : the exact path.
+   */
+  private choose(rm: Expr, condition: () => void, result: number, inexact: () => void, exact: () => void): void {
+    const f = this.f;
+    rm();
+    f.op(Op.i64_eqz);
+    condition();
+    f.op(Op.i32_and).if(ValType.I64);
+    inexact();
+    f.if();
+    this.raiseInexact();
+    f.end();
+    f.get(result).op(Op.i64_reinterpret_f64);
+    f.else();
+    exact();
+    f.end();
+  }
+
+  /**
+   * A binary fast path: r = x `opcode` y (y negated first for subtraction); `error` computes the
+   * locals the inexact test needs, `inRange` the ranges where the proof holds, `inexact` the flag.
+   */
+  private fastBinary(rm: Expr, a: Expr, b: Expr, exact: () => void, opcode: number, negate: boolean,
+    rule: { error(x: number, y: number, r: number): () => void; inRange(x: number, y: number, r: number): void }): void {
+    const x = this.asF64(a), y = this.asF64(b, negate);
+    const r = this.f64Local(() => this.f.get(x).get(y).op(opcode));
+    const inexact = rule.error(x, y, r);
+    this.choose(rm, () => rule.inRange(x, y, r), r, inexact, exact);
+  }
+
+  /** add.d, sub.d: TwoSum (Knuth) gives the exact rounding error; |x|, |y|, |s| < 2^1023 keep it from overflowing; a sum below 2^-1022 is exact (no underflow). */
+  fastSum(rm: Expr, a: Expr, b: Expr, exact: () => void, subtract: boolean): void {
+    const f = this.f;
+    this.fastBinary(rm, a, b, exact, Op.f64_add, subtract, {
+      error: (x, y, s) => {
+        const bb = this.f64Local(() => f.get(s).get(x).op(Op.f64_sub));
+        const err = this.f64Local(() => {
+          f.get(x).get(s).get(bb).op(Op.f64_sub).op(Op.f64_sub);
+          f.get(y).get(bb).op(Op.f64_sub).op(Op.f64_add);
+        });
+        return () => f.get(err).f64(0).op(Op.f64_ne);
+      },
+      inRange: (x, y, s) => {
+        this.bothIn(x, y, 0, 2 ** 1023);
+        this.magnitudeIn(s, 0, 2 ** 1023);
+        f.op(Op.i32_and);
+      },
+    });
+  }
+
+  /** mul.d: Dekker's product error; |p| ≥ 2^-968 (no underflow, error representable) or an exact zero. */
+  fastProduct(rm: Expr, a: Expr, b: Expr, exact: () => void): void {
+    const f = this.f;
+    this.fastBinary(rm, a, b, exact, Op.f64_mul, false, {
+      error: (x, y, p) => {
+        const err = this.productError(x, y, p);
+        return () => f.get(err).f64(0).op(Op.f64_ne);
+      },
+      inRange: (x, y, p) => {
+        this.bothIn(x, y, 0, 2 ** 995);
+        this.magnitudeIn(p, 2 ** -968, 2 ** 1023);
+        f.get(x).f64(0).op(Op.f64_eq).op(Op.i32_or);
+        f.get(y).f64(0).op(Op.f64_eq).op(Op.i32_or);
+        f.op(Op.i32_and);
+      },
+    });
+  }
+
+  /**
+   * div.d: q = fl(x / y) is exact iff x = q·y; with (ph, pl) Dekker's q·y, x − ph is exact
+   * (Sterbenz: ph is within a factor 2 of x), so inexact iff x − ph ≠ pl. Ranges keep Dekker exact
+   * and q normal (no underflow), finite (no overflow); y ≠ 0 (no divide-by-zero).
+   */
+  fastQuotient(rm: Expr, a: Expr, b: Expr, exact: () => void): void {
+    const f = this.f;
+    this.fastBinary(rm, a, b, exact, Op.f64_div, false, {
+      error: (x, y, q) => {
+        const ph = this.f64Local(() => f.get(q).get(y).op(Op.f64_mul));
+        const pl = this.productError(q, y, ph);
+        return () => f.get(x).get(ph).op(Op.f64_sub).get(pl).op(Op.f64_ne);
+      },
+      inRange: (x, y, q) => {
+        this.bothIn(x, y, 2 ** -968, 2 ** 995);
+        this.magnitudeIn(q, 2 ** -1021, 2 ** 995);
+        f.op(Op.i32_and);
+      },
+    });
+  }
+
+  /** sqrt.d: as division, r = fl(√x) is exact iff r·r = x: inexact iff x − ph ≠ pl. */
+  fastRoot(rm: Expr, a: Expr, exact: () => void): void {
+    const f = this.f;
+    const x = this.asF64(a);
+    const r = this.f64Local(() => f.get(x).op(Op.f64_sqrt));
+    const ph = this.f64Local(() => f.get(r).get(r).op(Op.f64_mul));
+    const pl = this.productError(r, r, ph);
+    this.choose(rm, () => {
+      this.magnitudeIn(x, 2 ** -968, 2 ** 995);
+      f.get(x).f64(0).op(Op.f64_ge).op(Op.i32_and);
+    }, r, () => f.get(x).get(ph).op(Op.f64_sub).get(pl).op(Op.f64_ne), exact);
+  }
+
+  /** feq/flt/fle.d and fmin/fmax.d on two non-NaN operands: exact, no flag (wasm's min/max order −0 < +0). */
+  fastCompare(a: Expr, b: Expr, exact: () => void, opcode: number, bits: boolean): void {
+    const f = this.f;
+    const x = this.asF64(a), y = this.asF64(b);
+    f.get(x).get(x).op(Op.f64_eq).get(y).get(y).op(Op.f64_eq).op(Op.i32_and).if(ValType.I64);
+    f.get(x).get(y).op(opcode);
+    f.op(bits ? Op.i64_reinterpret_f64 : Op.i64_extend_i32_u);
+    f.else();
+    exact();
+    f.end();
+  }
+
+  /** fsgnj[n|x]: bits only, never a flag; singles only when both are NaN-boxed (else the exact path's canonical NaN). */
+  fastSignInject(a: Expr, b: Expr, exact: () => void, kind: 0 | 1 | 2, single: boolean): void {
+    const f = this.f;
+    const sign = single ? 0x80000000n : 1n << 63n;
+    const x = this.tmp(a), y = this.tmp(b);
+    const injected = () => {
+      const fromB = kind === 1 ? this.xor(y, this.const(-1n)) : y;
+      const signBit = this.and(fromB, this.const(BigInt.asIntN(64, sign)));
+      (kind === 2 ? this.xor(x, signBit) : this.or(this.and(x, this.const(BigInt.asIntN(64, ~sign))), signBit))();
+    };
+    if (!single) return injected();
+    const boxed = (v: Expr) => this.eq(this.shrU(v, this.const(32)), this.const(0xffffffff));
+    boxed(x)();
+    boxed(y)();
+    f.op(Op.i32_and).if(ValType.I64);
+    injected();
+    f.else();
+    exact();
+    f.end();
   }
 
   fence(): void {
