@@ -155,6 +155,8 @@ export const Op = {
   f64_div: 0xa3,
   f64_min: 0xa4,
   f64_max: 0xa5,
+  f32_demote_f64: 0xb6,
+  f64_promote_f32: 0xbb,
   i32_reinterpret_f32: 0xbc,
   i64_reinterpret_f64: 0xbd,
   f32_reinterpret_i32: 0xbe,

@@ -120,6 +120,11 @@ const FAST_PATHS: Partial<Record<FpOp, FastPath>> = {
   "sgnj.d": function (_rm, a, b, exact) { this.fastSignInject(a, b, exact, 0, false); },
   "sgnjn.d": function (_rm, a, b, exact) { this.fastSignInject(a, b, exact, 1, false); },
   "sgnjx.d": function (_rm, a, b, exact) { this.fastSignInject(a, b, exact, 2, false); },
+  "add.s": function (rm, a, b, exact) { this.fastSingle(rm, a, b, exact, "add"); },
+  "sub.s": function (rm, a, b, exact) { this.fastSingle(rm, a, b, exact, "sub"); },
+  "mul.s": function (rm, a, b, exact) { this.fastSingle(rm, a, b, exact, "mul"); },
+  "div.s": function (rm, a, b, exact) { this.fastSingle(rm, a, b, exact, "div"); },
+  "sqrt.s": function (rm, a, b, exact) { this.fastSingle(rm, a, b, exact, "sqrt"); },
   "sgnj.s": function (_rm, a, b, exact) { this.fastSignInject(a, b, exact, 0, true); },
   "sgnjn.s": function (_rm, a, b, exact) { this.fastSignInject(a, b, exact, 1, true); },
   "sgnjx.s": function (_rm, a, b, exact) { this.fastSignInject(a, b, exact, 2, true); },
@@ -496,7 +501,7 @@ export abstract class WasmSem implements Sem {
    * Emit: `condition` (an i32 on the stack) ? the fast result (the f64 in `result`, NX when
    * `inexact` leaves 1) : the exact path.
    */
-  private choose(rm: Expr, condition: () => void, result: number, inexact: () => void, exact: () => void): void {
+  private choose(rm: Expr, condition: () => void, result: number | (() => void), inexact: () => void, exact: () => void): void {
     const f = this.f;
     rm();
     f.op(Op.i64_eqz);
@@ -506,7 +511,8 @@ export abstract class WasmSem implements Sem {
     f.if();
     this.raiseInexact();
     f.end();
-    f.get(result).op(Op.i64_reinterpret_f64);
+    if (typeof result === "number") f.get(result).op(Op.i64_reinterpret_f64);
+    else result();
     f.else();
     exact();
     f.end();
@@ -606,6 +612,57 @@ export abstract class WasmSem implements Sem {
     f.else();
     exact();
     f.end();
+  }
+
+  /**
+   * add/sub/mul/div/sqrt.s through binary64: d = x op y in f64, r = d rounded to single (wasm's
+   * demote: RNE). A sum or product of singles is exact in f64 when TwoSum says so (a product always
+   * is: 48 bits); a quotient or root rounded twice (to 53, then 24 bits) is correctly rounded, as
+   * 53 ≥ 2·24 + 2 (Figueroa). NX: r ≠ d for the exact ones; r·y ≠ x, r·r ≠ x (exact in f64) for
+   * division and root. 2^-126 ≤ |d| excludes tininess (the exact value is then at least
+   * 2^-126·(1 − 2^-53), which rounds to no less than 2^-126 at 24 bits) and zero, NaN; |r| < 2^128
+   * overflow and ∞. Operands must be NaN-boxed.
+   */
+  fastSingle(rm: Expr, a: Expr, b: Expr, exact: () => void, kind: "add" | "sub" | "mul" | "div" | "sqrt"): void {
+    const f = this.f;
+    const ai = this.tmp(a), bi = this.tmp(b);
+    const toF64 = (v: Expr) => this.f64Local(() => {
+      v();
+      f.op(Op.i32_wrap_i64).op(Op.f32_reinterpret_i32).op(Op.f64_promote_f32);
+    });
+    const x = toF64(ai), y = toF64(bi);
+    const opcode = { add: Op.f64_add, sub: Op.f64_sub, mul: Op.f64_mul, div: Op.f64_div, sqrt: Op.f64_sqrt }[kind];
+    const d = this.f64Local(() => (kind === "sqrt" ? f.get(x) : f.get(x).get(y)).op(opcode));
+    const r = this.f64Local(() => f.get(d).op(Op.f32_demote_f64).op(Op.f64_promote_f32));
+    let exactInF64 = () => void f.i32(1);
+    if (kind === "add" || kind === "sub") {
+      // TwoSum of x and ±y: d is exact iff the error is zero.
+      const yy = kind === "sub" ? this.f64Local(() => f.get(y).op(Op.f64_neg)) : y;
+      const bb = this.f64Local(() => f.get(d).get(x).op(Op.f64_sub));
+      exactInF64 = () => {
+        f.get(x).get(d).get(bb).op(Op.f64_sub).op(Op.f64_sub);
+        f.get(yy).get(bb).op(Op.f64_sub).op(Op.f64_add).f64(0).op(Op.f64_eq);
+      };
+    }
+    const boxed = (v: Expr) => this.eq(this.shrU(v, this.const(32)), this.const(0xffffffff));
+    const inexact = kind === "div" ? () => f.get(r).get(y).op(Op.f64_mul).get(x).op(Op.f64_ne)
+      : kind === "sqrt" ? () => f.get(r).get(r).op(Op.f64_mul).get(x).op(Op.f64_ne)
+      : () => f.get(d).get(r).op(Op.f64_ne);
+    this.choose(rm, () => {
+      boxed(ai)();
+      if (kind !== "sqrt") {
+        boxed(bi)();
+        f.op(Op.i32_and);
+      }
+      exactInF64();
+      f.op(Op.i32_and);
+      this.magnitudeIn(d, 2 ** -126, Infinity);
+      f.op(Op.i32_and);
+      this.magnitudeIn(r, 0, 2 ** 128);
+      f.op(Op.i32_and);
+    }, () => {
+      f.get(d).op(Op.f32_demote_f64).op(Op.i32_reinterpret_f32).op(Op.i64_extend_i32_u).i64(BigInt.asIntN(64, 0xffffffff00000000n)).op(Op.i64_or);
+    }, inexact, exact);
   }
 
   /** fsgnj[n|x]: bits only, never a flag; singles only when both are NaN-boxed (else the exact path's canonical NaN). */
