@@ -125,6 +125,12 @@ const FAST_PATHS: Partial<Record<FpOp, FastPath>> = {
   "mul.s": function (rm, a, b, exact) { this.fastSingle(rm, a, b, exact, "mul"); },
   "div.s": function (rm, a, b, exact) { this.fastSingle(rm, a, b, exact, "div"); },
   "sqrt.s": function (rm, a, b, exact) { this.fastSingle(rm, a, b, exact, "sqrt"); },
+  "cvt.d.w": function (_rm, a, _b, exact) { this.fastToDouble(a, exact, "w"); },
+  "cvt.d.wu": function (_rm, a, _b, exact) { this.fastToDouble(a, exact, "wu"); },
+  "cvt.d.l": function (_rm, a, _b, exact) { this.fastToDouble(a, exact, "l"); },
+  "cvt.d.s": function (_rm, a, _b, exact) { this.fastToDouble(a, exact, "s"); },
+  "cvt.w.d": function (rm, a, _b, exact) { this.fastToInteger(rm, a, exact, "w"); },
+  "cvt.l.d": function (rm, a, _b, exact) { this.fastToInteger(rm, a, exact, "l"); },
   "sgnj.s": function (_rm, a, b, exact) { this.fastSignInject(a, b, exact, 0, true); },
   "sgnjn.s": function (_rm, a, b, exact) { this.fastSignInject(a, b, exact, 1, true); },
   "sgnjx.s": function (_rm, a, b, exact) { this.fastSignInject(a, b, exact, 2, true); },
@@ -663,6 +669,75 @@ export abstract class WasmSem implements Sem {
     }, () => {
       f.get(d).op(Op.f32_demote_f64).op(Op.i32_reinterpret_f32).op(Op.i64_extend_i32_u).i64(BigInt.asIntN(64, 0xffffffff00000000n)).op(Op.i64_or);
     }, inexact, exact);
+  }
+
+  /**
+   * Conversions to double that are exact: from a 32-bit integer (always), from a 64-bit one of
+   * magnitude ≤ 2^53, from a NaN-boxed non-NaN single (promotion): no rounding, so no flag under
+   * any mode. Else (or for a 64-bit integer beyond 2^53, a NaN) the exact path.
+   */
+  fastToDouble(a: Expr, exact: () => void, from: "w" | "wu" | "l" | "s"): void {
+    const f = this.f;
+    const v = this.tmp(a);
+    if (from === "w" || from === "wu") {
+      v();
+      f.op(Op.i32_wrap_i64).op(from === "w" ? Op.f64_convert_i32_s : Op.f64_convert_i32_u).op(Op.i64_reinterpret_f64);
+      return;
+    }
+    if (from === "l") {
+      // |v| ≤ 2^53: v + 2^53 ≤ 2^54 (unsigned, wrapping for negative v).
+      this.add(v, this.const(2n ** 53n))();
+      f.i64(2n ** 54n).op(Op.i64_le_u);
+    } else {
+      const x = this.f64Local(() => {
+        v();
+        f.op(Op.i32_wrap_i64).op(Op.f32_reinterpret_i32).op(Op.f64_promote_f32);
+      });
+      this.eq(this.shrU(v, this.const(32)), this.const(0xffffffff))();
+      f.get(x).get(x).op(Op.f64_eq).op(Op.i32_and);
+    }
+    f.if(ValType.I64);
+    v();
+    if (from === "l") f.op(Op.f64_convert_i64_s);
+    else f.op(Op.i32_wrap_i64).op(Op.f32_reinterpret_i32).op(Op.f64_promote_f32);
+    f.op(Op.i64_reinterpret_f64);
+    f.else();
+    exact();
+    f.end();
+  }
+
+  /**
+   * fcvt.w.d / fcvt.l.d under RTZ or RNE: f64.trunc / f64.nearest (ties to even) round to an
+   * integer exactly as the mode says; with |x| < 2^31 − 1 (2^62) the result is in range, so the
+   * truncating conversion is exact and never traps; NX iff the rounded value differs from x. NaN,
+   * other modes and larger magnitudes take the exact path.
+   */
+  fastToInteger(rm: Expr, a: Expr, exact: () => void, to: "w" | "l"): void {
+    const f = this.f;
+    const x = this.asF64(a);
+    const limit = to === "w" ? 2 ** 31 - 1 : 2 ** 62;
+    const rounded = this.f64Local(() => {
+      rm();
+      f.op(Op.i64_eqz).if(ValType.F64);
+      f.get(x).op(Op.f64_nearest);
+      f.else();
+      f.get(x).op(Op.f64_trunc);
+      f.end();
+    });
+    // (choose() wants RNE; RTZ is as good here: test rm ≤ 1 by hand.)
+    rm();
+    f.i64(2).op(Op.i64_lt_u);
+    this.magnitudeIn(x, 0, limit);
+    f.op(Op.i32_and).if(ValType.I64);
+    f.get(rounded).get(x).op(Op.f64_ne).if();
+    this.raiseInexact();
+    f.end();
+    f.get(rounded);
+    if (to === "w") f.op(Op.i32_trunc_f64_s).op(Op.i64_extend_i32_s);
+    else f.op(Op.i64_trunc_f64_s);
+    f.else();
+    exact();
+    f.end();
   }
 
   /** fsgnj[n|x]: bits only, never a flag; singles only when both are NaN-boxed (else the exact path's canonical NaN). */
