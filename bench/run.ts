@@ -7,7 +7,7 @@
  *   npm run bench -- mirror                # mirror overhead: --mirror vm vs off, side by side
  *   npm run bench -- smp parallel-sum      # aggregate MIPS on 1 and 2 harts
  *   npm run bench -- sync                  # cost of each --sync strategy against none, 1 and 2 harts
- *   npm run bench -- jit                   # --engine jit vs interp vs QEMU (+ cpubound's long build), and the jit's mirror overhead
+ *   npm run bench -- jit                   # --engine jit vs interp vs QEMU (+ cpubound's long build, fp/fpbench), and the jit's mirror overhead
  *   npm run bench -- kernel                # kernel-pattern guests and microbenchmarks on kmemvisor (both engines,
  *                                          # 1 and 2 harts, mirrored or not) and on QEMU, with ratios
  *
@@ -30,7 +30,9 @@ const GUESTS = ["cpubound", "seqread", "seqwrite", "memstress"];
  * start-up (translating, then V8 optimising the hot code) is a fixed cost that the ~0.3 G
  * instructions of cpubound do not amortise; the long run shows the steady state.
  */
-const JIT_GUESTS = [...GUESTS, "long/cpubound"];
+const JIT_GUESTS = [...GUESTS, "long/cpubound", "fp/fpbench"];
+/** The floating-point benchmark (guests/fp-test/fpbench.c: n-body and a matrix product in doubles). */
+const FP_GUESTS = ["fp/fpbench"];
 
 interface Sample {
   wallMs: number;
@@ -394,7 +396,7 @@ function microSuite(rounds: number): void {
 function main(): void {
   const [suite = "qemu", only, roundsText] = process.argv.slice(2);
   const rounds = Number(roundsText ?? 3);
-  if (suite === "qemu") compareWithQemu(only ? [only] : GUESTS, rounds);
+  if (suite === "qemu") compareWithQemu(only ? [only] : [...GUESTS, ...FP_GUESTS], rounds);
   else if (suite === "mirror") mirrorOverhead(only ? [only] : GUESTS, rounds);
   else if (suite === "smp") smpScaling(only ? [only] : ["parallel-sum"], rounds);
   else if (suite === "sync") syncCost(only ? [only] : ["parallel-fill", "parallel-sum"], rounds);

@@ -49,9 +49,9 @@
 import type { EngineChoice, Hart } from "../vcpu/hart.ts";
 import { Machine } from "../hypervisor/machine.ts";
 import { planBoot, type BootImages } from "../hypervisor/boot.ts";
-import { ControlSlot, HartSlot, PAGE_SIZE, RAM_BASE } from "../shared-mem/layout.ts";
+import { ControlSlot, F_REGS_OFFSET, HartSlot, PAGE_SIZE, RAM_BASE } from "../shared-mem/layout.ts";
 import { decode, type Decoded } from "../vcpu/decoder.ts";
-import { ILLEGAL_OP } from "../vcpu/isa.ts";
+import { FpRegs, ILLEGAL_OP, INSTRUCTIONS, type InstructionRow } from "../vcpu/isa.ts";
 import { CsrNumber } from "../vcpu/csr.ts";
 import { CLINT_BASE } from "../hypervisor/devices/clint.ts";
 import * as A from "../test/helpers/asm.ts";
@@ -126,7 +126,7 @@ export interface DifftestOptions {
   onChunk?: (chunk: number, machines: MachinePair) => void;
 }
 
-export type DivergenceKind = "pc" | "priv" | "register" | "csr" | "memory" | "exit" | "retired";
+export type DivergenceKind = "pc" | "priv" | "register" | "fregister" | "csr" | "memory" | "exit" | "retired";
 
 export interface Divergence {
   /**
@@ -134,9 +134,9 @@ export interface Divergence {
    * difference was seen (the end of `chunk.spanStart..step`).
    */
   step: number;
-  /** What differs: pc, priv, a register (x1..x31), a CSR, a RAM byte, the exit, instructions retired. */
+  /** What differs: pc, priv, a register (x1..x31, f0..f31), a CSR, a RAM byte, the exit, instructions retired. */
   kind: DivergenceKind;
-  /** Register number (kind "register"), CSR name (kind "csr"), guest-physical address (kind "memory"). */
+  /** Register number (kinds "register", "fregister"), CSR name (kind "csr"), guest-physical address (kind "memory"). */
   register?: number;
   csr?: string;
   address?: number;
@@ -238,9 +238,16 @@ const IMMEDIATE_FORMS = new Set([
 /** An instruction in assembly-like syntax (operands of compressed ones are shown expanded). */
 export function disassemble(d: Decoded, pc?: bigint): string {
   const name = (d.length === 2 ? "c." : "") + d.name;
-  const [rd, rs1, rs2] = [ABI[d.rd], ABI[d.rs1], ABI[d.rs2]];
+  const row = INSTRUCTIONS[d.op - 1];
+  const fp = row?.fpRegs ?? 0;
+  const reg = (index: number, bit: number) => (fp & bit ? `f${index}` : ABI[index]);
+  const [rd, rs1, rs2] = [reg(d.rd, FpRegs.RD), reg(d.rs1, FpRegs.RS1), reg(d.rs2, FpRegs.RS2)];
   const n = d.name;
   if (d.op === ILLEGAL_OP) return `illegal (${hex(d.raw)})`;
+  if (/^fl[wd]$/.test(n)) return `${name} ${rd}, ${d.imm}(${rs1})`;
+  if (/^fs[wd]$/.test(n)) return `${name} ${rs2}, ${d.imm}(${rs1})`;
+  if (row?.format === "R4") return `${name} ${rd}, ${rs1}, ${rs2}, f${d.imm >>> 3}, rm ${d.imm & 7}`;
+  if (row?.format === "RM") return `${name} ${rd}, ${rs1}${fp & FpRegs.RS2 ? `, ${rs2}` : ""}, rm ${d.imm}`;
   if (n.startsWith("lr.")) return `${name} ${rd}, (${rs1})`;
   if (n.startsWith("sc.") || n.startsWith("amo")) return `${name} ${rd}, ${rs2}, (${rs1})`;
   if (/^l[bhwd]u?$/.test(n)) return `${name} ${rd}, ${d.imm}(${rs1})`;
@@ -384,6 +391,19 @@ class Pair {
       if (wa[baseA + w] !== wb[baseB + w]) {
         const register = w >> 1;
         return { kind: "register", register, interp: a.x(register), jit: b.x(register) };
+      }
+    }
+    // f0..f31, then fcsr and mstatus.FS (kept in the hart's slots, where the engines update them).
+    for (let w = 0; w < 64; w++) {
+      const at = (F_REGS_OFFSET >> 2) + w;
+      if (wa[baseA + at] !== wb[baseB + at]) {
+        const register = w >> 1;
+        return { kind: "fregister", register, interp: a.f(register), jit: b.f(register) };
+      }
+    }
+    for (const [slot, csr] of [[HartSlot.FCSR, "fcsr"], [HartSlot.FS, "mstatus.FS"]] as const) {
+      if (wa[baseA + (slot >> 2)] !== wb[baseB + (slot >> 2)]) {
+        return { kind: "csr", csr, interp: BigInt(wa[baseA + (slot >> 2)]!), jit: BigInt(wb[baseB + (slot >> 2)]!) };
       }
     }
     const priv = HartSlot.PRIV >> 2;
@@ -778,7 +798,8 @@ class Coarse extends Pair {
     const chosen = suspect ?? span.at(-1) ?? { pc: a.pc, priv: a.priv, text: this.describe(a.pc, a.priv).text };
     const index = span.lastIndexOf(chosen);
     const recent = (index < 0 ? span : span.slice(0, index)).slice(-SPAN_LISTED);
-    const what = found.kind === "register" ? `x${found.register}` : found.kind === "csr" ? found.csr : found.kind === "memory" ? "that byte" : undefined;
+    const what = found.kind === "register" ? `x${found.register}` : found.kind === "fregister" ? `f${found.register}`
+      : found.kind === "csr" ? found.csr : found.kind === "memory" ? "that byte" : undefined;
     const note =
       suspect ? `the last instruction of the span that writes ${what} (the span has ${span.length})`
       : what ? `no instruction of the span writes ${what} (as the interpreter ran it): its last one is shown`
@@ -790,10 +811,12 @@ class Coarse extends Pair {
   private writes(d: Decoded, found: Found, priv: number): boolean {
     const n = d.name;
     if (d.op === ILLEGAL_OP) return false;
+    const fpRd = ((INSTRUCTIONS[d.op - 1]?.fpRegs ?? 0) & FpRegs.RD) !== 0;
     if (found.kind === "register") {
-      if (d.rd !== found.register || /^(s[bhwd]|b.*|fence.*|ecall|ebreak|mret|sret|wfi|sfence\.vma)$/.test(n)) return false;
+      if (d.rd !== found.register || fpRd || /^(s[bhwd]|fs[wd]|b.*|fence.*|ecall|ebreak|mret|sret|wfi|sfence\.vma)$/.test(n)) return false;
       return true;
     }
+    if (found.kind === "fregister") return fpRd && d.rd === found.register;
     if (found.kind === "csr") return n.startsWith("csr") && CSR_NUMBERS.get(found.csr!) === d.imm;
     if (found.kind !== "memory") return false;
     const width = /^s[bhwd]$/.test(n) ? ({ b: 1, h: 2, w: 4, d: 8 } as const)[n[1] as "b"] : /^(amo|sc)/.test(n) ? (n.endsWith(".d") ? 8 : 4) : 0;
@@ -971,6 +994,7 @@ const priv = (p: number) => "USHM"[p] ?? String(p);
 export function formatDivergence(d: Divergence): string[] {
   const what =
     d.kind === "register" ? `register x${d.register} (${ABI[d.register!]})`
+    : d.kind === "fregister" ? `register f${d.register}`
     : d.kind === "csr" ? `CSR ${d.csr}`
     : d.kind === "memory" ? `memory at ${hex(d.address!)}`
     : d.kind === "exit" ? "exit code (-1 = still running)"
@@ -1106,6 +1130,8 @@ const CSR_READS = [
 /** CSRs the stream writes: harmless to the handler, which rewrites mepc before mret. */
 const CSR_WRITES = [A.CSR.mscratch, A.CSR.mepc, A.CSR.mcause, A.CSR.mtval, A.CSR.mhartid /* read-only: illegal */];
 const CODE_CSRS: readonly number[] = [A.CSR.mtvec, A.CSR.mepc, A.CSR.mtval];
+/** The F and D rows (their rs2 field is free only where the mask leaves it so: fcvt/fsqrt fix it). */
+const FP_ROWS: readonly InstructionRow[] = INSTRUCTIONS.filter((row) => [0x07, 0x27, 0x43, 0x47, 0x4b, 0x4f, 0x53].includes(row.match & 0x7f));
 const CSR_OPS = [A.csrrw, A.csrrs, A.csrrc];
 const CSR_IMM_OPS = [A.csrrwi, A.csrrsi, A.csrrci];
 
@@ -1203,7 +1229,33 @@ export class StreamGenerator {
     if (k < 935) return this.illegalish();
     if (k < 940 && !nested) return this.selfModifying();
     if (k < 943) return this.emit(words(A.wfi()));
+    if (k < 980) return this.floatingPoint();
     return this.emit(words(r.pick(ALU_I)(this.rd(), this.rs(), this.imm12())));
+  }
+
+  /**
+   * A random F/D instruction: f-register fields anything, x destinations writable ones, loads and
+   * stores into the scratch area; the rounding mode mostly a valid one or dyn, sometimes reserved
+   * (illegal). The prologue turned FS on; a csrw to mstatus may turn it off (then all trap).
+   */
+  floatingPoint(): Code {
+    const r = this.rng;
+    const row = r.pick(FP_ROWS);
+    const xOr = (bit: number, x: () => number) => (row.fpRegs & bit ? r.below(32) : x());
+    if (row.format === "I" || row.format === "S") {
+      const width = row.name.endsWith("w") ? 4 : 8;
+      const offset = this.offset(width);
+      const base = this.base();
+      return this.emit(words(row.format === "I"
+        ? A.iType(0x07, width === 4 ? 2 : 3, r.below(32), base, offset)
+        : A.sType(0x27, width === 4 ? 2 : 3, base, r.below(32), offset)));
+    }
+    const rm = r.chance(0.05) ? r.pick([5, 6]) : r.pick([0, 1, 2, 3, 4, 7, 7, 7]);
+    const fields = (xOr(FpRegs.RD, () => this.rd()) << 7) | (xOr(FpRegs.RS1, () => this.rs()) << 15) | (xOr(FpRegs.RS2, () => this.rs()) << 20);
+    let word = row.match | fields;
+    if (row.format === "RM" || row.format === "R4") word |= rm << 12;
+    if (row.format === "R4") word |= r.below(32) << 27;
+    return this.emit(words(word >>> 0));
   }
 
   mulDiv(): Code {
@@ -1372,6 +1424,8 @@ export function randomStream(seed: number, length: number): RandomStream {
   p.emit(streamPrologue());
   p.li(LOOPS, loops);
   for (const r of WRITABLE) p.li(r, rng.chance(0.3) ? rng.pick(INTERESTING) : rng.u64());
+  // The f registers from those values (fmv.d.x f, x: raw bits, so doubles and unboxed singles).
+  for (let f = 0; f < 32; f++) p.emit(A.rType(0x53, 0, 0x79, f, rng.pick(WRITABLE), 0));
   p.label("top");
   while (gen.count < length) {
     for (const part of gen.piece()) {
@@ -1396,6 +1450,8 @@ export function streamPrologue(): number[] {
     ...A.li(A.R.t6, HANDLER), A.csrw(A.CSR.mtvec, A.R.t6),
     ...A.li(A.R.sp, SCRATCH + 0x3000), ...A.li(A.R.s10, SCRATCH + 0x800), ...A.li(A.R.s11, SCRATCH + 0x1000),
     ...A.li(A.R.t3, SCRATCH + 0x2800), ...A.li(TRAPS, 0),
+    // mstatus.FS = Initial: the floating-point pieces run (F and D).
+    ...A.li(A.R.t6, 1 << 13), A.csrrs(0, A.CSR.mstatus, A.R.t6),
   ];
 }
 

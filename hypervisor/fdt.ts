@@ -272,8 +272,8 @@ export function serializeFdt(root: FdtNode, options: FdtSerializeOptions = {}): 
 // Addresses, sizes and interrupt numbers come from the device files themselves, so the tree
 // cannot disagree with the machine it describes.
 export const VIRT_UART_CLOCK_HZ = 0x38_4000; // 3.6864 MHz, as QEMU advertises
-export const VIRT_ISA = 'rv64imac_zicsr_zifencei_sstc';
-export const VIRT_ISA_EXTENSIONS: readonly string[] = ['i', 'm', 'a', 'c', 'zicsr', 'zifencei', 'zicntr', 'sstc'];
+export const VIRT_ISA = 'rv64imafdc_zicsr_zifencei_sstc';
+export const VIRT_ISA_EXTENSIONS: readonly string[] = ['i', 'm', 'a', 'f', 'd', 'c', 'zicsr', 'zifencei', 'zicntr', 'sstc'];
 
 export interface VirtFdtConfig {
   harts: number;

@@ -77,8 +77,15 @@ export const HartSlot = {
    * so a flush is one increment here instead of rewriting every entry (vcpu/tlb.ts).
    */
   TLB_TAG: 368,
-  /** MMIO mailbox of a hart running in a worker thread (see sync/mailbox.ts). */
+  /** MMIO mailbox of a hart running in a worker thread (see sync/mailbox.ts; 32 bytes). */
   MAILBOX: 384,
+  /** fcsr (i32: frm << 5 | fflags): engines OR exception flags in, the CSR file reads it. */
+  FCSR: 416,
+  /**
+   * mstatus.FS (i32, 0 Off .. 3 Dirty), kept here rather than in the CSR file because every FP
+   * instruction tests it (Off: illegal) and every FP register write sets it (Dirty) inside the engine.
+   */
+  FS: 424,
 } as const;
 
 /** VM-wide words in the control block (byte offsets from controlOffset; i32 unless noted). */
@@ -153,7 +160,9 @@ export const POSTED_RING_OFFSET = TLB_OFFSET + TLB_SETS * TLB_SET_SIZE;
 export const POSTED_RING_ENTRIES = 128; // a power of two (slots are index & (entries - 1))
 export const POSTED_RING_HEADER = 128;
 export const POSTED_ENTRY_SIZE = 16;
-export const HART_AREA_SIZE = alignUp(POSTED_RING_OFFSET + POSTED_RING_HEADER + POSTED_RING_ENTRIES * POSTED_ENTRY_SIZE, PAGE_SIZE);
+/** f0..f31 (F and D), 8 bytes each; single values NaN-boxed. Byte offset from the hart base. */
+export const F_REGS_OFFSET = POSTED_RING_OFFSET + POSTED_RING_HEADER + POSTED_RING_ENTRIES * POSTED_ENTRY_SIZE;
+export const HART_AREA_SIZE = alignUp(F_REGS_OFFSET + 32 * 8, PAGE_SIZE);
 
 /**
  * How the copies stay identical when harts race (see sync/strategy.ts): `none`, `atomic` (AMOs and

@@ -309,9 +309,9 @@ test('cpus, per-hart interrupt controllers and cpu-map', (t) => {
     t.is(str(cpu.props.get('device_type')), 'cpu');
     t.is(str(cpu.props.get('status')), 'okay');
     t.is(str(cpu.props.get('compatible')), 'riscv');
-    t.is(str(cpu.props.get('riscv,isa')), 'rv64imac_zicsr_zifencei_sstc');
+    t.is(str(cpu.props.get('riscv,isa')), 'rv64imafdc_zicsr_zifencei_sstc');
     t.is(str(cpu.props.get('riscv,isa-base')), 'rv64i');
-    t.deepEqual(strs(cpu.props.get('riscv,isa-extensions')), ['i', 'm', 'a', 'c', 'zicsr', 'zifencei', 'zicntr', 'sstc']);
+    t.deepEqual(strs(cpu.props.get('riscv,isa-extensions')), ['i', 'm', 'a', 'f', 'd', 'c', 'zicsr', 'zifencei', 'zicntr', 'sstc']);
     t.is(str(cpu.props.get('mmu-type')), 'riscv,sv39');
     const intc = node(parsed, `/cpus/cpu@${h}/interrupt-controller`);
     t.deepEqual(cells(intc.props.get('#interrupt-cells')), [1]);

@@ -58,7 +58,7 @@ for (const smp of [1, 2]) test(`OpenSBI fw_jump + U-Boot reach the prompt with $
     [promptAfter("=> version"), "poweroff\n"],
   ]);
   t.regex(session.output, /OpenSBI v\d+\.\d+/);
-  t.regex(session.output, /Boot HART Base ISA\s+: rv64imac/);
+  t.regex(session.output, /Boot HART Base ISA\s+: rv64imafdc/);
   t.regex(session.output, /DRAM:\s+256 MiB/);
   t.regex(session.output, new RegExp(`Platform HART Count\\s+: ${smp}\\b`));
   // `version` prints U-Boot's banner again, after the command echo.

@@ -8,6 +8,7 @@
  */
 
 export const CsrNumber = {
+  fflags: 0x001, frm: 0x002, fcsr: 0x003,
   sstatus: 0x100, sie: 0x104, stvec: 0x105, scounteren: 0x106, senvcfg: 0x10a,
   stimecmp: 0x14d, sscratch: 0x140, sepc: 0x141, scause: 0x142, stval: 0x143, sip: 0x144, satp: 0x180,
   mstatus: 0x300, misa: 0x301, medeleg: 0x302, mideleg: 0x303, mie: 0x304, mtvec: 0x305, mcounteren: 0x306,
@@ -24,12 +25,18 @@ export type Priv = (typeof Priv)[keyof typeof Priv];
 /** mstatus bits. */
 export const MStatus = {
   SIE: 1 << 1, MIE: 1 << 3, SPIE: 1 << 5, MPIE: 1 << 7, SPP: 1 << 8,
-  MPP_SHIFT: 11, MPP: 3 << 11, MPRV: 1 << 17, SUM: 1 << 18, MXR: 1 << 19, TVM: 1 << 20, TW: 1 << 21, TSR: 1 << 22,
+  MPP_SHIFT: 11, MPP: 3 << 11, FS_SHIFT: 13, FS: 3 << 13, MPRV: 1 << 17, SUM: 1 << 18, MXR: 1 << 19, TVM: 1 << 20, TW: 1 << 21, TSR: 1 << 22,
 } as const;
-/** Writable mstatus bits (FS/VS/XS stay 0: no F/D/V; UBE/SBE/MBE little-endian only). */
+/**
+ * Writable mstatus bits held here (VS/XS stay 0: no V; UBE/SBE/MBE little-endian only). FS is
+ * writable too but lives in the hart's shared slot (CsrContext.fs), where the engines reach it.
+ */
 const MSTATUS_WRITABLE = MStatus.SIE | MStatus.MIE | MStatus.SPIE | MStatus.MPIE | MStatus.SPP | MStatus.MPP |
   MStatus.MPRV | MStatus.SUM | MStatus.MXR | MStatus.TVM | MStatus.TW | MStatus.TSR;
 const SSTATUS_VISIBLE = MStatus.SIE | MStatus.SPIE | MStatus.SPP | MStatus.SUM | MStatus.MXR;
+/** mstatus.SD (bit 63): some extension state is Dirty; with FS the only one, FS = Dirty. */
+const STATUS_SD = 1n << 63n;
+const FS_DIRTY = 3;
 /** UXL = SXL = 2 (64-bit), read-only. */
 const MSTATUS_HIGH = (2n << 32n) | (2n << 34n);
 const SSTATUS_HIGH = 2n << 32n;
@@ -43,8 +50,8 @@ const MIP_WRITABLE = S_INTERRUPTS;
 /** Exceptions that may be delegated (everything but ecall-from-M). */
 const MEDELEG_WRITABLE = 0xb3ff;
 
-/** RV64 with A, C, I, M, S, U. */
-export const MISA = (2n << 62n) | BigInt((1 << 0) | (1 << 2) | (1 << 8) | (1 << 12) | (1 << 18) | (1 << 20));
+/** RV64 with A, C, D, F, I, M, S, U. */
+export const MISA = (2n << 62n) | BigInt((1 << 0) | (1 << 2) | (1 << 3) | (1 << 5) | (1 << 8) | (1 << 12) | (1 << 18) | (1 << 20));
 
 export class IllegalCsrAccess extends Error {}
 
@@ -65,6 +72,11 @@ export interface CsrContext {
   updateMip(mask: number, value: number): void;
   /** stimecmp or menvcfg.STCE changed: re-evaluate STIP. */
   timerChanged(): void;
+  /** mstatus.FS (0..3) and fcsr (frm << 5 | fflags), kept in the hart's shared slots. */
+  fs(): number;
+  setFs(value: number): void;
+  fcsr(): number;
+  setFcsr(value: number): void;
 }
 
 const MASK64 = (1n << 64n) - 1n;
@@ -109,8 +121,11 @@ export class CsrFile {
     this.checkPrivilege(csr, false);
     const c = CsrNumber;
     switch (csr) {
-      case c.mstatus: return BigInt(this.mstatus) | MSTATUS_HIGH;
-      case c.sstatus: return BigInt(this.mstatus & SSTATUS_VISIBLE) | SSTATUS_HIGH;
+      case c.mstatus: return BigInt(this.mstatus) | MSTATUS_HIGH | this.fsBits();
+      case c.sstatus: return BigInt(this.mstatus & SSTATUS_VISIBLE) | SSTATUS_HIGH | this.fsBits();
+      case c.fflags: return BigInt(this.fpCsr() & 0x1f);
+      case c.frm: return BigInt((this.fpCsr() >>> 5) & 7);
+      case c.fcsr: return BigInt(this.fpCsr() & 0xff);
       case c.misa: return MISA;
       case c.medeleg: return BigInt(this.medeleg);
       case c.mideleg: return BigInt(this.mideleg);
@@ -167,11 +182,16 @@ export class CsrFile {
         let v = (this.mstatus & ~MSTATUS_WRITABLE) | (low & MSTATUS_WRITABLE);
         if (((v & MStatus.MPP) >>> MStatus.MPP_SHIFT) === 2) v &= ~MStatus.MPP; // reserved MPP → U (WARL)
         this.mstatus = v;
+        this.ctx.setFs((low & MStatus.FS) >>> MStatus.FS_SHIFT);
         return;
       }
       case c.sstatus:
         this.mstatus = (this.mstatus & ~SSTATUS_VISIBLE) | (low & SSTATUS_VISIBLE);
+        this.ctx.setFs((low & MStatus.FS) >>> MStatus.FS_SHIFT);
         return;
+      case c.fflags: this.setFpCsr((this.fpCsr() & ~0x1f) | (low & 0x1f)); return;
+      case c.frm: this.setFpCsr((this.fpCsr() & 0x1f) | ((low & 7) << 5)); return;
+      case c.fcsr: this.setFpCsr(low & 0xff); return;
       case c.misa: return; // WARL, fixed
       case c.medeleg: this.medeleg = low & MEDELEG_WRITABLE; return;
       case c.mideleg: this.mideleg = low & S_INTERRUPTS; return;
@@ -238,6 +258,23 @@ export class CsrFile {
     }
     if ((csr >= c.mhpmcounter3 && csr <= 0xb1f) || (csr >= c.mhpmevent3 && csr <= 0x33f)) return;
     throw new IllegalCsrAccess();
+  }
+
+  /** mstatus.FS and SD as they read in mstatus/sstatus. */
+  private fsBits(): bigint {
+    const fs = this.ctx.fs();
+    return (BigInt(fs) << BigInt(MStatus.FS_SHIFT)) | (fs === FS_DIRTY ? STATUS_SD : 0n);
+  }
+
+  /** fcsr, through which fflags and frm are reached: illegal while FS is Off. */
+  private fpCsr(): number {
+    if (this.ctx.fs() === 0) throw new IllegalCsrAccess();
+    return this.ctx.fcsr();
+  }
+  private setFpCsr(value: number): void {
+    if (this.ctx.fs() === 0) throw new IllegalCsrAccess();
+    this.ctx.setFcsr(value);
+    this.ctx.setFs(FS_DIRTY);
   }
 
   /** Sstc enabled: menvcfg.STCE. */

@@ -46,6 +46,10 @@ function immediate(inst: number, format: Format): number {
       return bits(inst, 25, 20);
     case "CSR":
       return bits(inst, 31, 20);
+    case "RM":
+      return bits(inst, 14, 12);
+    case "R4":
+      return bits(inst, 14, 12) | (bits(inst, 31, 27) << 3);
     case "R":
     case "NONE":
       return 0;
@@ -119,8 +123,8 @@ const encU = (opcode: number, rd: number, imm: number) => ((imm & 0xfffff000) | 
 const sext = (value: number, width: number) => (value << (32 - width)) >> (32 - width);
 
 /**
- * Expand a 16-bit RVC instruction (RV64C) into its 32-bit equivalent; 0 means illegal or reserved
- * (including the floating-point forms, since we implement no F/D).
+ * Expand a 16-bit RVC instruction (RV64C) into its 32-bit equivalent; 0 means illegal or reserved.
+ * (RV64C has no c.flw/c.fsw: those encodings are c.ld/c.sd.)
  */
 export function expandCompressed(c: number): number {
   const op = c & 3;
@@ -140,13 +144,17 @@ export function expandCompressed(c: number): number {
       }
       case 2: // c.lw
         return encI(0x03, 2, rdPrime, rs1Prime, (bits(c, 12, 10) << 3) | (bits(c, 6, 6) << 2) | (bits(c, 5, 5) << 6));
+      case 1: // c.fld
+        return encI(0x07, 3, rdPrime, rs1Prime, (bits(c, 12, 10) << 3) | (bits(c, 6, 5) << 6));
       case 3: // c.ld
         return encI(0x03, 3, rdPrime, rs1Prime, (bits(c, 12, 10) << 3) | (bits(c, 6, 5) << 6));
       case 6: // c.sw
         return encS(0x23, 2, rs1Prime, rdPrime, (bits(c, 12, 10) << 3) | (bits(c, 6, 6) << 2) | (bits(c, 5, 5) << 6));
+      case 5: // c.fsd
+        return encS(0x27, 3, rs1Prime, rdPrime, (bits(c, 12, 10) << 3) | (bits(c, 6, 5) << 6));
       case 7: // c.sd
         return encS(0x23, 3, rs1Prime, rdPrime, (bits(c, 12, 10) << 3) | (bits(c, 6, 5) << 6));
-      default: // c.fld, c.fsd, reserved
+      default: // reserved
         return 0;
     }
   }
@@ -216,6 +224,8 @@ export function expandCompressed(c: number): number {
     switch (funct3) {
       case 0: // c.slli
         return encI(0x13, 1, rdFull, rdFull, (bits(c, 12, 12) << 5) | bits(c, 6, 2));
+      case 1: // c.fldsp (f0 is a valid destination)
+        return encI(0x07, 3, rdFull, 2, (bits(c, 12, 12) << 5) | (bits(c, 6, 5) << 3) | (bits(c, 4, 2) << 6));
       case 2: // c.lwsp
         return rdFull === 0 ? 0 : encI(0x03, 2, rdFull, 2, (bits(c, 12, 12) << 5) | (bits(c, 6, 4) << 2) | (bits(c, 3, 2) << 6));
       case 3: // c.ldsp
@@ -233,9 +243,11 @@ export function expandCompressed(c: number): number {
       }
       case 6: // c.swsp
         return encS(0x23, 2, 2, rs2Full, (bits(c, 12, 9) << 2) | (bits(c, 8, 7) << 6));
+      case 5: // c.fsdsp
+        return encS(0x27, 3, 2, rs2Full, (bits(c, 12, 10) << 3) | (bits(c, 9, 7) << 6));
       case 7: // c.sdsp
         return encS(0x23, 3, 2, rs2Full, (bits(c, 12, 10) << 3) | (bits(c, 9, 7) << 6));
-      default: // c.fldsp, c.fsdsp
+      default:
         return 0;
     }
   }

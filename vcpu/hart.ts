@@ -2,10 +2,11 @@
  * One hart: its state in shared memory, its CSRs, and the host side of its engine — the slow
  * paths the engine calls (MMIO, CSRs), trap and interrupt entry, system instructions.
  */
-import { HartSlot, mirrorOffsetsOf, type MemoryLayout } from "../shared-mem/layout.ts";
+import { F_REGS_OFFSET, HartSlot, mirrorOffsetsOf, type MemoryLayout } from "../shared-mem/layout.ts";
 import { MachineCheck, type PhysicalMap } from "../shared-mem/p2m.ts";
 import { CsrFile, IllegalCsrAccess, Irq, MStatus, Priv, CsrNumber } from "./csr.ts";
 import { decode } from "./decoder.ts";
+import { fpImport } from "./fpu.ts";
 import { fillDecodeCache } from "./decode-cache.ts";
 import { Cause, Exit, ExitRequest } from "./exits.ts";
 import { CSR_WRITE_FLAG, LOAD_SIGNED_FLAG } from "./wasm/wasm-sem.ts";
@@ -128,6 +129,10 @@ export class Hart {
         this.updateSupervisorTimer();
         this.requestReturn();
       },
+      fs: () => this.view.getInt32(this.base + HartSlot.FS, true),
+      setFs: (value) => this.view.setInt32(this.base + HartSlot.FS, value, true),
+      fcsr: () => this.view.getInt32(this.base + HartSlot.FCSR, true),
+      setFcsr: (value) => this.view.setInt32(this.base + HartSlot.FCSR, value, true),
     });
     const imports = {
       env: { memory: env.memory },
@@ -142,6 +147,7 @@ export class Hart {
           lockWordContended(this.words, lockAddress >>> 2);
         },
         wakeSleeper: (lockAddress: number) => void Atomics.notify(this.words, lockAddress >>> 2, 1),
+        fp: fpImport(this.view, this.base, HartSlot.FCSR, HartSlot.FS),
       },
     };
     const instance = new WebAssembly.Instance(env.interpreter, imports);
@@ -182,6 +188,10 @@ export class Hart {
   }
   x(index: number): bigint {
     return this.view.getBigUint64(this.base + HartSlot.X + index * 8, true);
+  }
+  /** f register `index` (raw 64 bits; singles NaN-boxed). */
+  f(index: number): bigint {
+    return this.view.getBigUint64(this.base + F_REGS_OFFSET + index * 8, true);
   }
   setX(index: number, value: bigint): void {
     if (index !== 0) this.view.setBigUint64(this.base + HartSlot.X + index * 8, value & MASK64, true);

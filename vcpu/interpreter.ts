@@ -7,7 +7,7 @@
  * Why wasm and not a JavaScript switch: RV64 needs 64-bit integers, and in JavaScript those are
  * either BigInt (15–40× slower) or int32 pairs (3–7× slower and fragile under V8's optimiser).
  */
-import { DECODE_CACHE_OFFSET, HartSlot, WASM_PAGE } from "../shared-mem/layout.ts";
+import { DECODE_CACHE_OFFSET, F_REGS_OFFSET, HartSlot, WASM_PAGE } from "../shared-mem/layout.ts";
 import { DECODE_HASH_MULTIPLIER, DECODE_HASH_SHIFT, DecodeEntry } from "./decode-cache.ts";
 import { Cause, Exit, ExitRequest } from "./exits.ts";
 import { INSTRUCTIONS, ILLEGAL_OP } from "./isa.ts";
@@ -67,6 +67,19 @@ class InterpreterSem extends WasmSem {
   readonly imm: Expr = () => this.f.get(this.l.imm);
   readonly pc: Expr = () => this.f.get(this.l.pc);
   readonly nextPc: Expr = () => this.f.get(this.l.pc).get(this.l.length).op(Op.i64_add);
+
+  // The f registers: the same register-address locals (hart + 8·index) at the f block's offset.
+  readonly frs1: Expr = () => this.f.get(this.l.rs1Addr).mem(Op.i64_load, F_REGS_OFFSET);
+  readonly frs2: Expr = () => this.f.get(this.l.rs2Addr).mem(Op.i64_load, F_REGS_OFFSET);
+  /** rs3 is in the immediate (R4 format: rm | rs3 << 3), so imm & ~7 is 8·rs3. */
+  readonly frs3: Expr = () =>
+    this.f.get(this.l.imm).op(Op.i32_wrap_i64).i32(0xf8).op(Op.i32_and).get(this.hart).op(Op.i32_add).mem(Op.i64_load, F_REGS_OFFSET);
+
+  protected writeFrd(value: Expr): void {
+    this.f.get(this.l.rdAddr);
+    value();
+    this.f.mem(Op.i64_store, F_REGS_OFFSET);
+  }
 
   protected rs1Field(): void {
     this.f.get(this.l.rs1Addr).get(this.hart).op(Op.i32_sub).i32(3).op(Op.i32_shr_u);

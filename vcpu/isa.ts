@@ -18,6 +18,8 @@ export type Format =
   | "J" // rd, jump offset
   | "SHIFT" // rd, rs1, shamt[5:0]
   | "CSR" // rd, rs1 (register or 5-bit immediate), imm = CSR number
+  | "RM" // rd, rs1, rs2, imm = rounding mode (funct3)
+  | "R4" // rd, rs1, rs2, imm = rounding mode | rs3 << 3 (the fused multiply-adds)
   | "NONE"; // no operands we use (fence, ecall, ...)
 
 export interface InstructionRow {
@@ -25,7 +27,12 @@ export interface InstructionRow {
   readonly mask: number;
   readonly match: number;
   readonly format: Format;
+  /** Which operand fields name floating-point registers (FpRegs bits); 0 for integer-only rows. */
+  readonly fpRegs: number;
 }
+
+/** Bits of InstructionRow.fpRegs: the field names an f register, not an x register. */
+export const FpRegs = { RD: 1, RS1: 2, RS2: 4, RS3: 8 } as const;
 
 const OPCODE = 0x7f;
 const F3 = 0x707f;
@@ -35,8 +42,57 @@ const AMO = 0xf800707f;
 const LR = 0xf9f0707f; // rs2 must be zero
 const EXACT = 0xffffffff;
 
-function row(name: string, mask: number, match: number, format: Format): InstructionRow {
-  return { name, mask: mask >>> 0, match: match >>> 0, format };
+function row(name: string, mask: number, match: number, format: Format, fpRegs = 0): InstructionRow {
+  return { name, mask: mask >>> 0, match: match >>> 0, format, fpRegs };
+}
+
+/**
+ * F and D (RV64): the same rows for s (fmt 00) and d (fmt 01). Register classes per row: `f` for
+ * an f register, `x` for an x register, `-` for a field that is no register (rd, rs1, rs2[, rs3]).
+ */
+function floatingPoint(): InstructionRow[] {
+  const FUNCT7_RS2 = 0xfff0007f; // funct7, rs2 and opcode fixed; funct3 is the rounding mode
+  const FUNCT7 = 0xfe00007f; // funct7 and opcode fixed; funct3 is the rounding mode
+  const FUNCT7_F3 = 0xfe00707f;
+  const FUNCT7_RS2_F3 = 0xfff0707f;
+  const R4 = 0x0600007f; // opcode and fmt
+  const rows: InstructionRow[] = [];
+  const classes = (spec: string) =>
+    [FpRegs.RD, FpRegs.RS1, FpRegs.RS2, FpRegs.RS3].reduce((bits, bit, i) => (spec[i] === "f" ? bits | bit : bits), 0);
+  for (const [t, fmt] of [["s", 0], ["d", 1]] as const) {
+    // name: the mnemonic without its format suffix, or a function of the format (fmv's names).
+    const op = (name: string | ((t: string) => string), mask: number, funct7: number, rs2: number, f3: number, format: Format, regs: string) =>
+      rows.push(row(typeof name === "string" ? `${name}.${t}` : name(t), mask,
+        ((funct7 | fmt) << 25) | (rs2 << 20) | (f3 << 12) | 0x53, format, classes(regs)));
+    rows.push(row(`fl${t === "s" ? "w" : "d"}`, F3, ((2 + fmt) << 12) | 0x07, "I", classes("fx")));
+    rows.push(row(`fs${t === "s" ? "w" : "d"}`, F3, ((2 + fmt) << 12) | 0x27, "S", classes("-xf")));
+    for (const [name, opcode] of [["fmadd", 0x43], ["fmsub", 0x47], ["fnmsub", 0x4b], ["fnmadd", 0x4f]] as const) {
+      rows.push(row(`${name}.${t}`, R4, (fmt << 25) | opcode, "R4", classes("ffff")));
+    }
+    op("fadd", FUNCT7, 0x00, 0, 0, "RM", "fff");
+    op("fsub", FUNCT7, 0x04, 0, 0, "RM", "fff");
+    op("fmul", FUNCT7, 0x08, 0, 0, "RM", "fff");
+    op("fdiv", FUNCT7, 0x0c, 0, 0, "RM", "fff");
+    op("fsqrt", FUNCT7_RS2, 0x2c, 0, 0, "RM", "ff");
+    op("fsgnj", FUNCT7_F3, 0x10, 0, 0, "R", "fff");
+    op("fsgnjn", FUNCT7_F3, 0x10, 0, 1, "R", "fff");
+    op("fsgnjx", FUNCT7_F3, 0x10, 0, 2, "R", "fff");
+    op("fmin", FUNCT7_F3, 0x14, 0, 0, "R", "fff");
+    op("fmax", FUNCT7_F3, 0x14, 0, 1, "R", "fff");
+    op("feq", FUNCT7_F3, 0x50, 0, 2, "R", "xff");
+    op("flt", FUNCT7_F3, 0x50, 0, 1, "R", "xff");
+    op("fle", FUNCT7_F3, 0x50, 0, 0, "R", "xff");
+    op("fclass", FUNCT7_RS2_F3, 0x70, 0, 1, "R", "xf");
+    op((t) => (t === "s" ? "fmv.x.w" : "fmv.x.d"), FUNCT7_RS2_F3, 0x70, 0, 0, "R", "xf");
+    op((t) => (t === "s" ? "fmv.w.x" : "fmv.d.x"), FUNCT7_RS2_F3, 0x78, 0, 0, "R", "fx");
+    for (const [i, int] of ["w", "wu", "l", "lu"].entries()) {
+      op(`fcvt.${int}`, FUNCT7_RS2, 0x60, i, 0, "RM", "xf"); // fcvt.w.s: to w from s
+      op((t) => `fcvt.${t}.${int}`, FUNCT7_RS2, 0x68, i, 0, "RM", "fx");
+    }
+  }
+  rows.push(row("fcvt.s.d", FUNCT7_RS2, (0x20 << 25) | (1 << 20) | 0x53, "RM", classes("ff")));
+  rows.push(row("fcvt.d.s", FUNCT7_RS2, (0x21 << 25) | (0 << 20) | 0x53, "RM", classes("ff")));
+  return rows;
 }
 
 const amoFunct5: Record<string, number> = {
@@ -146,6 +202,8 @@ export const INSTRUCTIONS: readonly InstructionRow[] = [
   row("remuw", F7, 0x0200703b, "R"),
   // RV64A
   ...atomics(),
+  // RV64F, RV64D
+  ...floatingPoint(),
 ];
 
 /** Operation numbers as stored in decode caches: 0 is "illegal instruction", rows count from 1. */

@@ -14,6 +14,8 @@ export type Width = 1 | 2 | 4 | 8;
 export type AmoKind = "add" | "swap" | "xor" | "and" | "or" | "min" | "max" | "minu" | "maxu";
 export type CsrKind = "rw" | "rs" | "rc";
 export type HostOp = "ecall" | "ebreak" | "mret" | "sret" | "wfi" | "sfence.vma";
+/** An operation of the floating-point reference (vcpu/fpu.ts FP_OPS), e.g. "add.d", "cvt.w.s". */
+export type FpOp = string;
 
 export interface Sem {
   // Operands of the current instruction.
@@ -78,4 +80,21 @@ export interface Sem {
   host(op: HostOp): void;
   /** Raise illegal-instruction for the current instruction. */
   illegal(): void;
+
+  // F and D. Register values are raw 64-bit contents (singles NaN-boxed).
+  /** The f registers the rs1, rs2 and rs3 fields name. */
+  readonly frs1: Expr;
+  readonly frs2: Expr;
+  readonly frs3: Expr;
+  /** Write the f register rd names; mstatus.FS becomes Dirty. */
+  setFrd(value: Expr): void;
+  /** Raise illegal-instruction when mstatus.FS is Off (every F/D instruction begins with it). */
+  requireFp(): void;
+  /** The rounding mode of the rm field (imm bits 2:0), frm when dynamic; illegal when reserved. */
+  roundingMode(): Expr;
+  /**
+   * Floating-point operation `op` under rounding mode `rm` on register values (absent operands
+   * read as 0): its result, with its exception flags accumulated in fflags (FS Dirty if any).
+   */
+  fp(op: FpOp, rm: Expr, a: Expr, b?: Expr, c?: Expr): Expr;
 }

@@ -62,6 +62,51 @@ function atomics(): Record<string, Semantics> {
   return out;
 }
 
+/** The high word of a NaN-boxed single (as a signed 64-bit constant). */
+const BOX = -(1n << 32n);
+
+/**
+ * F and D. Every instruction first requires FS ≠ Off; arithmetic resolves its rounding mode
+ * (trapping a reserved one) before anything else, so a trap leaves no effect.
+ */
+function floatingPoint(): Record<string, Semantics> {
+  const out: Record<string, Semantics> = {};
+  const fp = (body: Semantics): Semantics => (s) => {
+    s.requireFp();
+    body(s);
+  };
+  for (const t of ["s", "d"] as const) {
+    const width = t === "s" ? 4 : 8;
+    const box = (s: Sem, e: Expr) => (t === "s" ? s.or(e, s.const(BOX)) : e);
+    out[t === "s" ? "flw" : "fld"] = fp((s) => s.setFrd(box(s, s.load(width, false, offsetAddress(s)))));
+    out[t === "s" ? "fsw" : "fsd"] = fp((s) => s.store(width, offsetAddress(s), s.frs2));
+    for (const op of ["add", "sub", "mul", "div"]) {
+      out[`f${op}.${t}`] = fp((s) => s.setFrd(s.fp(`${op}.${t}`, s.roundingMode(), s.frs1, s.frs2)));
+    }
+    out[`fsqrt.${t}`] = fp((s) => s.setFrd(s.fp(`sqrt.${t}`, s.roundingMode(), s.frs1)));
+    for (const op of ["madd", "msub", "nmsub", "nmadd"]) {
+      out[`f${op}.${t}`] = fp((s) => s.setFrd(s.fp(`${op}.${t}`, s.roundingMode(), s.frs1, s.frs2, s.frs3)));
+    }
+    for (const op of ["sgnj", "sgnjn", "sgnjx", "min", "max"]) {
+      out[`f${op}.${t}`] = fp((s) => s.setFrd(s.fp(`${op}.${t}`, s.const(0), s.frs1, s.frs2)));
+    }
+    for (const op of ["eq", "lt", "le"]) out[`f${op}.${t}`] = fp((s) => s.setRd(s.fp(`${op}.${t}`, s.const(0), s.frs1, s.frs2)));
+    out[`fclass.${t}`] = fp((s) => s.setRd(s.fp(`class.${t}`, s.const(0), s.frs1)));
+    for (const int of ["w", "wu", "l", "lu"]) {
+      out[`fcvt.${int}.${t}`] = fp((s) => s.setRd(s.fp(`cvt.${int}.${t}`, s.roundingMode(), s.frs1)));
+      out[`fcvt.${t}.${int}`] = fp((s) => s.setFrd(s.fp(`cvt.${t}.${int}`, s.roundingMode(), s.rs1)));
+    }
+  }
+  // Moves copy bits: fmv.x.w sign-extends the single's bits, fmv.w.x NaN-boxes them.
+  out["fmv.x.w"] = fp((s) => s.setRd(s.sext32(s.frs1)));
+  out["fmv.w.x"] = fp((s) => s.setFrd(s.or(s.zext32(s.rs1), s.const(BOX))));
+  out["fmv.x.d"] = fp((s) => s.setRd(s.frs1));
+  out["fmv.d.x"] = fp((s) => s.setFrd(s.rs1));
+  out["fcvt.s.d"] = fp((s) => s.setFrd(s.fp("cvt.s.d", s.roundingMode(), s.frs1)));
+  out["fcvt.d.s"] = fp((s) => s.setFrd(s.fp("cvt.d.s", s.roundingMode(), s.frs1)));
+  return out;
+}
+
 export const SEMANTICS: Readonly<Record<string, Semantics>> = {
   lui: (s) => s.setRd(s.imm),
   auipc: (s) => s.setRd(s.add(s.pc, s.imm)),
@@ -138,4 +183,5 @@ export const SEMANTICS: Readonly<Record<string, Semantics>> = {
   remw: (s) => s.setRd(s.sext32(rem(s, s.sext32(s.rs1), s.sext32(s.rs2)))),
   remuw: (s) => s.setRd(s.sext32(remu(s, s.zext32(s.rs1), s.zext32(s.rs2)))),
   ...atomics(),
+  ...floatingPoint(),
 };

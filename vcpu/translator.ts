@@ -22,11 +22,11 @@
  * faulting instruction and the retired count of the instructions before it; registers live in
  * locals and are written back there, so the host sees precise state.
  */
-import { HartSlot } from "../shared-mem/layout.ts";
+import { F_REGS_OFFSET, HartSlot } from "../shared-mem/layout.ts";
 import { chunksOf } from "../shared-mem/code-pages.ts";
 import { decode, type Decoded } from "./decoder.ts";
 import { Cause, Exit } from "./exits.ts";
-import { ILLEGAL_OP } from "./isa.ts";
+import { FpRegs, ILLEGAL_OP, INSTRUCTIONS } from "./isa.ts";
 import { SEMANTICS } from "./semantics.ts";
 import type { Expr } from "./sem.ts";
 import { FunctionBody, ModuleBuilder, Op, ValType } from "./wasm/encoder.ts";
@@ -291,6 +291,25 @@ function structuredLoops(found: DiscoveredCode): Map<number, StructuredLoop> {
   return loops;
 }
 
+/**
+ * The registers an instruction's fields name, x and f apart (an R4 row's rs3 is in its
+ * immediate). Unused fields are counted too (an I-format's rs2 bits): a register too many costs a
+ * load, never a wrong value.
+ */
+function registersOf(d: Decoded): { x: number[]; xWritten?: number; f: number[]; fWritten?: number } {
+  const row = INSTRUCTIONS[d.op - 1];
+  const fpRegs = row?.fpRegs ?? 0;
+  const x: number[] = [], f: number[] = [];
+  (fpRegs & FpRegs.RS1 ? f : x).push(d.rs1);
+  (fpRegs & FpRegs.RS2 ? f : x).push(d.rs2);
+  if (row?.format === "R4") f.push(d.imm >>> 3);
+  return fpRegs & FpRegs.RD ? { x, f, fWritten: d.rd } : { x, f, xWritten: d.rd };
+}
+
+function writesFpRegister(d: Decoded): boolean {
+  return ((INSTRUCTIONS[d.op - 1]?.fpRegs ?? 0) & FpRegs.RD) !== 0;
+}
+
 interface TranslatorLocals {
   budget: number;
   npc: number;
@@ -299,6 +318,8 @@ interface TranslatorLocals {
   stopAfter: number;
   /** Local of x[i], or -1 for x0 and registers the page does not use. */
   x: number[];
+  /** Local of f[i], or -1 for registers the page does not use (no FP code: none at all). */
+  f: number[];
 }
 
 class TranslatorSem extends WasmSem {
@@ -345,6 +366,24 @@ class TranslatorSem extends WasmSem {
 
   protected rs1Field(): void {
     this.f.i32(this.current.d.rs1);
+  }
+
+  // The f registers the page uses live in locals too (loaded in the prologue, the written ones
+  // stored in the epilogue, which every exit passes).
+  private freg(index: number): Expr {
+    return () => this.f.get(this.l.f[index]!);
+  }
+  readonly frs1: Expr = () => this.freg(this.current.d.rs1)();
+  readonly frs2: Expr = () => this.freg(this.current.d.rs2)();
+  readonly frs3: Expr = () => this.freg(this.current.d.imm >>> 3)();
+
+  protected writeFrd(value: Expr): void {
+    value();
+    this.f.set(this.l.f[this.current.d.rd]!);
+  }
+
+  protected override staticImmediate(): number {
+    return this.current.d.imm;
   }
 
   setRd(value: Expr): void {
@@ -444,7 +483,14 @@ class TranslatorSem extends WasmSem {
    */
   protected override returnAfterMemoryAccess(loadResult: number | undefined): void {
     const rd = this.current.d.rd;
-    if (loadResult !== undefined && rd !== 0) this.f.get(loadResult).set(this.l.x[rd]!);
+    if (loadResult !== undefined && writesFpRegister(this.current.d)) {
+      // flw / fld: the value goes to the f register (a single NaN-boxed).
+      const boxed: Expr = () => {
+        this.f.get(loadResult);
+        if (this.current.d.name === "flw") this.f.i64(-(1n << 32n)).op(Op.i64_or);
+      };
+      this.setFrd(boxed);
+    } else if (loadResult !== undefined && rd !== 0) this.f.get(loadResult).set(this.l.x[rd]!);
     this.leave(Exit.Budget, this.currentPc + BigInt(this.current.d.length), this.pending + 1);
   }
 
@@ -490,8 +536,22 @@ export function translatePage(
   const f = new LabelledBody(3);
   const hart = 0;
   const used = new Set<number>();
-  for (const d of code.values()) for (const r of [d.rd, d.rs1, d.rs2]) if (r !== 0) used.add(r);
-  const written = new Set([...code.values()].map((d) => d.rd).filter((r) => r !== 0));
+  const written = new Set<number>();
+  const usedF = new Set<number>();
+  const writtenF = new Set<number>();
+  for (const d of code.values()) {
+    const r = registersOf(d);
+    for (const x of r.x) if (x !== 0) used.add(x);
+    if (r.xWritten !== undefined && r.xWritten !== 0) {
+      used.add(r.xWritten);
+      written.add(r.xWritten);
+    }
+    for (const x of r.f) usedF.add(x);
+    if (r.fWritten !== undefined) {
+      usedF.add(r.fWritten);
+      writtenF.add(r.fWritten);
+    }
+  }
   const l: TranslatorLocals = {
     budget: 1,
     npc: f.local(ValType.I64),
@@ -500,6 +560,7 @@ export function translatePage(
     exitCode: f.local(ValType.I32),
     stopAfter: f.local(ValType.I32),
     x: Array.from({ length: 32 }, (_, r) => (used.has(r) ? f.local(ValType.I64) : -1)),
+    f: Array.from({ length: 32 }, (_, r) => (usedF.has(r) ? f.local(ValType.I64) : -1)),
   };
   const dataTlb = f.local(ValType.I32);
   const pageOffset = f.local(ValType.I64);
@@ -518,6 +579,7 @@ export function translatePage(
   // The data TLB set the host chose, the registers, the entry pc.
   f.get(hart).get(hart).mem(Op.i32_load, HartSlot.DATA_TLB).op(Op.i32_add).set(dataTlb);
   for (const r of used) f.get(hart).mem(Op.i64_load, HartSlot.X + 8 * r).set(l.x[r]!);
+  for (const r of usedF) f.get(hart).mem(Op.i64_load, F_REGS_OFFSET + 8 * r).set(l.f[r]!);
   f.get(hart).mem(Op.i64_load, HartSlot.PC).set(l.npc);
   s.loadTlbTag();
 
@@ -624,6 +686,7 @@ export function translatePage(
   // Epilogue: registers, pc, retired count, mirrored-store count back to the hart's slots.
   s.releaseHeld();
   for (const r of written) f.get(hart).get(l.x[r]!).mem(Op.i64_store, HartSlot.X + 8 * r);
+  for (const r of writtenF) f.get(hart).get(l.f[r]!).mem(Op.i64_store, F_REGS_OFFSET + 8 * r);
   f.get(hart).get(l.npc).mem(Op.i64_store, HartSlot.PC);
   f.get(hart).get(l.retired).op(Op.i64_extend_i32_u).mem(Op.i64_store, HartSlot.RETIRED);
   s.flushMirroredStores();

@@ -41,7 +41,7 @@ export function compileEagerly(bytes: Uint8Array<ArrayBuffer>): WebAssembly.Modu
   }
 }
 
-export const ValType = { I32: 0x7f, I64: 0x7e } as const;
+export const ValType = { I32: 0x7f, I64: 0x7e, F32: 0x7d, F64: 0x7c } as const;
 export type ValType = (typeof ValType)[keyof typeof ValType];
 
 /** Block type "empty" (no result). */
@@ -135,6 +135,39 @@ export const Op = {
   i64_extend8_s: 0xc2,
   i64_extend16_s: 0xc3,
   i64_extend32_s: 0xc4,
+  // Floating point (the F/D fast paths, vcpu/wasm/wasm-sem.ts).
+  f32_eq: 0x5b,
+  f32_lt: 0x5d,
+  f32_le: 0x5f,
+  f64_eq: 0x61,
+  f64_ne: 0x62,
+  f64_lt: 0x63,
+  f64_le: 0x65,
+  f64_ge: 0x66,
+  f32_min: 0x96,
+  f32_max: 0x97,
+  f64_abs: 0x99,
+  f64_neg: 0x9a,
+  f64_sqrt: 0x9f,
+  f64_add: 0xa0,
+  f64_sub: 0xa1,
+  f64_mul: 0xa2,
+  f64_div: 0xa3,
+  f64_min: 0xa4,
+  f64_max: 0xa5,
+  i32_trunc_f64_s: 0xaa,
+  i64_trunc_f64_s: 0xb0,
+  f64_trunc: 0x9d,
+  f64_nearest: 0x9e,
+  f32_demote_f64: 0xb6,
+  f64_convert_i32_s: 0xb7,
+  f64_convert_i32_u: 0xb8,
+  f64_convert_i64_s: 0xb9,
+  f64_promote_f32: 0xbb,
+  i32_reinterpret_f32: 0xbc,
+  i64_reinterpret_f64: 0xbd,
+  f32_reinterpret_i32: 0xbe,
+  f64_reinterpret_i64: 0xbf,
 } as const;
 
 /** Atomic opcodes (0xFE prefix) other than read-modify-writes (see rmwOpcode). */
@@ -266,6 +299,12 @@ export class FunctionBody {
   }
   i64(value: bigint | number): this {
     this.code.byte(Op.i64_const).s64(BigInt(value));
+    return this;
+  }
+  f64(value: number): this {
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setFloat64(0, value, true);
+    this.code.byte(0x44).bytes(b);
     return this;
   }
   get(local: number): this {

@@ -8,7 +8,8 @@ import { CONTENDED, FREE, HELD } from "../../sync/mutex.ts";
 import { locksAtomics, locksStores } from "../../sync/strategy.ts";
 import { hartOwnsMemory } from "../../sync/owner.ts";
 import { Cause, Exit, ExitRequest } from "../exits.ts";
-import type { AmoKind, Cond, CsrKind, Expr, HostOp, Sem, Width } from "../sem.ts";
+import type { AmoKind, Cond, CsrKind, Expr, FpOp, HostOp, Sem, Width } from "../sem.ts";
+import { FP_OP_NUMBER } from "../fpu.ts";
 import { AtomicOp, FunctionBody, ModuleBuilder, Op, ValType, rmwOpcode } from "./encoder.ts";
 
 /** What an engine knows of the memory layout. */
@@ -82,6 +83,8 @@ export interface SlowPathFunctions {
   lockContended: number;
   /** (lock address i32) -> (), after releasing a mirror lock that has sleepers */
   wakeSleeper: number;
+  /** (hart i32, op i32, rm i32, a i64, b i64, c i64) -> i64: a floating-point operation (vcpu/fpu.ts) */
+  fp: number;
 }
 
 /** Declare the host functions every engine module imports, in the order above. */
@@ -94,8 +97,44 @@ export function importSlowPaths(m: ModuleBuilder): SlowPathFunctions {
     fetch: m.importFunction("host", "fetch", { params: [ValType.I32, ValType.I64], results: [ValType.I64] }),
     lockContended: m.importFunction("host", "lockContended", { params: [ValType.I32], results: [] }),
     wakeSleeper: m.importFunction("host", "wakeSleeper", { params: [ValType.I32], results: [] }),
+    fp: m.importFunction("host", "fp", {
+      params: [ValType.I32, ValType.I32, ValType.I32, ValType.I64, ValType.I64, ValType.I64],
+      results: [ValType.I64],
+    }),
   };
 }
+
+type FastPath = (this: WasmSem, rm: Expr, a: Expr, b: Expr, exact: () => void) => void;
+/** Operations with a wasm fast path (WasmSem.fp; each proven where it is defined). */
+const FAST_PATHS: Partial<Record<FpOp, FastPath>> = {
+  "add.d": function (rm, a, b, exact) { this.fastSum(rm, a, b, exact, false); },
+  "sub.d": function (rm, a, b, exact) { this.fastSum(rm, a, b, exact, true); },
+  "mul.d": function (rm, a, b, exact) { this.fastProduct(rm, a, b, exact); },
+  "div.d": function (rm, a, b, exact) { this.fastQuotient(rm, a, b, exact); },
+  "sqrt.d": function (rm, a, _b, exact) { this.fastRoot(rm, a, exact); },
+  "eq.d": function (_rm, a, b, exact) { this.fastCompare(a, b, exact, Op.f64_eq, false); },
+  "lt.d": function (_rm, a, b, exact) { this.fastCompare(a, b, exact, Op.f64_lt, false); },
+  "le.d": function (_rm, a, b, exact) { this.fastCompare(a, b, exact, Op.f64_le, false); },
+  "min.d": function (_rm, a, b, exact) { this.fastCompare(a, b, exact, Op.f64_min, true); },
+  "max.d": function (_rm, a, b, exact) { this.fastCompare(a, b, exact, Op.f64_max, true); },
+  "sgnj.d": function (_rm, a, b, exact) { this.fastSignInject(a, b, exact, 0, false); },
+  "sgnjn.d": function (_rm, a, b, exact) { this.fastSignInject(a, b, exact, 1, false); },
+  "sgnjx.d": function (_rm, a, b, exact) { this.fastSignInject(a, b, exact, 2, false); },
+  "add.s": function (rm, a, b, exact) { this.fastSingle(rm, a, b, exact, "add"); },
+  "sub.s": function (rm, a, b, exact) { this.fastSingle(rm, a, b, exact, "sub"); },
+  "mul.s": function (rm, a, b, exact) { this.fastSingle(rm, a, b, exact, "mul"); },
+  "div.s": function (rm, a, b, exact) { this.fastSingle(rm, a, b, exact, "div"); },
+  "sqrt.s": function (rm, a, b, exact) { this.fastSingle(rm, a, b, exact, "sqrt"); },
+  "cvt.d.w": function (_rm, a, _b, exact) { this.fastToDouble(a, exact, "w"); },
+  "cvt.d.wu": function (_rm, a, _b, exact) { this.fastToDouble(a, exact, "wu"); },
+  "cvt.d.l": function (_rm, a, _b, exact) { this.fastToDouble(a, exact, "l"); },
+  "cvt.d.s": function (_rm, a, _b, exact) { this.fastToDouble(a, exact, "s"); },
+  "cvt.w.d": function (rm, a, _b, exact) { this.fastToInteger(rm, a, exact, "w"); },
+  "cvt.l.d": function (rm, a, _b, exact) { this.fastToInteger(rm, a, exact, "l"); },
+  "sgnj.s": function (_rm, a, b, exact) { this.fastSignInject(a, b, exact, 0, true); },
+  "sgnjn.s": function (_rm, a, b, exact) { this.fastSignInject(a, b, exact, 1, true); },
+  "sgnjx.s": function (_rm, a, b, exact) { this.fastSignInject(a, b, exact, 2, true); },
+};
 
 /** Access kinds as passed to the translate import (same numbering as vcpu/tlb.ts AccessKind). */
 const LOAD_KIND = 1;
@@ -181,6 +220,15 @@ export abstract class WasmSem implements Sem {
   /** Emit the rs1 field as an i32 (the CSR immediate, or "is the source x0"). */
   protected abstract rs1Field(): void;
   abstract setRd(value: Expr): void;
+  abstract readonly frs1: Expr;
+  abstract readonly frs2: Expr;
+  abstract readonly frs3: Expr;
+  /** Store `value` in the f register rd names (setFrd adds the FS update). */
+  protected abstract writeFrd(value: Expr): void;
+  /** The immediate when the engine knows it at emission time (the translator), else undefined. */
+  protected staticImmediate(): number | undefined {
+    return undefined;
+  }
   abstract jump(target: Expr): void;
   /** Leave the engine with `code`, pc at the current instruction, which does not retire. */
   protected abstract exitAtCurrent(code: Exit): void;
@@ -224,6 +272,7 @@ export abstract class WasmSem implements Sem {
   /** Start of a new instruction: temporaries may be reused. */
   resetTemps(): void {
     this.tempsInUse = 0;
+    this.f64InUse = 0;
   }
 
   // --- operands and arithmetic --------------------------------------------------------------
@@ -340,6 +389,376 @@ export abstract class WasmSem implements Sem {
 
   host(op: HostOp): void {
     this.exitAtCurrent(HOST_EXIT[op]);
+  }
+
+  // --- F and D -----------------------------------------------------------------------------
+  requireFp(): void {
+    this.f.get(this.hart).mem(Op.i32_load, HartSlot.FS).op(Op.i32_eqz).ifHinted(false);
+    this.illegal();
+    this.f.end();
+  }
+
+  setFrd(value: Expr): void {
+    this.writeFrd(value);
+    this.f.get(this.hart).i32(3).mem(Op.i32_store, HartSlot.FS);
+  }
+
+  roundingMode(): Expr {
+    const f = this.f;
+    const known = this.staticImmediate();
+    const field = known === undefined ? undefined : known & 7;
+    if (field !== undefined && field < 5) return this.const(field);
+    if (field === 5 || field === 6) {
+      this.illegal();
+      return this.const(0);
+    }
+    const rm = this.temp();
+    if (field === undefined) {
+      this.imm();
+      f.i64(7).op(Op.i64_and).set(rm);
+      f.get(rm).i64(7).op(Op.i64_eq).if();
+    }
+    f.get(this.hart).mem(Op.i32_load, HartSlot.FCSR).i32(5).op(Op.i32_shr_u).i32(7).op(Op.i32_and).op(Op.i64_extend_i32_u).set(rm);
+    if (field === undefined) f.end();
+    f.get(rm).i64(5).op(Op.i64_ge_u).ifHinted(false);
+    this.illegal();
+    f.end();
+    return () => f.get(rm);
+  }
+
+  fp(op: FpOp, rm: Expr, a: Expr, b: Expr = this.const(0), c: Expr = this.const(0)): Expr {
+    const number = FP_OP_NUMBER.get(op);
+    if (number === undefined) throw new Error(`no floating-point operation ${op}`);
+    const exact = () => {
+      const f = this.f;
+      f.get(this.hart).i32(number);
+      rm();
+      f.op(Op.i32_wrap_i64);
+      a();
+      b();
+      c();
+      f.call(this.slow.fp);
+    };
+    const fast = FAST_PATHS[op];
+    return fast ? () => fast.call(this, rm, a, b, exact) : exact;
+  }
+
+  // --- F and D fast paths --------------------------------------------------------------------
+  // WebAssembly's f64 arithmetic rounds to nearest, ties to even, exactly as IEEE 754 requires
+  // (no flush to zero), and raises no flags. A fast path uses it only where the outcome is proven
+  // (docs/decisions.md): RNE; operands and result in ranges where no overflow, underflow or NaN
+  // can occur; the inexact flag from an error-free transformation (TwoSum, Dekker's product),
+  // which is exact there. Anything else calls the exact reference (`exact`).
+  private readonly f64Pool: number[] = [];
+  private f64InUse = 0;
+
+  /** A fresh f64 local for the current instruction, set from what `emit` leaves. */
+  private f64Local(emit: () => void): number {
+    if (this.f64InUse === this.f64Pool.length) this.f64Pool.push(this.f.local(ValType.F64));
+    const local = this.f64Pool[this.f64InUse++]!;
+    emit();
+    this.f.set(local);
+    return local;
+  }
+  private asF64(e: Expr, negate = false): number {
+    return this.f64Local(() => {
+      e();
+      this.f.op(Op.f64_reinterpret_i64);
+      if (negate) this.f.op(Op.f64_neg);
+    });
+  }
+  /** i32: lo ≤ |v| < hi (false for NaN). */
+  private magnitudeIn(v: number, lo: number, hi: number): void {
+    const f = this.f;
+    f.get(v).op(Op.f64_abs).f64(lo).op(Op.f64_ge);
+    f.get(v).op(Op.f64_abs).f64(hi).op(Op.f64_lt).op(Op.i32_and);
+  }
+  /** i32: both operands' magnitudes in [lo, hi). */
+  private bothIn(x: number, y: number, lo: number, hi: number): void {
+    this.magnitudeIn(x, lo, hi);
+    this.magnitudeIn(y, lo, hi);
+    this.f.op(Op.i32_and);
+  }
+  /** Dekker's TwoProduct: the exact x·y − fl(x·y), given p = fl(x·y), for |x|, |y| < 2^995 and |p| ≥ 2^-968. */
+  private productError(x: number, y: number, p: number): number {
+    const f = this.f;
+    const split = (v: number): [number, number] => {
+      const c = this.f64Local(() => f.get(v).f64(134217729).op(Op.f64_mul)); // 2^27 + 1 (Veltkamp)
+      const hi = this.f64Local(() => f.get(c).get(c).get(v).op(Op.f64_sub).op(Op.f64_sub));
+      const lo = this.f64Local(() => f.get(v).get(hi).op(Op.f64_sub));
+      return [hi, lo];
+    };
+    const [xh, xl] = split(x);
+    const [yh, yl] = split(y);
+    return this.f64Local(() => {
+      f.get(xh).get(yh).op(Op.f64_mul).get(p).op(Op.f64_sub);
+      f.get(xh).get(yl).op(Op.f64_mul).op(Op.f64_add);
+      f.get(xl).get(yh).op(Op.f64_mul).op(Op.f64_add);
+      f.get(xl).get(yl).op(Op.f64_mul).op(Op.f64_add);
+    });
+  }
+  /** fflags.NX |= 1 and FS Dirty. */
+  private raiseInexact(): void {
+    const f = this.f;
+    f.get(this.hart).get(this.hart).mem(Op.i32_load, HartSlot.FCSR).i32(1).op(Op.i32_or).mem(Op.i32_store, HartSlot.FCSR);
+    f.get(this.hart).i32(3).mem(Op.i32_store, HartSlot.FS);
+  }
+  /**
+   * Emit: `condition` (an i32 on the stack) ? the fast result (the f64 in `result`, NX when
+   * `inexact` leaves 1) : the exact path.
+   */
+  private choose(rm: Expr, condition: () => void, result: number | (() => void), inexact: () => void, exact: () => void): void {
+    const f = this.f;
+    rm();
+    f.op(Op.i64_eqz);
+    condition();
+    f.op(Op.i32_and).if(ValType.I64);
+    inexact();
+    f.if();
+    this.raiseInexact();
+    f.end();
+    if (typeof result === "number") f.get(result).op(Op.i64_reinterpret_f64);
+    else result();
+    f.else();
+    exact();
+    f.end();
+  }
+
+  /**
+   * A binary fast path: r = x `opcode` y (y negated first for subtraction); `error` computes the
+   * locals the inexact test needs, `inRange` the ranges where the proof holds, `inexact` the flag.
+   */
+  private fastBinary(rm: Expr, a: Expr, b: Expr, exact: () => void, opcode: number, negate: boolean,
+    rule: { error(x: number, y: number, r: number): () => void; inRange(x: number, y: number, r: number): void }): void {
+    const x = this.asF64(a), y = this.asF64(b, negate);
+    const r = this.f64Local(() => this.f.get(x).get(y).op(opcode));
+    const inexact = rule.error(x, y, r);
+    this.choose(rm, () => rule.inRange(x, y, r), r, inexact, exact);
+  }
+
+  /** add.d, sub.d: TwoSum (Knuth) gives the exact rounding error; |x|, |y|, |s| < 2^1023 keep it from overflowing; a sum below 2^-1022 is exact (no underflow). */
+  fastSum(rm: Expr, a: Expr, b: Expr, exact: () => void, subtract: boolean): void {
+    const f = this.f;
+    this.fastBinary(rm, a, b, exact, Op.f64_add, subtract, {
+      error: (x, y, s) => {
+        const bb = this.f64Local(() => f.get(s).get(x).op(Op.f64_sub));
+        const err = this.f64Local(() => {
+          f.get(x).get(s).get(bb).op(Op.f64_sub).op(Op.f64_sub);
+          f.get(y).get(bb).op(Op.f64_sub).op(Op.f64_add);
+        });
+        return () => f.get(err).f64(0).op(Op.f64_ne);
+      },
+      inRange: (x, y, s) => {
+        this.bothIn(x, y, 0, 2 ** 1023);
+        this.magnitudeIn(s, 0, 2 ** 1023);
+        f.op(Op.i32_and);
+      },
+    });
+  }
+
+  /** mul.d: Dekker's product error; |p| ≥ 2^-968 (no underflow, error representable) or an exact zero. */
+  fastProduct(rm: Expr, a: Expr, b: Expr, exact: () => void): void {
+    const f = this.f;
+    this.fastBinary(rm, a, b, exact, Op.f64_mul, false, {
+      error: (x, y, p) => {
+        const err = this.productError(x, y, p);
+        return () => f.get(err).f64(0).op(Op.f64_ne);
+      },
+      inRange: (x, y, p) => {
+        this.bothIn(x, y, 0, 2 ** 995);
+        this.magnitudeIn(p, 2 ** -968, 2 ** 1023);
+        f.get(x).f64(0).op(Op.f64_eq).op(Op.i32_or);
+        f.get(y).f64(0).op(Op.f64_eq).op(Op.i32_or);
+        f.op(Op.i32_and);
+      },
+    });
+  }
+
+  /**
+   * div.d: q = fl(x / y) is exact iff x = q·y; with (ph, pl) Dekker's q·y, x − ph is exact
+   * (Sterbenz: ph is within a factor 2 of x), so inexact iff x − ph ≠ pl. Ranges keep Dekker exact
+   * and q normal (no underflow), finite (no overflow); y ≠ 0 (no divide-by-zero).
+   */
+  fastQuotient(rm: Expr, a: Expr, b: Expr, exact: () => void): void {
+    const f = this.f;
+    this.fastBinary(rm, a, b, exact, Op.f64_div, false, {
+      error: (x, y, q) => {
+        const ph = this.f64Local(() => f.get(q).get(y).op(Op.f64_mul));
+        const pl = this.productError(q, y, ph);
+        return () => f.get(x).get(ph).op(Op.f64_sub).get(pl).op(Op.f64_ne);
+      },
+      inRange: (x, y, q) => {
+        this.bothIn(x, y, 2 ** -968, 2 ** 995);
+        this.magnitudeIn(q, 2 ** -1021, 2 ** 995);
+        f.op(Op.i32_and);
+      },
+    });
+  }
+
+  /** sqrt.d: as division, r = fl(√x) is exact iff r·r = x: inexact iff x − ph ≠ pl. */
+  fastRoot(rm: Expr, a: Expr, exact: () => void): void {
+    const f = this.f;
+    const x = this.asF64(a);
+    const r = this.f64Local(() => f.get(x).op(Op.f64_sqrt));
+    const ph = this.f64Local(() => f.get(r).get(r).op(Op.f64_mul));
+    const pl = this.productError(r, r, ph);
+    this.choose(rm, () => {
+      this.magnitudeIn(x, 2 ** -968, 2 ** 995);
+      f.get(x).f64(0).op(Op.f64_ge).op(Op.i32_and);
+    }, r, () => f.get(x).get(ph).op(Op.f64_sub).get(pl).op(Op.f64_ne), exact);
+  }
+
+  /** feq/flt/fle.d and fmin/fmax.d on two non-NaN operands: exact, no flag (wasm's min/max order −0 < +0). */
+  fastCompare(a: Expr, b: Expr, exact: () => void, opcode: number, bits: boolean): void {
+    const f = this.f;
+    const x = this.asF64(a), y = this.asF64(b);
+    f.get(x).get(x).op(Op.f64_eq).get(y).get(y).op(Op.f64_eq).op(Op.i32_and).if(ValType.I64);
+    f.get(x).get(y).op(opcode);
+    f.op(bits ? Op.i64_reinterpret_f64 : Op.i64_extend_i32_u);
+    f.else();
+    exact();
+    f.end();
+  }
+
+  /**
+   * add/sub/mul/div/sqrt.s through binary64: d = x op y in f64, r = d rounded to single (wasm's
+   * demote: RNE). A sum or product of singles is exact in f64 when TwoSum says so (a product always
+   * is: 48 bits); a quotient or root rounded twice (to 53, then 24 bits) is correctly rounded, as
+   * 53 ≥ 2·24 + 2 (Figueroa). NX: r ≠ d for the exact ones; r·y ≠ x, r·r ≠ x (exact in f64) for
+   * division and root. 2^-126 ≤ |d| excludes tininess (the exact value is then at least
+   * 2^-126·(1 − 2^-53), which rounds to no less than 2^-126 at 24 bits) and zero, NaN; |r| < 2^128
+   * overflow and ∞. Operands must be NaN-boxed.
+   */
+  fastSingle(rm: Expr, a: Expr, b: Expr, exact: () => void, kind: "add" | "sub" | "mul" | "div" | "sqrt"): void {
+    const f = this.f;
+    const ai = this.tmp(a), bi = this.tmp(b);
+    const toF64 = (v: Expr) => this.f64Local(() => {
+      v();
+      f.op(Op.i32_wrap_i64).op(Op.f32_reinterpret_i32).op(Op.f64_promote_f32);
+    });
+    const x = toF64(ai), y = toF64(bi);
+    const opcode = { add: Op.f64_add, sub: Op.f64_sub, mul: Op.f64_mul, div: Op.f64_div, sqrt: Op.f64_sqrt }[kind];
+    const d = this.f64Local(() => (kind === "sqrt" ? f.get(x) : f.get(x).get(y)).op(opcode));
+    const r = this.f64Local(() => f.get(d).op(Op.f32_demote_f64).op(Op.f64_promote_f32));
+    let exactInF64 = () => void f.i32(1);
+    if (kind === "add" || kind === "sub") {
+      // TwoSum of x and ±y: d is exact iff the error is zero.
+      const yy = kind === "sub" ? this.f64Local(() => f.get(y).op(Op.f64_neg)) : y;
+      const bb = this.f64Local(() => f.get(d).get(x).op(Op.f64_sub));
+      exactInF64 = () => {
+        f.get(x).get(d).get(bb).op(Op.f64_sub).op(Op.f64_sub);
+        f.get(yy).get(bb).op(Op.f64_sub).op(Op.f64_add).f64(0).op(Op.f64_eq);
+      };
+    }
+    const boxed = (v: Expr) => this.eq(this.shrU(v, this.const(32)), this.const(0xffffffff));
+    const inexact = kind === "div" ? () => f.get(r).get(y).op(Op.f64_mul).get(x).op(Op.f64_ne)
+      : kind === "sqrt" ? () => f.get(r).get(r).op(Op.f64_mul).get(x).op(Op.f64_ne)
+      : () => f.get(d).get(r).op(Op.f64_ne);
+    this.choose(rm, () => {
+      boxed(ai)();
+      if (kind !== "sqrt") {
+        boxed(bi)();
+        f.op(Op.i32_and);
+      }
+      exactInF64();
+      f.op(Op.i32_and);
+      this.magnitudeIn(d, 2 ** -126, Infinity);
+      f.op(Op.i32_and);
+      this.magnitudeIn(r, 0, 2 ** 128);
+      f.op(Op.i32_and);
+    }, () => {
+      f.get(d).op(Op.f32_demote_f64).op(Op.i32_reinterpret_f32).op(Op.i64_extend_i32_u).i64(BigInt.asIntN(64, 0xffffffff00000000n)).op(Op.i64_or);
+    }, inexact, exact);
+  }
+
+  /**
+   * Conversions to double that are exact: from a 32-bit integer (always), from a 64-bit one of
+   * magnitude ≤ 2^53, from a NaN-boxed non-NaN single (promotion): no rounding, so no flag under
+   * any mode. Else (or for a 64-bit integer beyond 2^53, a NaN) the exact path.
+   */
+  fastToDouble(a: Expr, exact: () => void, from: "w" | "wu" | "l" | "s"): void {
+    const f = this.f;
+    const v = this.tmp(a);
+    if (from === "w" || from === "wu") {
+      v();
+      f.op(Op.i32_wrap_i64).op(from === "w" ? Op.f64_convert_i32_s : Op.f64_convert_i32_u).op(Op.i64_reinterpret_f64);
+      return;
+    }
+    if (from === "l") {
+      // |v| ≤ 2^53: v + 2^53 ≤ 2^54 (unsigned, wrapping for negative v).
+      this.add(v, this.const(2n ** 53n))();
+      f.i64(2n ** 54n).op(Op.i64_le_u);
+    } else {
+      const x = this.f64Local(() => {
+        v();
+        f.op(Op.i32_wrap_i64).op(Op.f32_reinterpret_i32).op(Op.f64_promote_f32);
+      });
+      this.eq(this.shrU(v, this.const(32)), this.const(0xffffffff))();
+      f.get(x).get(x).op(Op.f64_eq).op(Op.i32_and);
+    }
+    f.if(ValType.I64);
+    v();
+    if (from === "l") f.op(Op.f64_convert_i64_s);
+    else f.op(Op.i32_wrap_i64).op(Op.f32_reinterpret_i32).op(Op.f64_promote_f32);
+    f.op(Op.i64_reinterpret_f64);
+    f.else();
+    exact();
+    f.end();
+  }
+
+  /**
+   * fcvt.w.d / fcvt.l.d under RTZ or RNE: f64.trunc / f64.nearest (ties to even) round to an
+   * integer exactly as the mode says; with |x| < 2^31 − 1 (2^62) the result is in range, so the
+   * truncating conversion is exact and never traps; NX iff the rounded value differs from x. NaN,
+   * other modes and larger magnitudes take the exact path.
+   */
+  fastToInteger(rm: Expr, a: Expr, exact: () => void, to: "w" | "l"): void {
+    const f = this.f;
+    const x = this.asF64(a);
+    const limit = to === "w" ? 2 ** 31 - 1 : 2 ** 62;
+    const rounded = this.f64Local(() => {
+      rm();
+      f.op(Op.i64_eqz).if(ValType.F64);
+      f.get(x).op(Op.f64_nearest);
+      f.else();
+      f.get(x).op(Op.f64_trunc);
+      f.end();
+    });
+    // (choose() wants RNE; RTZ is as good here: test rm ≤ 1 by hand.)
+    rm();
+    f.i64(2).op(Op.i64_lt_u);
+    this.magnitudeIn(x, 0, limit);
+    f.op(Op.i32_and).if(ValType.I64);
+    f.get(rounded).get(x).op(Op.f64_ne).if();
+    this.raiseInexact();
+    f.end();
+    f.get(rounded);
+    if (to === "w") f.op(Op.i32_trunc_f64_s).op(Op.i64_extend_i32_s);
+    else f.op(Op.i64_trunc_f64_s);
+    f.else();
+    exact();
+    f.end();
+  }
+
+  /** fsgnj[n|x]: bits only, never a flag; singles only when both are NaN-boxed (else the exact path's canonical NaN). */
+  fastSignInject(a: Expr, b: Expr, exact: () => void, kind: 0 | 1 | 2, single: boolean): void {
+    const f = this.f;
+    const sign = single ? 0x80000000n : 1n << 63n;
+    const x = this.tmp(a), y = this.tmp(b);
+    const injected = () => {
+      const fromB = kind === 1 ? this.xor(y, this.const(-1n)) : y;
+      const signBit = this.and(fromB, this.const(BigInt.asIntN(64, sign)));
+      (kind === 2 ? this.xor(x, signBit) : this.or(this.and(x, this.const(BigInt.asIntN(64, ~sign))), signBit))();
+    };
+    if (!single) return injected();
+    const boxed = (v: Expr) => this.eq(this.shrU(v, this.const(32)), this.const(0xffffffff));
+    boxed(x)();
+    boxed(y)();
+    f.op(Op.i32_and).if(ValType.I64);
+    injected();
+    f.else();
+    exact();
+    f.end();
   }
 
   fence(): void {
@@ -697,7 +1116,58 @@ export abstract class WasmSem implements Sem {
 
   csr(kind: CsrKind, immediate: boolean): Expr {
     return () => {
+      // fflags, frm and fcsr (CSRs 1..3) are read and written in the engine while FS is not Off
+      // (FP code touches them around every operation); everything else, and FS Off (illegal), is
+      // the host's.
+      const known = this.staticImmediate();
+      if (known !== undefined && (known < 1 || known > 3)) return this.csrSlowPath(kind, immediate);
       const f = this.f;
+      f.get(this.hart).mem(Op.i32_load, HartSlot.FS).i32(0).op(Op.i32_ne);
+      if (known === undefined) {
+        this.imm();
+        f.op(Op.i32_wrap_i64).i32(1).op(Op.i32_sub).i32(3).op(Op.i32_lt_u).op(Op.i32_and);
+      }
+      f.if(ValType.I64);
+      this.fpCsr(kind, immediate, known);
+      f.else();
+      this.csrSlowPath(kind, immediate);
+      f.end();
+    };
+  }
+
+  /** csrr[wsc][i] on fflags (1: fcsr bits 4:0), frm (2: bits 7:5) or fcsr (3: bits 7:0). */
+  private fpCsr(kind: CsrKind, immediate: boolean, known: number | undefined): void {
+    const number = known === undefined ? this.tmp(this.imm) : this.const(known);
+    const pick = (values: [number, number, number]) =>
+      known !== undefined ? this.const(values[known - 1]!) : this.ifElse(this.eq(number, this.const(1)), this.const(values[0]),
+        this.ifElse(this.eq(number, this.const(2)), this.const(values[1]), this.const(values[2])));
+    const shift = this.tmp(pick([0, 5, 0]));
+    const mask = this.tmp(pick([0x1f, 7, 0xff]));
+    const fcsr = this.tmp(() => this.f.get(this.hart).mem(Op.i64_load32_u, HartSlot.FCSR));
+    const old = this.tmp(this.and(this.shrU(fcsr, shift), mask));
+    const source: Expr = immediate ? () => (this.rs1Field(), this.f.op(Op.i64_extend_i32_u)) : this.rs1;
+    const value = { rw: source, rs: this.or(old, source), rc: this.and(old, this.xor(source, this.const(-1))) }[kind];
+    const write = () => {
+      const f = this.f;
+      f.get(this.hart);
+      this.or(this.and(fcsr, this.xor(this.shl(mask, shift), this.const(-1))), this.shl(this.and(value, mask), shift))();
+      f.mem(Op.i64_store32, HartSlot.FCSR);
+      f.get(this.hart).i32(3).mem(Op.i32_store, HartSlot.FS);
+    };
+    // csrrw always writes; csrrs/csrrc only when the source field is not x0 / zero.
+    if (kind === "rw") write();
+    else {
+      this.rs1Field();
+      this.f.if();
+      write();
+      this.f.end();
+    }
+    old();
+  }
+
+  private csrSlowPath(kind: CsrKind, immediate: boolean): void {
+    const f = this.f;
+    {
       this.syncForHost();
       f.get(this.hart);
       this.imm();
@@ -718,6 +1188,6 @@ export abstract class WasmSem implements Sem {
       }
       f.call(this.slow.csr);
       this.checkExitRequest();
-    };
+    }
   }
 }
