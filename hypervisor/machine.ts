@@ -175,7 +175,7 @@ export class Machine implements MachineControl {
       this.memory.buffer,
       this.layout,
       this.physicalMap,
-      () => { for (let h = 0; h < config.harts; h++) requestTlbShootdown(this.words, this.layout.hartOffset(h)); },
+      (page) => this.recoverPage(page, "a release hypercall"),
       () => this.recovery.stats().recoveries,
     );
     if (config.mirror) this.mirrorControl.apply(config.mirror);
