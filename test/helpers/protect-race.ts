@@ -128,7 +128,9 @@ export async function runProtectRace(options: ProtectRaceOptions): Promise<Prote
             if (divergences.length < 5) divergences.push(`0x${w.address.toString(16)}: ${w.values.map((v) => v.toString()).join(" / ")}`);
           }
         }
-        if (options.dueEvery && protectedPauses % options.dueEvery === 0) {
+        // One DUE at a time: a frame already poisoned (not yet touched since) is left as it is.
+        const unpoisoned = !machine.physicalMap.isPoisoned(0, machine.physicalMap.frameOf(qPage));
+        if (options.dueEvery && protectedPauses % options.dueEvery === 0 && unpoisoned) {
           machine.injectDue(Q, 0);
           duesInjected++;
         }
