@@ -23,6 +23,9 @@ const shapes: Omit<ProtectRaceOptions, "increments">[] = [
   { copies: 2, scrubMs: 1, dueEvery: 2, sync: "striped", engine: { kind: "interp" } },
   { copies: 3, scrubMs: 5, dueEvery: 2, sync: "global", engine: { kind: "interp" } },
   { copies: 2, scrubMs: 5, dueEvery: 3, sync: "global" },
+  // DUEs from the run loop while the harts run (hart 0 reads Q instead of toggling it).
+  { copies: 2, scrubMs: 2, hart0: "read", dueEveryMs: 10, sync: "striped" },
+  { copies: 3, scrubMs: 2, hart0: "read", dueEveryMs: 10, sync: "striped", engine: { kind: "interp" } },
 ];
 const started = performance.now();
 const totals = { runs: 0, rounds: 0n, stores: 0, pauses: 0, protectedPauses: 0, dues: 0, recovered: 0 };
@@ -35,21 +38,22 @@ while (!failed && performance.now() - started < minutes * 60_000) {
   totals.stores += o.exitCode === 0 ? increments : 0;
   totals.pauses += o.pauses;
   totals.protectedPauses += o.protectedPauses;
-  totals.dues += o.duesInjected;
+  totals.dues += o.duesInjected + o.injected;
   totals.recovered += o.recoveries;
-  const what = `NMR ${shape.copies}, ${shape.sync}, ${shape.engine?.kind ?? "default engine"}`;
+  const what = `NMR ${shape.copies}, ${shape.sync}, ${shape.engine?.kind ?? "default engine"}, hart 0 ${shape.hart0 ?? "toggle"}s Q`;
   if (o.exitCode !== 0 || o.sum !== BigInt(increments) || o.divergentPauses > 0 || o.divergentAtEnd > 0) {
     failed = true;
     console.error(`run ${totals.runs} (${what}): LOST: exit ${o.exitCode} ${o.reason} ${o.fault ?? ""}, sum ${o.sum} of ${increments}, ` +
       `${o.divergentPauses} divergent pauses ${o.divergences.join("; ")}, ${o.divergentAtEnd} divergent words at the end`);
   } else {
-    console.error(`run ${totals.runs} (${what}): ok, ${o.rounds} protect/release rounds, ${o.duesInjected} DUEs, ${o.recoveries} recovered, ${(o.wallMs / 1000).toFixed(1)} s`);
+    console.error(`run ${totals.runs} (${what}): ok, ${o.rounds} rounds, ${o.duesInjected + o.injected} DUEs, ${o.recoveries} recovered, ${(o.wallMs / 1000).toFixed(1)} s`);
   }
 }
 const elapsed = (performance.now() - started) / 60_000;
 console.log(
   `stress:protect: ${totals.runs} runs in ${elapsed.toFixed(1)} min: ${totals.stores} stores checked, ${totals.rounds} protect/release rounds, ` +
-    `${totals.protectedPauses}/${totals.pauses} pauses compared the copies, ${totals.dues} DUEs injected, ${totals.recovered} recovered: ` +
+    `${totals.protectedPauses}/${totals.pauses} pauses compared the copies, ${totals.dues} DUEs injected (several into a frame not touched since count once), ` +
+    `${totals.recovered} pages recovered: ` +
     (failed ? "WRITES LOST" : "no write lost"),
 );
 process.exit(failed ? 1 : 0);

@@ -11,7 +11,7 @@ import { runProtectRace, type ProtectRaceOutcome } from "./helpers/protect-race.
 
 function summary(o: ProtectRaceOutcome): string {
   return `exit ${o.exitCode} (${o.reason}${o.fault ? `: ${o.fault}` : ""}), sum ${o.sum}, ${o.rounds} protect/release rounds, ` +
-    `${o.divergentPauses}/${o.protectedPauses} protected pauses divergent ${o.divergences.join("; ")}, ${o.duesInjected} DUEs, ${o.recoveries} recovered`;
+    `${o.divergentPauses}/${o.protectedPauses} protected pauses divergent ${o.divergences.join("; ")}, ${o.duesInjected + o.injected} DUEs, ${o.recoveries} recovered`;
 }
 
 test("NMR 3 with the scrubber: no increment lost while Q is protected and released under a storing hart", async (t) => {
@@ -29,5 +29,15 @@ test("NMR 2 with the scrubber and DUEs in Q's primary (interpreter): every DUE r
   t.is(o.sum, 3_000_000n, summary(o));
   // A DUE injected at the last pauses may meet no access before the guest exits.
   t.true(o.recoveries > 0 && o.recoveries <= o.duesInjected, summary(o));
+  t.is(o.divergentPauses, 0, summary(o));
+});
+
+test("DUEs injected into Q while hart 1 stores to it and hart 0 reads it: no increment lost", async (t) => {
+  // Before the injection's shootdown was synchronous, hart 1 went on storing into the poisoned
+  // frame through its cached entry while hart 0 recovered the page from the copy: lost increments.
+  const o = await runProtectRace({ increments: 3_000_000, copies: 2, hart0: "read", dueEveryMs: 5, pauseMs: 20 });
+  t.is(o.exitCode, 0, summary(o));
+  t.is(o.sum, 3_000_000n, summary(o));
+  t.true(o.recoveries > 0, summary(o));
   t.is(o.divergentPauses, 0, summary(o));
 });

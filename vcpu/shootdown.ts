@@ -75,16 +75,20 @@ export class WorldHold {
    * `change`, and let them go. Must not be called from inside an engine call, nor while holding a
    * stripe or recovery lock.
    */
-  holding<T>(change: () => T): T {
-    return this.policy.with(() => this.holdingLocked(change));
+  holding<T>(change: () => T, whileWaiting?: () => void): T {
+    return this.policy.with(() => this.holdingLocked(change, whileWaiting));
   }
 
-  /** holding() for a caller that already has the policy lock (the scrubber). */
-  holdingLocked<T>(change: () => T): T {
+  /**
+   * holding() for a caller that already has the policy lock (the scrubber). `whileWaiting` is for
+   * the main thread, which harts may wait for inside their engines (MMIO through their mailboxes):
+   * it serves them between looks, so that they can return.
+   */
+  holdingLocked<T>(change: () => T, whileWaiting?: () => void): T {
     Atomics.store(this.words, this.holdIndex, 1);
     try {
       for (let h = 0; h < this.layout.harts; h++) requestTlbShootdown(this.words, this.layout.hartOffset(h));
-      for (let h = 0; h < this.layout.harts; h++) this.awaitOutOfEngine(this.layout.hartOffset(h));
+      for (let h = 0; h < this.layout.harts; h++) this.awaitOutOfEngine(this.layout.hartOffset(h), whileWaiting);
       return change();
     } finally {
       Atomics.store(this.words, this.holdIndex, 0);
@@ -92,10 +96,11 @@ export class WorldHold {
     }
   }
 
-  private awaitOutOfEngine(hartBase: number): void {
+  private awaitOutOfEngine(hartBase: number, whileWaiting: (() => void) | undefined): void {
     const active = (hartBase + HartSlot.ENGINE_ACTIVE) >> 2;
     while (Atomics.load(this.words, active) !== 0 && Atomics.load(this.words, this.stopIndex) === 0) {
-      Atomics.wait(this.words, active, 1, WAIT_MS);
+      whileWaiting?.();
+      Atomics.wait(this.words, active, 1, whileWaiting ? 1 : WAIT_MS);
       // The engine returns at its next exit-request check; ask again in case a trap exit took the
       // first request (requestEngineReturn never overwrites a pending trap).
       requestTlbShootdown(this.words, hartBase);

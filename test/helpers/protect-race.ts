@@ -26,19 +26,30 @@ export const Q = Number(RAM_BASE) + 0x10000;
 /** Hart 1's done flag, then hart 0's results: sum of Q, protect/release rounds, failed hypercalls. */
 export const RESULTS = Number(RAM_BASE) + 0x20000;
 
-export function protectRaceGuest(increments: number): Program {
+/**
+ * `hart0`: "toggle" protects and releases Q in a loop (the race of item 1); "read" protects Q once
+ * and then reads all of it in a loop, so that it is often the one that meets a DUE injected while
+ * hart 1 stores (the injection's shootdown must be synchronous too).
+ */
+export function protectRaceGuest(increments: number, hart0: "toggle" | "read" = "toggle"): Program {
   const p = new Program();
   p.branch(bne, R.a0, R.zero, "hart1");
-  // --- hart 0: protect and release Q until hart 1 is done ---
+  // --- hart 0: protect and release Q (or read it) until hart 1 is done ---
   p.li(R.s0, Q).li(R.s4, RESULTS).li(R.s3, 0).li(R.s5, 0);
   const hypercall = (fn: number) => {
     const ok = `ok${fn}$${p.here}`;
     p.li(R.a7, KMEMVISOR_EXTENSION).li(R.a6, fn).emit(addi(R.a0, R.s0, 0)).li(R.a1, PAGE_SIZE).emit(ecall());
     p.branch(beq, R.a0, R.zero, ok).emit(addi(R.s5, R.s5, 1)).label(ok);
   };
-  p.label("toggle");
-  hypercall(1);
-  hypercall(2);
+  if (hart0 === "toggle") {
+    p.label("toggle");
+    hypercall(1);
+    hypercall(2);
+  } else {
+    hypercall(1);
+    p.label("toggle").li(R.t4, PAGE_SIZE / 8).emit(addi(R.t5, R.s0, 0));
+    p.label("read").emit(ld(R.t0, 0, R.t5), addi(R.t5, R.t5, 8), addi(R.t4, R.t4, -1)).branch(bne, R.t4, R.zero, "read");
+  }
   p.emit(addi(R.s3, R.s3, 1), ld(R.t0, 0, R.s4)).branch(beq, R.t0, R.zero, "toggle");
   hypercall(1);
   p.li(R.t3, 0).li(R.t4, PAGE_SIZE / 8).emit(addi(R.t5, R.s0, 0));
@@ -68,6 +79,10 @@ export interface ProtectRaceOptions {
   scrubMs?: number;
   /** Inject a DUE into Q's primary at every n-th pause that finds Q protected (0: none). */
   dueEvery?: number;
+  /** Hart 0's part (protectRaceGuest); default "toggle". */
+  hart0?: "toggle" | "read";
+  /** Also inject DUEs into Q's primary from the run loop, this often, while the harts run. */
+  dueEveryMs?: number;
   pauseMs?: number;
   sync?: SyncStrategy;
   engine?: EngineChoice;
@@ -88,7 +103,9 @@ export interface ProtectRaceOutcome {
   divergentPauses: number;
   /** Divergent words seen at those pauses, the first few. */
   divergences: string[];
+  /** DUEs injected at pauses (the run loop's are counted in `injected`). */
   duesInjected: number;
+  injected: number;
   recoveries: number;
   /** Copies of every protected page differ at the end (must be 0). */
   divergentAtEnd: number;
@@ -100,20 +117,26 @@ export async function runProtectRace(options: ProtectRaceOptions): Promise<Prote
     ramSize: 1 << 20,
     harts: 2,
     copies: options.copies,
-    mirror: parseMirrorPolicy(`ranges:0x${Number(RAM_BASE).toString(16)}-0x${(Number(RAM_BASE) + PAGE_SIZE).toString(16)}`),
+    // The code page; and Q from the start when hart 0 only reads it (a DUE in Q before hart 0's
+    // first protect would otherwise be fatal, rightly).
+    mirror: parseMirrorPolicy(`ranges:${[[Number(RAM_BASE), PAGE_SIZE], ...(options.hart0 === "read" ? [[Q, PAGE_SIZE]] : [])]
+      .map(([start, length]) => `0x${start!.toString(16)}-0x${(start! + length!).toString(16)}`).join(",")}`),
     workers: true,
     output: () => {},
     spareFrames: 4096,
     ...(options.sync ? { sync: options.sync } : {}),
     ...(options.engine ? { engine: options.engine } : {}),
   });
-  const image = machine.loadElf(protectRaceGuest(options.increments).elf(), "protect-race.elf");
+  const image = machine.loadElf(protectRaceGuest(options.increments, options.hart0).elf(), "protect-race.elf");
+  const every = options.dueEveryMs;
+  const injections = every ? Array.from({ length: Math.ceil(60_000 / every) }, (_, i) => ({ kind: "due" as const, atMs: (i + 1) * every, gpa: Q, copy: 0, bit: 0 })) : [];
   machine.start(image.entry);
   const qPage = machine.physicalMap.pageOf(Q);
   let pauses = 0, protectedPauses = 0, divergentPauses = 0, duesInjected = 0;
   const divergences: string[] = [];
   const result = await machine.run({
     timeoutMs: options.timeoutMs ?? 60_000,
+    injections,
     ...(options.scrubMs !== undefined ? { scrubIntervalMs: options.scrubMs } : {}),
     pauses: {
       everyMs: options.pauseMs ?? 5,
@@ -151,6 +174,7 @@ export async function runProtectRace(options: ProtectRaceOptions): Promise<Prote
     divergentPauses,
     divergences,
     duesInjected,
+    injected: result.memory.injected,
     recoveries: result.memory.recoveries,
     divergentAtEnd: end.total,
     wallMs: result.wallMilliseconds,
