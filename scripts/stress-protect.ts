@@ -38,7 +38,7 @@ while (!failed && performance.now() - started < minutes * 60_000) {
   totals.stores += o.exitCode === 0 ? increments : 0;
   totals.pauses += o.pauses;
   totals.protectedPauses += o.protectedPauses;
-  totals.dues += o.duesInjected + o.injected;
+  totals.dues += o.injected;
   totals.recovered += o.recoveries;
   const what = `NMR ${shape.copies}, ${shape.sync}, ${shape.engine?.kind ?? "default engine"}, hart 0 ${shape.hart0 ?? "toggle"}s Q`;
   if (o.exitCode !== 0 || o.sum !== BigInt(increments) || o.divergentPauses > 0 || o.divergentAtEnd > 0) {
@@ -46,13 +46,13 @@ while (!failed && performance.now() - started < minutes * 60_000) {
     console.error(`run ${totals.runs} (${what}): LOST: exit ${o.exitCode} ${o.reason} ${o.fault ?? ""}, sum ${o.sum} of ${increments}, ` +
       `${o.divergentPauses} divergent pauses ${o.divergences.join("; ")}, ${o.divergentAtEnd} divergent words at the end`);
   } else {
-    console.error(`run ${totals.runs} (${what}): ok, ${o.rounds} rounds, ${o.duesInjected + o.injected} DUEs, ${o.recoveries} recovered, ${(o.wallMs / 1000).toFixed(1)} s`);
+    console.error(`run ${totals.runs} (${what}): ok, ${o.rounds} rounds, ${o.injected} DUEs, ${o.recoveries} recovered, ${(o.wallMs / 1000).toFixed(1)} s`);
   }
 }
 const elapsed = (performance.now() - started) / 60_000;
 console.log(
   `stress:protect: ${totals.runs} runs in ${elapsed.toFixed(1)} min: ${totals.stores} stores checked, ${totals.rounds} protect/release rounds, ` +
-    `${totals.protectedPauses}/${totals.pauses} pauses compared the copies, ${totals.dues} DUEs injected (several into a frame not touched since count once), ` +
+    `${totals.protectedPauses}/${totals.pauses} pauses compared the copies, ${totals.dues} DUEs injected (one into a frame still poisoned adds nothing), ` +
     `${totals.recovered} pages recovered: ` +
     (failed ? "WRITES LOST" : "no write lost"),
 );

@@ -11,7 +11,7 @@ import { runProtectRace, type ProtectRaceOutcome } from "./helpers/protect-race.
 
 function summary(o: ProtectRaceOutcome): string {
   return `exit ${o.exitCode} (${o.reason}${o.fault ? `: ${o.fault}` : ""}), sum ${o.sum}, ${o.rounds} protect/release rounds, ` +
-    `${o.divergentPauses}/${o.protectedPauses} protected pauses divergent ${o.divergences.join("; ")}, ${o.duesInjected + o.injected} DUEs, ${o.recoveries} recovered`;
+    `${o.divergentPauses}/${o.protectedPauses} protected pauses divergent ${o.divergences.join("; ")}, ${o.injected} DUEs, ${o.recoveries} recovered`;
 }
 
 test("NMR 3 with the scrubber (interpreter): no increment lost while Q is protected and released under a storing hart", async (t) => {

@@ -103,8 +103,9 @@ export interface ProtectRaceOutcome {
   divergentPauses: number;
   /** Divergent words seen at those pauses, the first few. */
   divergences: string[];
-  /** DUEs injected at pauses (the run loop's are counted in `injected`). */
+  /** DUEs injected at pauses. */
   duesInjected: number;
+  /** Every DUE injected (at pauses and from the run loop). */
   injected: number;
   recoveries: number;
   /** Copies of every protected page differ at the end (must be 0). */
