@@ -88,6 +88,12 @@ export class Hart {
   private readonly tlb: Tlb;
   /** The VM's synchronous-shootdown handshake: this hart says when it is in its engine. */
   private readonly world: WorldHold;
+  /** Runs a wait without memory ownership (sync/owner.ts) when this hart has it. */
+  private readonly asideFromMemory = (wait: () => void): void => {
+    const owner = this.mirrorLocks.owner;
+    if (owner) owner.setAside(wait);
+    else wait();
+  };
   private readonly physical: PhysicalMemory;
   /** Host distance to each mirror copy (empty when unmirrored). */
   private readonly mirrorOffsets: readonly number[];
@@ -241,7 +247,7 @@ export class Hart {
       this.takePendingInterrupt();
       // Announced before the flush flag is read: a synchronous shootdown (vcpu/shootdown.ts) then
       // either sees this hart in its engine and waits, or this hart sees its hold and its flag.
-      this.world.enterEngine(this.base);
+      this.world.enterEngine(this.base, this.asideFromMemory);
       let exit: number;
       try {
         if (Atomics.exchange(this.words, (this.base + HartSlot.TLB_SHOOTDOWN) >> 2, 0) !== 0) this.tlb.flushAll();

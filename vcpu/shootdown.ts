@@ -33,6 +33,7 @@ export class WorldHold {
   private readonly holdIndex: number;
   private readonly stopIndex: number;
   private readonly policy: Mutex;
+  private readonly policyIndex: number;
 
   constructor(
     private readonly words: Int32Array,
@@ -40,20 +41,29 @@ export class WorldHold {
   ) {
     this.holdIndex = (layout.controlOffset + ControlSlot.WORLD_HOLD) >> 2;
     this.stopIndex = (layout.controlOffset + ControlSlot.STOP) >> 2;
-    this.policy = new Mutex(words, (layout.controlOffset + ControlSlot.POLICY_LOCK) >> 2);
+    this.policyIndex = (layout.controlOffset + ControlSlot.POLICY_LOCK) >> 2;
+    this.policy = new Mutex(words, this.policyIndex);
   }
 
   // --- a hart's thread ---------------------------------------------------------------------
-  /** Before an engine call: announce it, and wait while a change holds the world. */
-  enterEngine(hartBase: number): void {
+  /**
+   * Before an engine call: announce it, and wait while a change holds the world. `aside` runs the
+   * wait: a one-hart VM's hart lets go of memory ownership (sync/owner.ts) there, since the
+   * changer's thread may be serving a device whose DMA needs it.
+   */
+  enterEngine(hartBase: number, aside: (wait: () => void) => void = (wait) => wait()): void {
     const active = (hartBase + HartSlot.ENGINE_ACTIVE) >> 2;
     Atomics.store(this.words, active, 1);
-    while (Atomics.load(this.words, this.holdIndex) !== 0 && Atomics.load(this.words, this.stopIndex) === 0) {
-      Atomics.store(this.words, active, 0);
-      Atomics.notify(this.words, active);
-      Atomics.wait(this.words, this.holdIndex, 1, WAIT_MS);
-      Atomics.store(this.words, active, 1);
-    }
+    if (Atomics.load(this.words, this.holdIndex) === 0) return;
+    Atomics.store(this.words, active, 0);
+    Atomics.notify(this.words, active);
+    aside(() => {
+      while (Atomics.load(this.words, this.holdIndex) !== 0 && Atomics.load(this.words, this.stopIndex) === 0) {
+        Atomics.wait(this.words, this.holdIndex, 1, WAIT_MS);
+      }
+    });
+    // Announce again and look again: a new hold may have begun since.
+    this.enterEngine(hartBase, aside);
   }
 
   /** After an engine call (also when it threw). */
@@ -76,7 +86,20 @@ export class WorldHold {
    * stripe or recovery lock.
    */
   holding<T>(change: () => T, whileWaiting?: () => void): T {
-    return this.policy.with(() => this.holdingLocked(change, whileWaiting));
+    if (whileWaiting) {
+      // The main thread: the lock's holder (the scrubber, a hart's hypercall) may be waiting for
+      // a hart that waits for this thread's MMIO service.
+      while (!this.policy.tryAcquire()) {
+        whileWaiting();
+        Atomics.wait(this.words, this.policyIndex, Atomics.load(this.words, this.policyIndex), 1);
+      }
+      try {
+        return this.holdingLocked(change, whileWaiting);
+      } finally {
+        this.policy.release();
+      }
+    }
+    return this.policy.with(() => this.holdingLocked(change));
   }
 
   /**
