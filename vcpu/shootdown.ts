@@ -53,17 +53,19 @@ export class WorldHold {
    */
   enterEngine(hartBase: number, aside: (wait: () => void) => void = (wait) => wait()): void {
     const active = (hartBase + HartSlot.ENGINE_ACTIVE) >> 2;
-    Atomics.store(this.words, active, 1);
-    if (Atomics.load(this.words, this.holdIndex) === 0) return;
-    Atomics.store(this.words, active, 0);
-    Atomics.notify(this.words, active);
-    aside(() => {
-      while (Atomics.load(this.words, this.holdIndex) !== 0 && Atomics.load(this.words, this.stopIndex) === 0) {
-        Atomics.wait(this.words, this.holdIndex, 1, WAIT_MS);
-      }
-    });
-    // Announce again and look again: a new hold may have begun since.
-    this.enterEngine(hartBase, aside);
+    for (;;) {
+      Atomics.store(this.words, active, 1);
+      // A stopping VM runs on: its changer gives up waiting too, and its engines return at once.
+      if (Atomics.load(this.words, this.holdIndex) === 0 || Atomics.load(this.words, this.stopIndex) !== 0) return;
+      Atomics.store(this.words, active, 0);
+      Atomics.notify(this.words, active);
+      aside(() => {
+        while (Atomics.load(this.words, this.holdIndex) !== 0 && Atomics.load(this.words, this.stopIndex) === 0) {
+          Atomics.wait(this.words, this.holdIndex, 1, WAIT_MS);
+        }
+      });
+      // Then announce again and look again: a new hold may have begun since.
+    }
   }
 
   /** After an engine call (also when it threw). */
