@@ -7,7 +7,13 @@
  * copies over the new primary (NMR 3), or a DUE recovered the page from a stale copy (NMR 2).
  */
 import test from "ava";
+import { defaultEngineName } from "../vcpu/jit.ts";
 import { runProtectRace, type ProtectRaceOutcome } from "./helpers/protect-race.ts";
+
+/** Under the translator (the default engine), its stores went through translated code. */
+function translatedWhenJit(o: ProtectRaceOutcome): boolean {
+  return defaultEngineName() !== "jit" || o.pagesCompiled > 0;
+}
 
 function summary(o: ProtectRaceOutcome): string {
   return `exit ${o.exitCode} (${o.reason}${o.fault ? `: ${o.fault}` : ""}), sum ${o.sum}, ${o.rounds} protect/release rounds, ` +
@@ -40,5 +46,6 @@ test("DUEs injected into Q while hart 1 stores to it and hart 0 reads it: no inc
   t.is(o.exitCode, 0, summary(o));
   t.is(o.sum, 3_000_000n, summary(o));
   t.true(o.recoveries > 0, summary(o));
+  t.true(translatedWhenJit(o), "the translator compiled the guest");
   t.is(o.divergentPauses, 0, summary(o));
 });

@@ -110,6 +110,8 @@ export interface ProtectRaceOutcome {
   recoveries: number;
   /** Copies of every protected page differ at the end (must be 0). */
   divergentAtEnd: number;
+  /** Pages the translator compiled, over both harts (0 on the interpreter). */
+  pagesCompiled: number;
   wallMs: number;
 }
 
@@ -178,6 +180,7 @@ export async function runProtectRace(options: ProtectRaceOptions): Promise<Prote
     injected: result.memory.injected,
     recoveries: result.memory.recoveries,
     divergentAtEnd: end.total,
+    pagesCompiled: result.harts.reduce((n, h) => n + (h.jit?.pagesCompiled ?? 0), 0),
     wallMs: result.wallMilliseconds,
   };
 }
