@@ -13,7 +13,6 @@ import { hartOwnsMemory, MemoryOwner } from "../sync/owner.ts";
 import { PhysicalMap } from "../shared-mem/p2m.ts";
 import { PageRecovery, UnrecoverableMemoryError } from "../mirror/recovery.ts";
 import { MirrorControl } from "../mirror/policy.ts";
-import { requestTlbShootdown } from "../sync/hart-signals.ts";
 import type { Clint } from "./devices/clint.ts";
 import { HartDevices } from "./hart-devices.ts";
 
@@ -58,12 +57,19 @@ export function runHart(task: HartTask): HartTaskResult {
   const stopIndex = (layout.controlOffset + ControlSlot.STOP) >>> 2;
   const physicalMap = new PhysicalMap(buffer, layout);
   const recovery = new PageRecovery(buffer, layout, physicalMap, Array.from({ length: task.layout.harts }, (_, h) => layout.hartOffset(h)));
-  const hartBases = Array.from({ length: task.layout.harts }, (_, h) => layout.hartOffset(h));
+  const recoverPage = (page: number, who: string): void => {
+    try {
+      recovery.recover(page, who);
+    } catch (e) {
+      if (e instanceof UnrecoverableMemoryError) throw new GuestFault(e.message);
+      throw e;
+    }
+  };
   const mirrorControl = new MirrorControl(
     buffer,
     layout,
     physicalMap,
-    () => { for (const base of hartBases) requestTlbShootdown(words, base); },
+    (page) => recoverPage(page, `hart ${task.hart}'s release hypercall`),
     () => recovery.stats().recoveries,
   );
   // The main thread's devices may DMA while serving a request: a hart that owns guest memory
@@ -83,14 +89,7 @@ export function runHart(task: HartTask): HartTaskResult {
     physicalMap,
     hypercall: (args) => mirrorControl.hypercall(args),
     perPageProtection: task.perPageProtection,
-    recoverPage: (page, who) => {
-      try {
-        recovery.recover(page, who);
-      } catch (e) {
-        if (e instanceof UnrecoverableMemoryError) throw new GuestFault(e.message);
-        throw e;
-      }
-    },
+    recoverPage,
   });
   hart.reset(task.pc, BigInt(task.hart), task.a1);
   hart.setX(12, task.a2);

@@ -30,6 +30,7 @@ import { Scrubber, describeFinding, type ScrubStats } from "../mirror/scrubber.t
 import type { ScrubTask, ScrubTaskResult } from "./scrub-worker.ts";
 import { PhysicalMap } from "../shared-mem/p2m.ts";
 import { requestTlbShootdown } from "../sync/hart-signals.ts";
+import { WorldHold } from "../sync/shootdown.ts";
 import type { DiskImage } from "./disk-image.ts";
 import { checkSegmentsFit, ElfError, parseElf, type ElfImage } from "./elf.ts";
 
@@ -136,6 +137,8 @@ export class Machine implements MachineControl {
   private stopped = false;
   private stoppedByHost = false;
   private readonly workers: boolean;
+  /** Holds the harts out of their engines while a DUE is injected (sync/shootdown.ts). */
+  private readonly world: WorldHold;
   private readonly interpreter: WebAssembly.Module;
   readonly engine: EngineChoice;
   /** Under `--engine jit`: the thread that translates hot pages for every hart. */
@@ -176,10 +179,11 @@ export class Machine implements MachineControl {
       this.memory.buffer,
       this.layout,
       this.physicalMap,
-      () => { for (let h = 0; h < config.harts; h++) requestTlbShootdown(this.words, this.layout.hartOffset(h)); },
+      (page) => this.recoverPage(page, "a release hypercall"),
       () => this.recovery.stats().recoveries,
     );
     if (config.mirror) this.mirrorControl.apply(config.mirror);
+    this.world = new WorldHold(this.words, this.layout);
     this.workers = config.workers ?? false;
     this.clint = new Clint({
       harts: config.harts,
@@ -330,11 +334,11 @@ export class Machine implements MachineControl {
   }
 
   /** Inject the failures whose time has come (`elapsedMs` since the harts started); returns those left. */
-  private injectMemoryInjections(pending: MemoryInjection[], elapsedMs: number): MemoryInjection[] {
+  private injectMemoryInjections(pending: MemoryInjection[], elapsedMs: number, whileWaiting?: () => void): MemoryInjection[] {
     const left: MemoryInjection[] = [];
     for (const injection of pending) {
       if (injection.atMs > elapsedMs) left.push(injection);
-      else if (injection.kind === "due") this.injectDue(injection.gpa, injection.copy);
+      else if (injection.kind === "due") this.injectDue(injection.gpa, injection.copy, whileWaiting);
       else this.injectSdc(injection.gpa, injection.bit, injection.copy);
     }
     return left;
@@ -363,15 +367,18 @@ export class Machine implements MachineControl {
   /**
    * Inject a DUE: poison the frame holding guest-physical `gpa` in copy `copy` (0 = primary).
    * Every hart drops its TLB, so the next access to the page, by any hart or device, finds the
-   * poison and raises a machine check.
+   * poison and raises a machine check. The harts are held out of their engines meanwhile (a
+   * synchronous shootdown, sync/shootdown.ts): a hart that went on storing through its cached
+   * entry after the poison would write into the old frame while another recovers the page from a
+   * copy, and that store would be lost. `whileWaiting` serves the harts' MMIO meanwhile (this
+   * thread's run loop).
    */
-  injectDue(gpa: number, copy = 0): void {
+  injectDue(gpa: number, copy = 0, whileWaiting?: () => void): void {
     const page = this.physicalMap.pageOf(gpa);
     if (page < 0) throw new RangeError(`--inject: 0x${gpa.toString(16)} is not in guest RAM`);
     if (copy < 0 || copy >= this.layout.copies) throw new RangeError(`--inject: copy ${copy} does not exist`);
-    this.physicalMap.setPoison(copy, this.physicalMap.frameOf(page), true);
+    this.world.holding(() => this.physicalMap.setPoison(copy, this.physicalMap.frameOf(page), true), whileWaiting);
     this.injected++;
-    for (let h = 0; h < this.harts.length; h++) requestTlbShootdown(this.words, this.layout.hartOffset(h));
   }
 
   /** Instructions a hart in its own thread runs between looks at devices and interrupts. */
@@ -443,6 +450,16 @@ export class Machine implements MachineControl {
       scrubbing = pool.run(task, { name: "runScrubber" }) as Promise<ScrubTaskResult>;
     }
     let reason: RunResult["reason"] = "exit";
+    const serveMailboxes = (): void => {
+      try {
+        server.serve();
+      } catch (e) {
+        // A device's DMA hit memory that could not be recovered: stop the VM with the report.
+        if (!(e instanceof GuestFault)) throw e;
+        failure ??= e.message;
+        this.stopAllHarts();
+      }
+    };
     let lastTick = 0;
     // Neither Atomics.waitAsync nor piscina's workers keep Node's event loop alive: this does.
     const keepAlive = setInterval(() => {}, 1000);
@@ -475,16 +492,9 @@ export class Machine implements MachineControl {
             if (verdict === "stop") this.stopAllHarts();
           }
         }
-        try {
-          server.serve();
-        } catch (e) {
-          // A device's DMA hit memory that could not be recovered: stop the VM with the report.
-          if (!(e instanceof GuestFault)) throw e;
-          failure ??= e.message;
-          this.stopAllHarts();
-        }
+        serveMailboxes();
         const now = performance.now();
-        if (pendingInjections.length > 0) pendingInjections = this.injectMemoryInjections(pendingInjections, now - started);
+        if (pendingInjections.length > 0) pendingInjections = this.injectMemoryInjections(pendingInjections, now - started, serveMailboxes);
         if (now - lastTick >= 1) {
           lastTick = now;
           this.bus.tick();

@@ -17,6 +17,7 @@ import type { PageRecovery } from "./recovery.ts";
 import { MirrorLocks } from "../sync/stripes.ts";
 import { locksStores } from "../sync/strategy.ts";
 import { CodeMap } from "../shared-mem/code-pages.ts";
+import { WorldHold } from "../sync/shootdown.ts";
 
 /** Looks at a differing word before believing it. */
 const RECHECKS = 3;
@@ -46,6 +47,8 @@ export class Scrubber {
   private readonly locks: MirrorLocks;
   /** A repair of the primary is a write to code harts may hold translated (vcpu/jit.ts). */
   private readonly codeMap: CodeMap;
+  /** The policy lock and the synchronous shootdown (sync/shootdown.ts). */
+  private readonly world: WorldHold;
 
   constructor(
     buffer: ArrayBufferLike,
@@ -58,38 +61,46 @@ export class Scrubber {
     this.mirrors = mirrorOffsetsOf(layout);
     this.locks = new MirrorLocks(buffer, layout);
     this.codeMap = new CodeMap(buffer, layout);
+    this.world = new WorldHold(this.words, layout);
   }
 
   /** One pass over all of guest RAM; returns what it found. */
   pass(): ScrubFinding[] {
     const findings: ScrubFinding[] = [];
     if (this.mirrors.length === 0) return findings;
-    const wordsPerPage = PAGE_SIZE / 8;
     for (let page = 0; page < this.map.pages; page++) {
-      if (!this.map.isProtected(page)) continue; // its copies are not kept
-      const frame = this.map.frameOf(page);
-      for (let copy = 0; copy < this.layout.copies; copy++) {
-        if (this.map.isPoisoned(copy, frame)) {
-          this.recovery.recover(page, "the scrubber");
-          break;
-        }
-      }
-      const base = (this.map.frameOf(page) * PAGE_SIZE) / 8;
-      for (let w = 0; w < wordsPerPage; w++) {
-        // Plain 32-bit reads for the common case (all equal); BigInt and atomics only on a mismatch.
-        const lo = (base + w) * 2;
-        let same = true;
-        for (const m of this.mirrors) {
-          const mirrorLo = lo + m / 4;
-          same &&= this.words[lo] === this.words[mirrorLo] && this.words[lo + 1] === this.words[mirrorLo + 1];
-        }
-        if (same) continue;
-        const finding = this.settle(base + w, RAM_BASE + page * PAGE_SIZE + w * 8);
-        if (finding) findings.push(finding);
-      }
+      // Under the policy lock: a protect or release (mirror/policy.ts) cannot change the page
+      // while we vote on it; else copies made stale by a release could outvote a new primary.
+      this.world.withPolicyLock(() => this.scrubPage(page, findings));
     }
     this.count(ControlSlot.SCRUB_PASSES, 1);
     return findings;
+  }
+
+  private scrubPage(page: number, findings: ScrubFinding[]): void {
+    if (!this.map.isProtected(page)) return; // its copies are not kept
+    const frame = this.map.frameOf(page);
+    for (let copy = 0; copy < this.layout.copies; copy++) {
+      if (this.map.isPoisoned(copy, frame)) {
+        // A DUE in a mirror copy leaves the primary in the harts' TLBs: hold them out of their
+        // engines while the page moves, so no store lands in the old frame after the copy.
+        this.world.holdingLocked(() => this.recovery.recover(page, "the scrubber"));
+        break;
+      }
+    }
+    const base = (this.map.frameOf(page) * PAGE_SIZE) / 8;
+    for (let w = 0; w < PAGE_SIZE / 8; w++) {
+      // Plain 32-bit reads for the common case (all equal); BigInt and atomics only on a mismatch.
+      const lo = (base + w) * 2;
+      let same = true;
+      for (const m of this.mirrors) {
+        const mirrorLo = lo + m / 4;
+        same &&= this.words[lo] === this.words[mirrorLo] && this.words[lo + 1] === this.words[mirrorLo + 1];
+      }
+      if (same) continue;
+      const finding = this.settle(base + w, RAM_BASE + page * PAGE_SIZE + w * 8);
+      if (finding) findings.push(finding);
+    }
   }
 
   /** A word differs: look again (holding its lock when writers hold it), then vote or report. */

@@ -77,6 +77,11 @@ export const HartSlot = {
    * so a flush is one increment here instead of rewriting every entry (vcpu/tlb.ts).
    */
   TLB_TAG: 368,
+  /**
+   * 1 while the hart is inside an engine call (it may use its TLB), 0 between calls: a
+   * synchronous shootdown (sync/shootdown.ts) waits for it to read 0.
+   */
+  ENGINE_ACTIVE: 376,
   /** MMIO mailbox of a hart running in a worker thread (see sync/mailbox.ts; 32 bytes). */
   MAILBOX: 384,
   /** fcsr (i32: frm << 5 | fflags): engines OR exception flags in, the CSR file reads it. */
@@ -122,6 +127,14 @@ export const ControlSlot = {
    */
   OWNER_LOCK: 1024,
   OWNER_WAITERS: 1028,
+  /**
+   * Synchronous shootdown (sync/shootdown.ts): non-zero while a change to the mirror policy or
+   * the p2m holds every hart out of its engine; the lock serialising those changes (and the
+   * scrubber's look at a page). Each in its own host cache line: harts read the hold word at
+   * every engine call.
+   */
+  WORLD_HOLD: 1088,
+  POLICY_LOCK: 1152,
 } as const;
 export const CONTROL_BLOCK_SIZE = PAGE_SIZE;
 

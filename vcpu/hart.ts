@@ -18,6 +18,7 @@ import { lockWordContended } from "../sync/mutex.ts";
 import { MirrorLocks } from "../sync/stripes.ts";
 import { CodeMap } from "../shared-mem/code-pages.ts";
 import { Jit, type JitOptions } from "./jit.ts";
+import { WorldHold } from "../sync/shootdown.ts";
 import { engineMemoryOf } from "./wasm/wasm-sem.ts";
 import type { MessagePort } from "node:worker_threads";
 
@@ -86,6 +87,14 @@ export class Hart {
   /** Frames holding translated code (shared by every hart of the VM), under `--engine jit`. */
   private readonly codeMap: CodeMap | undefined;
   private readonly tlb: Tlb;
+  /** The VM's synchronous-shootdown handshake: this hart says when it is in its engine. */
+  private readonly world: WorldHold;
+  /** Runs a wait without memory ownership (sync/owner.ts) when this hart has it. */
+  private readonly asideFromMemory = (wait: () => void): void => {
+    const owner = this.mirrorLocks.owner;
+    if (owner) owner.setAside(wait);
+    else wait();
+  };
   private readonly physical: PhysicalMemory;
   /** Host distance to each mirror copy (empty when unmirrored). */
   private readonly mirrorOffsets: readonly number[];
@@ -118,6 +127,7 @@ export class Hart {
     this.mirrorLocks = new MirrorLocks(env.memory.buffer, env.layout);
     this.physical = ramPhysicalMemory(env.memory.buffer, env.physicalMap, this.mirrorOffsets, this.mirrorLocks);
     this.tlb = new Tlb(this.view, this.words, this.base);
+    this.world = new WorldHold(this.words, env.layout);
     this.csrs = new CsrFile({
       priv: () => this.priv,
       hartId: id,
@@ -245,11 +255,19 @@ export class Hart {
       const before = this.retired;
       this.updateSupervisorTimer();
       this.takePendingInterrupt();
-      if (Atomics.exchange(this.words, (this.base + HartSlot.TLB_SHOOTDOWN) >>> 2, 0) !== 0) this.tlb.flushAll();
-      this.selectTlbSets();
-      const remaining = budget - (this.retired - start);
-      const translated = this.jit?.lookup();
-      const exit = translated ? translated(this.base, remaining, 0) : this.engine.run(this.base, remaining);
+      // Announced before the flush flag is read: a synchronous shootdown (sync/shootdown.ts) then
+      // either sees this hart in its engine and waits, or this hart sees its hold and its flag.
+      this.world.enterEngine(this.base, this.asideFromMemory);
+      let exit: number;
+      try {
+        if (Atomics.exchange(this.words, (this.base + HartSlot.TLB_SHOOTDOWN) >>> 2, 0) !== 0) this.tlb.flushAll();
+        this.selectTlbSets();
+        const remaining = budget - (this.retired - start);
+        const translated = this.jit?.lookup();
+        exit = translated ? translated(this.base, remaining, 0) : this.engine.run(this.base, remaining);
+      } finally {
+        this.world.leaveEngine(this.base);
+      }
       this.retired += Number(this.view.getBigUint64(this.base + HartSlot.RETIRED, true));
       this.view.setBigUint64(this.base + HartSlot.RETIRED, 0n, true);
       const request = Atomics.exchange(this.words, (this.base + HartSlot.EXIT_REQUEST) >>> 2, ExitRequest.None);
@@ -292,8 +310,10 @@ export class Hart {
     const mstatus = this.csrs.mstatus;
     switch (exit) {
       case Exit.Ecall: {
-        // Calls to the hypervisor are served before the guest's own trap handler sees them.
-        const results = this.env.hypercall?.(Array.from({ length: 8 }, (_, i) => this.x(10 + i)));
+        // Calls to the hypervisor from S and M mode are served before the guest's own trap
+        // handler sees them; from U-mode an ecall is the guest kernel's business (a user program
+        // must not change its kernel's mirroring, e.g. release all of RAM).
+        const results = priv === Priv.U ? undefined : this.env.hypercall?.(Array.from({ length: 8 }, (_, i) => this.x(10 + i)));
         if (results === undefined) return this.trap(BigInt(Cause.EcallFromU + priv), 0n);
         results.forEach((value, i) => this.setX(10 + i, value));
         this.pc = pc + 4n;
