@@ -102,10 +102,29 @@ test("injection specs are checked", async (t) => {
   const r = await kmemvisor(["run", "--inject", "due@1:nowhere", PARALLEL]);
   t.is(r.status, 64);
   t.regex(r.stderr, /bad --inject "due@1:nowhere"/);
-  const outside = await kmemvisor(["run", "--inject", "due@0:0x10000000", "--timeout", "30", PARALLEL]);
-  t.not(outside.status, 0);
-  t.regex(outside.stderr, /not in guest RAM/);
+  t.deepEqual(parseInjection("due@i:1000:0x80001000"), { kind: "due", atInstruction: 1000, gpa: 0x8000_1000, copy: 0, bit: 0 });
+  t.deepEqual(parseInjection("sdc@i:0x10:0x80000010:3:1"), { kind: "sdc", atInstruction: 16, gpa: 0x8000_0010, copy: 1, bit: 3 });
+  for (const bad of ["due@i:0x80000000", "due@i:1.5:0x80000000", "due@i::0x80000000", "sdc@i:5:0x80000000"]) {
+    t.throws(() => parseInjection(bad), { message: /bad --inject/ }, bad);
+  }
 });
+
+// Issue 16 item 10: targets that could never land are refused when the flags are read (exit 64,
+// one line), not when they fire (a RangeError stopping the VM mid-run, status 70).
+for (const [what, flags, message] of [
+  ["an address outside RAM", ["--mirror", "vm", "--inject", "due@0:0x10000000"], /^kmemvisor: bad --inject "due@0:0x10000000": 0x10000000 is not in guest RAM \(0x80000000–0x87ffffff\)$/],
+  ["an address past the end of a small RAM", ["-m", "16M", "--inject", "sdc@i:10:0x81000000:0"], /0x81000000 is not in guest RAM \(0x80000000–0x80ffffff\)$/],
+  ["a copy the VM does not have", ["--mirror", "vm", "--nmr", "2", "--inject", "due@0:0x80000000:2"], /^kmemvisor: bad --inject "due@0:0x80000000:2": copy 2 does not exist: the VM has copies 0–1$/],
+  ["a mirror copy of an unmirrored VM", ["--inject", "due@i:5:0x80000000:1"], /^kmemvisor: bad --inject "due@i:5:0x80000000:1": copy 1 does not exist: the VM is not mirrored \(give --mirror\)$/],
+] as const) {
+  test(`--inject with ${what}: exit 64 before the guest runs, one line`, async (t) => {
+    const r = await kmemvisor(["run", ...flags, "--timeout", "30", PARALLEL]);
+    t.is(r.status, 64, r.stderr);
+    t.is(r.stdout, "", "the guest never ran");
+    t.is(r.stderr.trim().split("\n").length, 1, r.stderr);
+    t.regex(r.stderr.trim(), message);
+  });
+}
 
 test("data a device wrote by DMA survives a DUE in its page", async (t) => {
   const { GuestDmaMemory } = await import("../mirror/dma.ts");
@@ -138,7 +157,7 @@ test("random injection: repeatable for a seed, at about the rate asked, inside R
   for (const f of a) {
     t.true(f.gpa >= ram.base && f.gpa < ram.base + ram.size && f.gpa % 4096 === 0 && f.copy >= 0 && f.copy < 3);
   }
-  t.true(a.every((f, i) => i === 0 || f.atMs >= a[i - 1]!.atMs));
+  t.true(a.every((f, i) => i === 0 || f.atMs! >= a[i - 1]!.atMs!));
   t.is(parseRandomInjection("due@1:0x80000000"), undefined);
   t.throws(() => parseRandomInjection("random@0"), { message: /above 0/ });
 });
