@@ -13,6 +13,9 @@ import { compareCopies } from "../mirror/copies.ts";
 import { parseInjection } from "../mirror/inject.ts";
 import { PAGE_SIZE, RAM_BASE } from "../shared-mem/layout.ts";
 import { EXPECTED, GUESTS, kmemvisor } from "./helpers/cli.ts";
+import { Program, R, addi, beq, ld } from "./helpers/asm.ts";
+import { runProgram } from "./helpers/machine.ts";
+import type { EngineChoice } from "../vcpu/hart.ts";
 
 const SEQREAD = join(GUESTS, "seqread-small.elf");
 const heapStart = Number(parseElf(readFileSync(SEQREAD)).symbols.get("__heap_start"));
@@ -76,9 +79,12 @@ test("every copy lost: the VM stops and says so", async (t) => {
 // Through the CLI, with harts in worker threads: a DUE in the code page both harts execute.
 const PARALLEL = join(GUESTS, "parallel-sum-small.elf");
 const codePage = "0x80000000";
+// parallel-sum-small retires ~2.9 M instructions on hart 0 with 2 harts: a DUE at its millionth
+// lands mid-run on any host (a timed one at 0.02 s raced the guest's exit on a fast one).
+const MID_RUN = "i:1000000";
 
 test("--inject on 2 harts: a mirrored VM recovers and finishes with the right result", async (t) => {
-  const r = await kmemvisor(["run", "--smp", "2", "--mirror", "vm", "--inject", `due@0.02:${codePage}`, "--json", "--timeout", "60", PARALLEL]);
+  const r = await kmemvisor(["run", "--smp", "2", "--mirror", "vm", "--inject", `due@${MID_RUN}:${codePage}`, "--json", "--timeout", "60", PARALLEL]);
   t.is(r.stdout, readFileSync(join(EXPECTED, "parallel-sum-small.out"), "latin1"), r.stderr);
   t.is(r.status, 0);
   const report = JSON.parse(r.stderr.trim().split("\n").pop()!) as { memory: { injected: number; recoveries: number } };
@@ -87,7 +93,7 @@ test("--inject on 2 harts: a mirrored VM recovers and finishes with the right re
 });
 
 test("--inject on 2 harts: an unmirrored VM stops with the report (status 70)", async (t) => {
-  const r = await kmemvisor(["run", "--smp", "2", "--inject", `due@0.02:${codePage}`, "--timeout", "60", PARALLEL]);
+  const r = await kmemvisor(["run", "--smp", "2", "--inject", `due@${MID_RUN}:${codePage}`, "--timeout", "60", PARALLEL]);
   t.is(r.status, 70, r.stderr);
   t.regex(r.stderr, /uncorrectable memory error \(DUE\) in guest page 0x80000000 .*hit by hart \d at pc 0x[0-9a-f]+, guest time [\d.]+ s: the VM is not mirrored/);
 });
@@ -181,11 +187,65 @@ test("--inject on 2 harts into the working set both harts update with AMOs: reco
   const totals = Number(image.symbols.get("lcg_total"));
   t.is(Math.floor(totals / PAGE_SIZE), Math.floor(Number(image.symbols.get("arrived")) / PAGE_SIZE), "one page, shared by all harts");
   const page = `0x${(totals - (totals % PAGE_SIZE)).toString(16)}`;
-  for (const at of ["0", "0.005"]) { // early: the page is touched again at the end in any case
+  for (const at of ["0", MID_RUN]) { // before the start, and mid-run
     const r = await kmemvisor(["run", "--smp", "2", "--mirror", "vm", "--inject", `due@${at}:${page}`, "--json", "--timeout", "60", PARALLEL]);
     t.is(r.stdout, readFileSync(join(EXPECTED, "parallel-sum-small.out"), "latin1"), r.stderr);
     t.is(r.status, 0);
     const report = JSON.parse(r.stderr.trim().split("\n").pop()!) as { memory: { recoveries: number } };
-    t.is(report.memory.recoveries, 1, `DUE at ${at} s`);
+    t.is(report.memory.recoveries, 1, `DUE at ${at}`);
   }
+});
+
+// --- injection by instruction count ------------------------------------------------------------
+/**
+ * A loop of three instructions (count, load a flag, loop while it is 0) after P set-up
+ * instructions; an SDC at hart 0's Nth instruction sets the flag. The load of iteration k is
+ * preceded by P + 3k − 2 retired instructions, so it is the first to see the flag when that is
+ * ≥ N: the loop ends after k = ceil((N − P + 2) / 3) iterations, as a0 says.
+ */
+function flagLoop(): { program: Program; flag: bigint; setup: number } {
+  const p = new Program();
+  p.la(R.s0, "flag").li(R.a0, 0);
+  p.label("loop").emit(addi(R.a0, R.a0, 1), ld(R.a1, 0, R.s0)).branch(beq, R.a1, 0, "loop").exit(0);
+  p.align(8).label("flag").space(8);
+  return { program: p, flag: p.address("flag"), setup: Number(p.address("loop") - p.base) / 4 };
+}
+
+const ENGINES: [string, EngineChoice][] = [["interp", { kind: "interp" }], ["jit", { kind: "jit", threshold: 1, synchronous: true }]];
+for (const [name, engine] of ENGINES) {
+  for (const workers of [false, true]) {
+    test(`sdc@i:N fires at hart 0's Nth instruction (${name}, ${workers ? "worker thread" : "inline"})`, async (t) => {
+      const { program, flag, setup } = flagLoop();
+      // Inline: three neighbouring N and a far one; in worker threads (slow to start) one suffices.
+      for (const N of workers ? [30_002] : [30_001, 30_002, 30_003, 90_000]) {
+        const run = await runProgram(program, {
+          engine,
+          machine: { workers },
+          run: { injections: [parseInjection(`sdc@i:${N}:${flag}:0`)] },
+          timeoutMs: 30_000,
+        });
+        t.is(run.result.exitCode, 0);
+        t.is(run.result.memory.injected, 1);
+        const expected = Math.ceil((N - setup + 2) / 3);
+        const iterations = Number(run.x(R.a0));
+        if (name === "interp") t.is(iterations, expected, `N = ${N}: exact on the interpreter`);
+        else {
+          // Translated loops look at their budget on the back edge: at most one iteration later.
+          t.true(iterations === expected || iterations === expected + 1, `N = ${N}: ${iterations} iterations, expected ${expected}`);
+          t.true(run.result.harts[0]!.jit!.pagesCompiled > 0, "the loop ran translated");
+        }
+      }
+    });
+  }
+}
+
+test("a counted injection the guest never reaches is not made", async (t) => {
+  const { program, flag } = flagLoop();
+  const run = await runProgram(program, {
+    engine: { kind: "interp" },
+    run: { injections: [parseInjection(`sdc@i:1000:${flag}:0`), parseInjection(`due@i:1000000000:${flag}`)] },
+    timeoutMs: 30_000,
+  });
+  t.is(run.result.exitCode, 0);
+  t.is(run.result.memory.injected, 1, "the first only: the guest ended long before its billionth instruction");
 });
