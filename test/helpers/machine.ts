@@ -28,8 +28,8 @@ export interface RunProgramOptions {
   copies?: number;
   /** Further Machine settings (a disk, the sync strategy, worker threads). */
   machine?: Partial<MachineConfig>;
-  /** Further run settings (pauses, injections); the timeout is `timeoutMs`. */
-  run?: Omit<RunOptions, "timeoutMs">;
+  /** Further run settings (pauses, injections), or a function of the machine that makes them; the timeout is `timeoutMs`. */
+  run?: Omit<RunOptions, "timeoutMs"> | ((machine: Machine) => Omit<RunOptions, "timeoutMs">);
   /** Called once the program is loaded and every hart started, before the run. */
   beforeRun?(machine: Machine): void;
 }
@@ -49,7 +49,8 @@ export async function runProgram(program: Program | Uint8Array, options: RunProg
   const image = machine.loadElf(elf, "test.elf");
   machine.start(image.entry);
   options.beforeRun?.(machine);
-  const result = await machine.run({ ...options.run, timeoutMs: options.timeoutMs ?? 10_000 });
+  const runOptions = typeof options.run === "function" ? options.run(machine) : options.run;
+  const result = await machine.run({ ...runOptions, timeoutMs: options.timeoutMs ?? 10_000 });
   const hart = machine.harts[0]!;
   const view = (gpa: bigint, n: number) => {
     const b = machine.readRam(Number(gpa), n);
