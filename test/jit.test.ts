@@ -92,7 +92,9 @@ test("self-modifying code: an instruction of a translated loop is rewritten, FEN
   p.li(R.s0, N).li(R.a0, 0).jal(R.ra, "count").exit(0);
   p.align(PAGE_SIZE).label("count").emit(addi(R.a0, R.a0, 1), addi(R.s0, R.s0, -1)).branch(bne, R.s0, 0, "count").emit(ret());
 
-  for (const engine of [JIT, JIT_THREAD, INTERP]) {
+  // Not JIT_THREAD: this short inline run ends before the translator thread is up, so it would
+  // compare the interpreter with itself (the worker-thread tests below use the thread).
+  for (const engine of [JIT, INTERP]) {
     const run = await runProgram(p, { engine });
     exited(t, run.result);
     t.is(run.x(R.s1), BigInt(N), `${engine.kind}: the first run adds 1 per iteration`);
@@ -367,6 +369,7 @@ test("a loop whose back edge follows a conditional branch keeps looping when tra
   const jit = await runProgram(p, { engine: JIT });
   t.is(interp.x(R.a0), BigInt(N));
   exited(t, jit.result);
+  t.true(jitStats(t, jit.result.harts[0]).pagesCompiled > 0, "the loop ran translated");
   t.is(jit.x(R.a0), BigInt(N), "every iteration ran");
   t.is(jit.result.harts[0]!.instructions, interp.result.harts[0]!.instructions);
 });
@@ -540,6 +543,7 @@ test("cross-modifying code: after FENCE.I a hart is not handed another hart's st
   const run = await runProgram(p, { engine: JIT_THREAD, harts: 2, beforeRun: (m) => (machine = m), run: { pauses: { everyMs: 0, atPause } } });
   exited(t, run.result);
   t.true(rewritten);
+  for (const hart of run.result.harts) t.true(jitStats(t, hart).pagesCompiled > 0, `hart ${hart.hart} ran translated code`);
   t.is(run.ram64(p.address("result")), BigInt(100 * M), "every call after FENCE.I ran the new code");
 });
 
@@ -687,6 +691,7 @@ test("scrubber: a corrupted code word repaired by majority vote is not run on fr
       run: { pauses: { everyMs: 0, atPause } },
     });
     exited(t, run.result);
+    if (engine === JIT) t.true(jitStats(t, run.result.harts[0]).pagesCompiled > 0, "f ran translated");
     t.true(repaired, `${engine.kind}: the scrubber repaired the word`);
     t.true(run.x(R.s5) % 3n === 0n && run.x(R.s5) > 0n, `${engine.kind}: before the repair f added 3 (${run.x(R.s5)})`);
     t.is(run.x(R.a0), 3000n, `${engine.kind}: after the repair f adds 1`);
@@ -1131,6 +1136,7 @@ for (const seed of [2, 4]) {
       const run = await runGuest(name, { engine });
       t.is(run.output, expectedOutput(name), name);
       exited(t, run.result);
+      t.true(jitStats(t, run.result.harts[0]).pagesCompiled > 0, `${name} ran translated`);
     }
   });
 }
