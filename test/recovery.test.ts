@@ -15,7 +15,7 @@ import { PAGE_SIZE, RAM_BASE } from "../shared-mem/layout.ts";
 import { EXPECTED, GUESTS, kmemvisor } from "./helpers/cli.ts";
 import { Program, R, addi, beq, ld } from "./helpers/asm.ts";
 import { runProgram } from "./helpers/machine.ts";
-import type { EngineChoice } from "../vcpu/hart.ts";
+import { assertTranslated, BOTH_ENGINES } from "./helpers/engines.ts";
 
 const SEQREAD = join(GUESTS, "seqread-small.elf");
 const heapStart = Number(parseElf(readFileSync(SEQREAD)).symbols.get("__heap_start"));
@@ -211,8 +211,7 @@ function flagLoop(): { program: Program; flag: bigint; setup: number } {
   return { program: p, flag: p.address("flag"), setup: Number(p.address("loop") - p.base) / 4 };
 }
 
-const ENGINES: [string, EngineChoice][] = [["interp", { kind: "interp" }], ["jit", { kind: "jit", threshold: 1, synchronous: true }]];
-for (const [name, engine] of ENGINES) {
+for (const [name, engine] of BOTH_ENGINES) {
   for (const workers of [false, true]) {
     test(`sdc@i:N fires at hart 0's Nth instruction (${name}, ${workers ? "worker thread" : "inline"})`, async (t) => {
       const { program, flag, setup } = flagLoop();
@@ -232,7 +231,7 @@ for (const [name, engine] of ENGINES) {
         else {
           // Translated loops look at their budget on the back edge: at most one iteration later.
           t.true(iterations === expected || iterations === expected + 1, `N = ${N}: ${iterations} iterations, expected ${expected}`);
-          t.true(run.result.harts[0]!.jit!.pagesCompiled > 0, "the loop ran translated");
+          assertTranslated(t, run.result, engine);
         }
       }
     });

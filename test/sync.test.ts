@@ -10,7 +10,7 @@ import { Worker } from "node:worker_threads";
 import { Machine } from "../hypervisor/machine.ts";
 import { planBoot } from "../hypervisor/boot.ts";
 import { parseElf } from "../hypervisor/elf.ts";
-import { compareCopies } from "../mirror/copies.ts";
+import { compareCopies, findDivergentWords } from "../mirror/copies.ts";
 import { computeLayout, LOCK_STRIDE, STRIPE_COUNT, type SyncStrategy } from "../shared-mem/layout.ts";
 import { CONTENDED, FREE, HELD, Mutex, unlockWord } from "../sync/mutex.ts";
 import { lockAddressOf, MirrorLocks, stripeOf } from "../sync/stripes.ts";
@@ -21,6 +21,9 @@ import { ExitRequest } from "../vcpu/exits.ts";
 import { kickHart } from "../vcpu/interrupts.ts";
 import { PauseGate } from "../sync/pause.ts";
 import { engineMemoryOf } from "../vcpu/wasm/wasm-sem.ts";
+import { PAGE_SIZE } from "../shared-mem/layout.ts";
+import { Program, R, add, addi, amoadd_d, amoswap_d, andi, bltu, bne, ld, or, sd, slli } from "./helpers/asm.ts";
+import { runProgram } from "./helpers/machine.ts";
 
 const STRATEGIES: SyncStrategy[] = ["none", "atomic", "striped", "global"];
 
@@ -341,3 +344,89 @@ test("stress: bad flags and bad guests are usage and input errors", async (t) =>
   t.is(notElf.status, 65, notElf.stderr);
   t.is((await kmemvisor(["run", "--sync", "sometimes", join(GUESTS, "hello.elf")])).status, 64);
 });
+
+// --- races the translator runs -----------------------------------------------------------------------
+// race.elf mixes slow paths (TLB aliases, misaligned stores) and barriers into its epochs, and the
+// translator's window between a store's primary and mirror writes is a few machine instructions:
+// `--sync none` once went 235 rounds without a hit there. This guest keeps both harts in one
+// translated loop: in epoch e both store their own values K times over all 8 words of line
+// e mod LINES (sd, or amoswap.d: a racing swap is not commutative either), then meet at a barrier
+// and move on, so a divergence left in a line survives until the harts come back to it.
+const RACE_LINES = 256;
+const RACE_K = 16;
+
+function translatedRace(op: "sd" | "amoswap.d"): Program {
+  const p = new Program();
+  p.la(R.s0, "lines").la(R.s1, "arrived").li(R.s3, 0).li(R.a6, 1).emit(slli(R.s4, R.a0, 40)).j("epoch");
+  p.align(PAGE_SIZE).label("epoch");
+  p.emit(andi(R.t0, R.s3, RACE_LINES - 1), slli(R.t0, R.t0, 6), add(R.t0, R.t0, R.s0)); // this epoch's line
+  p.emit(slli(R.t2, R.s3, 8), or(R.t2, R.t2, R.s4)).li(R.t1, RACE_K); // value: hart << 40 | epoch << 8 | k
+  p.label("inner");
+  for (let word = 0; word < 8; word++) {
+    if (op === "sd") p.emit(sd(R.t2, word * 8, R.t0));
+    else p.emit(addi(R.t5, R.t0, word * 8), amoswap_d(0, R.t2, R.t5));
+  }
+  p.emit(addi(R.t2, R.t2, 1), addi(R.t1, R.t1, -1)).branch(bne, R.t1, 0, "inner");
+  // The barrier: both harts have arrived 2(e + 1) times.
+  p.emit(amoadd_d(0, R.a6, R.s1), addi(R.s3, R.s3, 1), slli(R.t3, R.s3, 1));
+  p.label("spin").emit(ld(R.t4, 0, R.s1)).branch(bltu, R.t4, R.t3, "spin").j("epoch");
+  p.align(PAGE_SIZE).label("arrived").dword(0n);
+  p.align(PAGE_SIZE).label("lines").space(RACE_LINES * 64);
+  return p;
+}
+
+/** Rounds the guarantees below run for: `npm run test:stress` asks for many more. */
+const GUARANTEE_ROUNDS = Number(process.env.KMEMVISOR_STRESS_ROUNDS ?? 150);
+
+/**
+ * Run the race on 2 harts in worker threads, translated as soon as hot; at every pause (every
+ * `everyMs`) count the divergent words and resynchronise them. Until `rounds` pauses, or the first
+ * divergence with `untilFound`, or `timeoutMs`.
+ */
+async function raceUnderTranslator(op: "sd" | "amoswap.d", sync: SyncStrategy, options: { rounds: number; untilFound: boolean; timeoutMs: number }) {
+  let rounds = 0;
+  let divergent = 0;
+  const run = await runProgram(translatedRace(op), {
+    engine: { kind: "jit", threshold: 1, synchronous: true },
+    harts: 2,
+    copies: 2,
+    machine: { sync, workers: true },
+    timeoutMs: options.timeoutMs,
+    run: (machine) => ({
+      pauses: {
+        everyMs: 5,
+        atPause: () => {
+          rounds++;
+          divergent += findDivergentWords(machine.memory.buffer, machine.layout, machine.physicalMap, { resynchronize: true }).total;
+          return (options.untilFound && divergent > 0) || rounds >= options.rounds ? "stop" : "continue";
+        },
+      },
+    }),
+  });
+  for (const hart of run.result.harts) {
+    if (!(hart.jit!.pagesCompiled > 0)) throw new Error(`hart ${hart.hart} did not run translated code: ${JSON.stringify(hart.jit)}`);
+  }
+  const epochs = run.ram64(translatedRace(op).address("arrived")) / 2n;
+  return { rounds, divergent, epochs, result: run.result };
+}
+
+for (const op of ["sd", "amoswap.d"] as const) {
+  test(`translated race (${op}): --sync none diverges, and the detector sees it`, async (t) => {
+    // Until the first divergence; on an idle 2-core host the first few rounds find one.
+    const { rounds, divergent, epochs, result } = await raceUnderTranslator(op, "none", { rounds: Infinity, untilFound: true, timeoutMs: 90_000 });
+    t.log(`${rounds} round(s), ${epochs} epochs, ${divergent} divergent word(s)`);
+    t.not(result.reason, "fault", result.fault);
+    t.true(divergent > 0, `no divergence in ${rounds} rounds (${epochs} epochs)`);
+  });
+}
+
+for (const [op, sync] of [["sd", "striped"], ["sd", "global"], ["amoswap.d", "atomic"], ["amoswap.d", "striped"]] as const) {
+  test(`translated race (${op}): --sync ${sync} never diverges in ${GUARANTEE_ROUNDS} rounds`, async (t) => {
+    const { rounds, divergent, epochs, result } = await raceUnderTranslator(op, sync, { rounds: GUARANTEE_ROUNDS, untilFound: false, timeoutMs: 600_000 });
+    t.log(`${rounds} round(s), ${epochs} epochs`);
+    t.is(result.reason, "exit", result.fault);
+    t.is(rounds, GUARANTEE_ROUNDS);
+    t.true(epochs > BigInt(RACE_LINES), `the harts went round every line (${epochs} epochs)`);
+    t.is(divergent, 0);
+  });
+}

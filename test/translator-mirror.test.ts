@@ -8,7 +8,6 @@
  * are the control.
  */
 import test, { type ExecutionContext } from "ava";
-import type { RunResult } from "../hypervisor/machine.ts";
 import { parseInjection } from "../mirror/inject.ts";
 import type { SyncStrategy } from "../shared-mem/layout.ts";
 import { PAGE_SIZE } from "../shared-mem/layout.ts";
@@ -20,19 +19,10 @@ import {
 } from "./helpers/asm.ts";
 import { assertCopiesAgree, copiesComparedAtPauses } from "./helpers/copies.ts";
 import { runProgram } from "./helpers/machine.ts";
+import { assertTranslated, INTERPRETER, TRANSLATOR } from "./helpers/engines.ts";
 
-/** Translated as soon as a page is hot, on the hart's thread: deterministic (inline runs). */
-const JIT: EngineChoice = { kind: "jit", threshold: 1, synchronous: true };
-/** As `kmemvisor run`: the translator thread (worker-thread runs). */
-const JIT_THREAD: EngineChoice = { kind: "jit", threshold: 1 };
-const INTERP: EngineChoice = { kind: "interp" };
-
-function translated(t: ExecutionContext, result: RunResult, engine: EngineChoice): void {
-  if (engine.kind !== "jit") return;
-  for (const hart of result.harts) {
-    t.true((hart.jit?.pagesCompiled ?? 0) > 0, `hart ${hart.hart} ran translated code: ${JSON.stringify(hart.jit)}`);
-  }
-}
+const JIT = TRANSLATOR;
+const INTERP = INTERPRETER;
 
 // --- AMOs, LR/SC and stores of every width, two harts --------------------------------------------
 /** Offsets in the shared page, and what each hart does to the word there each iteration. */
@@ -141,7 +131,7 @@ async function runAmoProgram(
     }),
   });
   t.is(run.result.exitCode, 0, run.result.fault);
-  translated(t, run.result, options.engine);
+  assertTranslated(t, run.result, options.engine);
   checkAmoResults(t, run.ram64, p, N);
   compared!.assert(t);
   assertCopiesAgree(t, run.machine);
@@ -216,7 +206,7 @@ for (const [name, engine] of [["jit", JIT], ["interp", INTERP]] as const) {
     const p = tableSumProgram(ROUNDS);
     const { run, moved } = await loseAPage(engine, p.address("table"), { offset: 8 * 100 + 2, bit: 3 });
     t.is(run.result.exitCode, 0, run.result.fault);
-    translated(t, run.result, engine);
+    assertTranslated(t, run.result, engine);
     t.deepEqual([run.x(R.s4), run.x(R.s3)], [BigInt(ROUNDS), 0n], "every round done, none with a wrong sum");
     t.deepEqual([run.result.memory.injected, run.result.memory.recoveries], [2, 1]);
     t.true(moved, "the table now lives in a spare frame");
@@ -229,7 +219,7 @@ for (const [name, engine] of [["jit", JIT], ["interp", INTERP]] as const) {
     // primary would count 3 per round from there.
     const { run, moved } = await loseAPage(engine, p.address("round") & ~BigInt(PAGE_SIZE - 1), { offset: Number(p.address("count") % BigInt(PAGE_SIZE)) + 2, bit: 5 });
     t.is(run.result.exitCode, 0, run.result.fault);
-    translated(t, run.result, engine);
+    assertTranslated(t, run.result, engine);
     t.deepEqual([run.x(R.s4), run.x(R.s3)], [BigInt(ROUNDS), 0n], "every round counted once, none with a wrong sum");
     t.is(run.result.memory.recoveries, 1);
     t.true(moved, "the code page now lives in a spare frame");

@@ -2,6 +2,12 @@
 import { Machine, type MachineConfig, type RunOptions, type RunResult } from "../../hypervisor/machine.ts";
 import type { EngineChoice, Hart } from "../../vcpu/hart.ts";
 import { Program } from "./asm.ts";
+import { copyFileSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
+import { planBoot } from "../../hypervisor/boot.ts";
+import { DiskImage } from "../../hypervisor/disk-image.ts";
+import { GUESTS, ROOT } from "./cli.ts";
 
 export interface Outcome {
   result: RunResult;
@@ -66,4 +72,61 @@ export async function runProgram(program: Program | Uint8Array, options: RunProg
     ram64: (gpa) => view(gpa, 8).getBigUint64(0, true),
     ram32: (gpa) => view(gpa, 4).getUint32(0, true),
   };
+}
+
+export interface GuestRun {
+  machine: Machine;
+  result: RunResult;
+  /** Console output as text. */
+  output: string;
+}
+
+/**
+ * At most two guests run at once per test file (ava starts all of a file's tests together, and
+ * each guest's harts are threads of their own): the timeouts then measure a run's own progress.
+ */
+let guestsRunning = 0;
+const guestQueue: (() => void)[] = [];
+
+/**
+ * Boot guests/bin/NAME.elf as `kmemvisor run` does (harts in worker threads unless told
+ * otherwise) and run it; with `disk`, on a fresh copy of the minikernel's disk image.
+ */
+export async function runGuest(
+  name: string,
+  options: Omit<Partial<MachineConfig>, "disk"> & { timeoutMs?: number; disk?: boolean; run?: (machine: Machine) => Omit<RunOptions, "timeoutMs"> },
+): Promise<GuestRun> {
+  if (guestsRunning >= 2) await new Promise<void>((resolve) => guestQueue.push(resolve));
+  guestsRunning++;
+  try {
+    return await runGuestNow(name, options);
+  } finally {
+    guestsRunning--;
+    guestQueue.shift()?.();
+  }
+}
+
+async function runGuestNow(
+  name: string,
+  options: Omit<Partial<MachineConfig>, "disk"> & { timeoutMs?: number; disk?: boolean; run?: (machine: Machine) => Omit<RunOptions, "timeoutMs"> },
+): Promise<GuestRun> {
+  const chunks: Uint8Array[] = [];
+  const { timeoutMs, disk: withDisk, run: runOptions, ...config } = options;
+  const disk = withDisk ? DiskImage.open(copyToTemporary(join(ROOT, "guests", "kernel", "disk.img"))) : undefined;
+  const machine = new Machine({ ramSize: 128 << 20, harts: 1, workers: true, disk, output: (bytes) => chunks.push(bytes.slice()), ...config });
+  const file = join(GUESTS, `${name}.elf`);
+  const plan = planBoot(machine, { bios: "none", kernel: { name: file, bytes: readFileSync(file) } });
+  machine.start(plan.start, BigInt(plan.fdtAddress), BigInt(plan.dynamicInfoAddress));
+  try {
+    const result = await machine.run({ ...runOptions?.(machine), timeoutMs: timeoutMs ?? 60_000 });
+    return { machine, result, output: Buffer.concat(chunks).toString("latin1") };
+  } finally {
+    disk?.close();
+  }
+}
+
+function copyToTemporary(path: string): string {
+  const copy = join(mkdtempSync(join(tmpdir(), "kmv-guest-")), basename(path));
+  copyFileSync(path, copy);
+  return copy;
 }
