@@ -37,7 +37,7 @@ import {
   add, addi, amoadd_d, andi, beq, bltu, bne, csrr, csrrci, csrrsi, csrw, ecall, fence, fence_i, jal, jalr, ld, lhu, lw, mret, mv, sd, sh, slli, sltiu, sltu, sub, sw,
 } from "./helpers/asm.ts";
 import { EXPECTED, GUESTS, ROOT } from "./helpers/cli.ts";
-import { runProgram as runProgramWithin, type Outcome, type RunProgramOptions } from "./helpers/machine.ts";
+import { runProgram as runProgramWithin, twoAtATime, type Outcome, type RunProgramOptions } from "./helpers/machine.ts";
 
 /** Translate a page on the hart's thread as soon as one jump has been made in it. */
 const JIT: EngineChoice = { kind: "jit", threshold: 1, synchronous: true };
@@ -45,25 +45,8 @@ const JIT: EngineChoice = { kind: "jit", threshold: 1, synchronous: true };
 const JIT_THREAD: EngineChoice = { kind: "jit", threshold: 1 };
 const INTERP: EngineChoice = { kind: "interp" };
 
-/**
- * The machines of this file run on its one thread (inline machines yield every 20 ms): at most two
- * at a time, so that a run's timeout measures its own progress, not how many others share the
- * thread. The timeouts are only safety nets.
- */
-let machinesRunning = 0;
-const machineQueue: (() => void)[] = [];
-async function oneOfTwo<T>(run: () => Promise<T>): Promise<T> {
-  if (machinesRunning >= 2) await new Promise<void>((resolve) => machineQueue.push(resolve));
-  machinesRunning++;
-  try {
-    return await run();
-  } finally {
-    machinesRunning--;
-    machineQueue.shift()?.();
-  }
-}
 const runProgram = (program: Program, options: RunProgramOptions = {}) =>
-  oneOfTwo(() => runProgramWithin(program, { timeoutMs: 60_000, ...options }));
+  twoAtATime(() => runProgramWithin(program, { timeoutMs: 60_000, ...options }));
 
 const ret = () => jalr(0, R.ra, 0);
 /** c.addi a4, 4 (a compressed instruction inside a translated run). */
@@ -974,7 +957,7 @@ interface GuestRun {
 }
 
 function runGuest(name: string, options: Parameters<typeof runGuestNow>[1]): Promise<GuestRun> {
-  return oneOfTwo(() => runGuestNow(name, options));
+  return twoAtATime(() => runGuestNow(name, options));
 }
 
 async function runGuestNow(
@@ -1119,7 +1102,7 @@ for (const [name, engine] of [["interp", INTERP], ["jit", JIT]] as const) {
       const p = new Program();
       p.setTrapVector("handler").emit(ecall()).exit(0);
       p.align(4).label("handler").emit(0); // an illegal instruction: the handler traps to itself, forever
-      const run = await oneOfTwo(() => runProgramWithin(p, { engine, timeoutMs: 500, machine: { workers } }));
+      const run = await twoAtATime(() => runProgramWithin(p, { engine, timeoutMs: 500, machine: { workers } }));
       t.is(run.result.reason, "timeout");
     });
   }

@@ -82,28 +82,33 @@ export interface GuestRun {
 }
 
 /**
- * At most two guests run at once per test file (ava starts all of a file's tests together, and
- * each guest's harts are threads of their own): the timeouts then measure a run's own progress.
+ * At most two machines run at once per test file (ava starts all of a file's tests together; an
+ * inline machine shares the file's one thread, yielding every 20 ms, and a worker machine's harts
+ * are threads of their own): the timeouts then measure a run's own progress, not how many others
+ * share the host. The timeouts are only safety nets.
  */
-let guestsRunning = 0;
-const guestQueue: (() => void)[] = [];
+let machinesRunning = 0;
+const machineQueue: (() => void)[] = [];
+export async function twoAtATime<T>(run: () => Promise<T>): Promise<T> {
+  if (machinesRunning >= 2) await new Promise<void>((resolve) => machineQueue.push(resolve));
+  machinesRunning++;
+  try {
+    return await run();
+  } finally {
+    machinesRunning--;
+    machineQueue.shift()?.();
+  }
+}
 
 /**
  * Boot guests/bin/NAME.elf as `kmemvisor run` does (harts in worker threads unless told
  * otherwise) and run it; with `disk`, on a fresh copy of the minikernel's disk image.
  */
-export async function runGuest(
+export function runGuest(
   name: string,
   options: Omit<Partial<MachineConfig>, "disk"> & { timeoutMs?: number; disk?: boolean; run?: (machine: Machine) => Omit<RunOptions, "timeoutMs"> },
 ): Promise<GuestRun> {
-  if (guestsRunning >= 2) await new Promise<void>((resolve) => guestQueue.push(resolve));
-  guestsRunning++;
-  try {
-    return await runGuestNow(name, options);
-  } finally {
-    guestsRunning--;
-    guestQueue.shift()?.();
-  }
+  return twoAtATime(() => runGuestNow(name, options));
 }
 
 async function runGuestNow(
