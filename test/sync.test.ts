@@ -406,7 +406,9 @@ const GUARANTEE_ROUNDS = Number(process.env.KMEMVISOR_STRESS_ROUNDS ?? 150);
 async function raceUnderTranslator(op: "sd" | "amoswap.d", sync: SyncStrategy, options: { rounds: number; untilFound: boolean; timeoutMs: number }) {
   let rounds = 0;
   let divergent = 0;
-  const run = await runProgram(translatedRace(op), {
+  // Two at a time with the file's other machines: these harts spin at barriers, and more of them
+  // than cores would starve the rest of the file (and each other: no two harts running at once).
+  const run = await twoAtATime(() => runProgram(translatedRace(op), {
     engine: { kind: "jit", threshold: 1, synchronous: true },
     harts: 2,
     copies: 2,
@@ -422,7 +424,7 @@ async function raceUnderTranslator(op: "sd" | "amoswap.d", sync: SyncStrategy, o
         },
       },
     }),
-  });
+  }));
   for (const hart of run.result.harts) {
     if (!(hart.jit!.pagesCompiled > 0)) throw new Error(`hart ${hart.hart} did not run translated code: ${JSON.stringify(hart.jit)}`);
   }

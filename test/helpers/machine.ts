@@ -123,7 +123,7 @@ async function runGuestNow(
   const plan = planBoot(machine, { bios: "none", kernel: { name: file, bytes: readFileSync(file) } });
   machine.start(plan.start, BigInt(plan.fdtAddress), BigInt(plan.dynamicInfoAddress));
   try {
-    const result = await machine.run({ ...runOptions?.(machine), timeoutMs: timeoutMs ?? 60_000 });
+    const result = await machine.run({ ...runOptions?.(machine), timeoutMs: timeoutMs ?? 120_000 });
     return { machine, result, output: Buffer.concat(chunks).toString("latin1") };
   } finally {
     disk?.close();
