@@ -16,6 +16,7 @@ import { EXPECTED, GUESTS, kmemvisor } from "./helpers/cli.ts";
 import { Program, R, addi, beq, ld } from "./helpers/asm.ts";
 import { runProgram } from "./helpers/machine.ts";
 import { assertTranslated, BOTH_ENGINES } from "./helpers/engines.ts";
+import type { EngineChoice } from "../vcpu/hart.ts";
 
 const SEQREAD = join(GUESTS, "seqread-small.elf");
 const heapStart = Number(parseElf(readFileSync(SEQREAD)).symbols.get("__heap_start"));
@@ -26,9 +27,9 @@ const heapStart = Number(parseElf(readFileSync(SEQREAD)).symbols.get("__heap_sta
  * (what an uncorrectable error means), and let it finish: the sums are right only if the page
  * was recovered from a mirror.
  */
-async function seqreadWithLostPage(copies: number, poisonCopies: number[]) {
+async function seqreadWithLostPage(copies: number, poisonCopies: number[], engine: EngineChoice) {
   const chunks: Uint8Array[] = [];
-  const machine = new Machine({ ramSize: 64 << 20, harts: 1, copies, output: (b) => chunks.push(b.slice()) });
+  const machine = new Machine({ ramSize: 64 << 20, harts: 1, copies, engine, output: (b) => chunks.push(b.slice()) });
   const image = machine.loadElf(readFileSync(SEQREAD), SEQREAD);
   machine.start(image.entry);
   machine.harts[0]!.run(3_000_000); // past the fill, inside the summing passes
@@ -44,37 +45,39 @@ async function seqreadWithLostPage(copies: number, poisonCopies: number[]) {
   return { machine, result, output: Buffer.concat(chunks).toString("latin1"), page, frame };
 }
 
-test("a DUE in a page the guest is reading is recovered from the mirror; the result stays right", async (t) => {
-  const { machine, result, output, page, frame } = await seqreadWithLostPage(2, [0]);
-  t.is(output, readFileSync(join(EXPECTED, "seqread-small.out"), "latin1"));
-  t.is(result.exitCode, 0);
-  t.is(result.memory.recoveries, 1);
-  t.is(result.memory.sparesUsed, 1);
-  t.not(machine.physicalMap.frameOf(page), frame, "the page now lives in a spare frame");
-  const seen = machine.readRam(RAM_BASE + page * PAGE_SIZE, PAGE_SIZE);
-  t.false(seen.every((b) => b === 0xa5), "host reads go through the p2m too, not to the lost frame");
-  t.deepEqual(compareCopies(machine.memory.buffer, machine.layout, machine.physicalMap), [], "and is mirrored again");
-});
+for (const [engineName, engine] of BOTH_ENGINES) {
+  test(`a DUE in a page the guest is reading is recovered from the mirror; the result stays right (${engineName})`, async (t) => {
+    const { machine, result, output, page, frame } = await seqreadWithLostPage(2, [0], engine);
+    t.is(output, readFileSync(join(EXPECTED, "seqread-small.out"), "latin1"));
+    t.is(result.exitCode, 0);
+    t.is(result.memory.recoveries, 1);
+    t.is(result.memory.sparesUsed, 1);
+    t.not(machine.physicalMap.frameOf(page), frame, "the page now lives in a spare frame");
+    const seen = machine.readRam(RAM_BASE + page * PAGE_SIZE, PAGE_SIZE);
+    t.false(seen.every((b) => b === 0xa5), "host reads go through the p2m too, not to the lost frame");
+    t.deepEqual(compareCopies(machine.memory.buffer, machine.layout, machine.physicalMap), [], "and is mirrored again");
+  });
 
-test("with NMR 3, a page whose primary and first mirror both failed is recovered from the third copy", async (t) => {
-  const { result, output } = await seqreadWithLostPage(3, [0, 1]);
-  t.regex(output, /seqread: OK/);
-  t.is(result.exitCode, 0);
-  t.is(result.memory.recoveries, 1);
-});
+  test(`with NMR 3, a page whose primary and first mirror both failed is recovered from the third copy (${engineName})`, async (t) => {
+    const { result, output } = await seqreadWithLostPage(3, [0, 1], engine);
+    t.regex(output, /seqread: OK/);
+    t.is(result.exitCode, 0);
+    t.is(result.memory.recoveries, 1);
+  });
 
-test("a DUE in an unmirrored VM stops it with a report naming the page, the hart, the pc and the time", async (t) => {
-  const { result, output } = await seqreadWithLostPage(1, [0]);
-  t.is(result.reason, "fault");
-  t.regex(result.fault ?? "", /uncorrectable memory error \(DUE\) in guest page 0x[0-9a-f]+ \(host frame \d+\), hit by hart 0 at pc 0x[0-9a-f]+, guest time [\d.]+ s: the VM is not mirrored/);
-  t.notRegex(output, /seqread: OK/);
-});
+  test(`a DUE in an unmirrored VM stops it with a report naming the page, the hart, the pc and the time (${engineName})`, async (t) => {
+    const { result, output } = await seqreadWithLostPage(1, [0], engine);
+    t.is(result.reason, "fault");
+    t.regex(result.fault ?? "", /uncorrectable memory error \(DUE\) in guest page 0x[0-9a-f]+ \(host frame \d+\), hit by hart 0 at pc 0x[0-9a-f]+, guest time [\d.]+ s: the VM is not mirrored/);
+    t.notRegex(output, /seqread: OK/);
+  });
 
-test("every copy lost: the VM stops and says so", async (t) => {
-  const { result } = await seqreadWithLostPage(2, [0, 1]);
-  t.is(result.reason, "fault");
-  t.regex(result.fault ?? "", /every copy of the page is poisoned/);
-});
+  test(`every copy lost: the VM stops and says so (${engineName})`, async (t) => {
+    const { result } = await seqreadWithLostPage(2, [0, 1], engine);
+    t.is(result.reason, "fault");
+    t.regex(result.fault ?? "", /every copy of the page is poisoned/);
+  });
+}
 
 // Through the CLI, with harts in worker threads: a DUE in the code page both harts execute.
 const PARALLEL = join(GUESTS, "parallel-sum-small.elf");
@@ -83,14 +86,16 @@ const codePage = "0x80000000";
 // lands mid-run on any host (a timed one at 0.02 s raced the guest's exit on a fast one).
 const MID_RUN = "i:1000000";
 
-test("--inject on 2 harts: a mirrored VM recovers and finishes with the right result", async (t) => {
-  const r = await kmemvisor(["run", "--smp", "2", "--mirror", "vm", "--inject", `due@${MID_RUN}:${codePage}`, "--json", "--timeout", "60", PARALLEL]);
-  t.is(r.stdout, readFileSync(join(EXPECTED, "parallel-sum-small.out"), "latin1"), r.stderr);
-  t.is(r.status, 0);
-  const report = JSON.parse(r.stderr.trim().split("\n").pop()!) as { memory: { injected: number; recoveries: number } };
-  t.is(report.memory.injected, 1);
-  t.is(report.memory.recoveries, 1);
-});
+for (const engine of ["jit", "interp"]) {
+  test(`--inject on 2 harts: a mirrored VM recovers and finishes with the right result (--engine ${engine})`, async (t) => {
+    const r = await kmemvisor(["run", "--smp", "2", "--engine", engine, "--mirror", "vm", "--inject", `due@${MID_RUN}:${codePage}`, "--json", "--timeout", "60", PARALLEL]);
+    t.is(r.stdout, readFileSync(join(EXPECTED, "parallel-sum-small.out"), "latin1"), r.stderr);
+    t.is(r.status, 0);
+    const report = JSON.parse(r.stderr.trim().split("\n").pop()!) as { memory: { injected: number; recoveries: number } };
+    t.is(report.memory.injected, 1);
+    t.is(report.memory.recoveries, 1);
+  });
+}
 
 test("--inject on 2 harts: an unmirrored VM stops with the report (status 70)", async (t) => {
   const r = await kmemvisor(["run", "--smp", "2", "--inject", `due@${MID_RUN}:${codePage}`, "--timeout", "60", PARALLEL]);
