@@ -351,7 +351,8 @@ test("stress with --iterations: the guest finishes, its counters agree under eve
       });
       t.regex(r.stdout, /counters agree/, `${guest} --sync ${sync}: ${r.stderr}`);
       // Exit 1 exactly when the comparisons found divergent words (only `none` and `atomic` may).
-      const divergent = Number(/instructions, (\d+) divergent word\(s\)/.exec(r.stdout)?.[1]);
+      const divergent = Number(/instructions, (\d+) divergent word\(s\)/.exec(r.stderr)?.[1]);
+      t.false(Number.isNaN(divergent), `the report's summary line: ${r.stderr}`);
       t.is(r.status, divergent > 0 ? 1 : 0, `${guest} --sync ${sync}: ${divergent} divergent word(s)`);
       if (sync === "striped" || sync === "global") t.is(divergent, 0);
     }
