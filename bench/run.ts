@@ -22,6 +22,7 @@ import { tmpdir } from "node:os";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
 import { patchElfU64 } from "./patch-elf.ts";
+import { defaultEngineName } from "../vcpu/jit.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const GUESTS = ["cpubound", "seqread", "seqwrite", "memstress"];
@@ -36,6 +37,8 @@ const FP_GUESTS = ["fp/fpbench"];
 
 interface Sample {
   wallMs: number;
+  /** The engine that made the figure, from the run's --json report (harts with translator statistics ran jit). */
+  engine?: "jit" | "interp";
   instructions?: number;
   vmMs?: number;
   status: number | null;
@@ -52,8 +55,9 @@ function timeProcess(command: string, args: string[]): Sample {
   const sample: Sample = { wallMs, status: result.status, output: (result.stdout + result.stderr).slice(-2000), stdout: result.stdout };
   const jsonLine = result.stderr.split("\n").find((line) => line.startsWith("{"));
   if (jsonLine) {
-    const report = JSON.parse(jsonLine) as { wallMilliseconds: number; harts: { instructions: number }[] };
+    const report = JSON.parse(jsonLine) as { wallMilliseconds: number; harts: { instructions: number; jit?: unknown }[] };
     sample.instructions = report.harts.reduce((sum, h) => sum + h.instructions, 0);
+    sample.engine = report.harts.some((h) => h.jit !== undefined) ? "jit" : "interp";
     sample.vmMs = report.wallMilliseconds;
   }
   return sample;
@@ -67,9 +71,18 @@ function guestElf(guest: string): string {
   return elf;
 }
 
+/**
+ * The engine of every run that does not name one: the CLI's default (KMEMVISOR_ENGINE, else jit),
+ * passed explicitly so that a figure and its label cannot disagree.
+ */
+const ENGINE = defaultEngineName();
+
 function kmemvisor(elf: string, flags: string[]): Sample {
-  const sample = timeProcess(process.execPath, [join("bin", "kmemvisor.js"), "run", "--json", ...flags, elf]);
+  const engineFlags = flags.includes("--engine") ? [] : ["--engine", ENGINE];
+  const sample = timeProcess(process.execPath, [join("bin", "kmemvisor.js"), "run", "--json", ...engineFlags, ...flags, elf]);
   if (sample.status !== 0) throw new Error(`${elf} ${flags.join(" ")}: exit status ${sample.status}\n${sample.output ?? ""}`);
+  const asked = flags.includes("--engine") ? flags[flags.indexOf("--engine") + 1] : ENGINE;
+  if (sample.engine !== undefined && sample.engine !== asked) throw new Error(`${elf}: asked for --engine ${asked}, the report says ${sample.engine} ran`);
   return sample;
 }
 
@@ -77,7 +90,7 @@ function kmemvisor(elf: string, flags: string[]): Sample {
 function compareWithQemu(guests: string[], rounds: number): void {
   const haveQemu = spawnSync("qemu-system-riscv64", ["--version"]).status === 0;
   if (!haveQemu) console.log("qemu-system-riscv64 not found: QEMU columns omitted (apt-get install qemu-system-misc)");
-  console.log(`rounds per guest: ${rounds} (median shown); single hart; interpreter engine`);
+  console.log(`rounds per guest: ${rounds} (median shown); single hart; kmemvisor columns: --engine ${ENGINE}`);
   console.log("guest        instructions  kmemvisor-proc  kmemvisor-vm   qemu-proc   kmemvisor/qemu");
   for (const guest of guests) {
     const elf = guestElf(guest);
@@ -112,7 +125,7 @@ function compareWithQemu(guests: string[], rounds: number): void {
 
 /** Mirror overhead: the same guest with --mirror vm (N copies) and --mirror off, interleaved. */
 function mirrorOverhead(guests: string[], rounds: number): void {
-  console.log(`rounds per guest: ${rounds} (median of in-VM wall time); single hart; interpreter engine`);
+  console.log(`rounds per guest: ${rounds} (median of in-VM wall time); single hart; --engine ${ENGINE}`);
   console.log("guest        off (ms)   vm nmr2 (ms)  overhead   vm nmr3 (ms)  overhead");
   const overheads: number[] = [];
   for (const guest of guests) {
@@ -137,7 +150,7 @@ function mirrorOverhead(guests: string[], rounds: number): void {
 
 /** Aggregate guest MIPS of one guest on 1 and 2 harts (each hart in its own worker thread). */
 function smpScaling(guests: string[], rounds: number): void {
-  console.log(`rounds: ${rounds} (median of in-VM wall time); harts in worker threads`);
+  console.log(`rounds: ${rounds} (median of in-VM wall time); harts in worker threads; --engine ${ENGINE}`);
   console.log("guest            1 hart MIPS   2 harts MIPS   speed-up");
   for (const guest of guests) {
     const elf = guestElf(guest);
@@ -158,7 +171,7 @@ function smpScaling(guests: string[], rounds: number): void {
  */
 function syncCost(guests: string[], rounds: number): void {
   const strategies = ["none", "atomic", "striped", "global"];
-  console.log(`rounds: ${rounds} (median of in-VM wall time); --mirror vm --nmr 2; time relative to --sync none`);
+  console.log(`rounds: ${rounds} (median of in-VM wall time); --mirror vm --nmr 2; --engine ${ENGINE}; time relative to --sync none`);
   console.log("guest                harts" + strategies.map((s) => s.padStart(16)).join(""));
   for (const guest of guests) {
     const elf = guestElf(guest);

@@ -11,7 +11,7 @@ import { z } from "zod";
 import { ElfError, parseElf } from "../hypervisor/elf.ts";
 import { BootError, checkFirmware, planBoot, resolveBios, type BootImages } from "../hypervisor/boot.ts";
 import { DiskImage, DiskImageError } from "../hypervisor/disk-image.ts";
-import { parseInjection, parseRandomInjection, randomInjections } from "../mirror/inject.ts";
+import { checkInjection, parseInjection, parseRandomInjection, randomInjections } from "../mirror/inject.ts";
 import { parseMirrorPolicy, type MirrorPolicy } from "../mirror/policy.ts";
 import { RAM_BASE } from "../shared-mem/layout.ts";
 import { existsSync, writeFileSync } from "node:fs";
@@ -248,7 +248,11 @@ export function parseRunFlags(file: string | undefined, flags: RunFlags, needGue
   const injections = usage(() =>
     flags.inject.flatMap((spec) => {
       const random = parseRandomInjection(spec);
-      if (!random) return [parseInjection(spec)];
+      if (!random) {
+        const injection = parseInjection(spec);
+        checkInjection(spec, injection, { ramBase: RAM_BASE, ramSize, copies });
+        return [injection];
+      }
       // Random failures for as long as the run may last (an hour when there is no --timeout).
       return randomInjections(random, { base: RAM_BASE, size: ramSize, copies }, timeoutMs ?? 3_600_000);
     }),
@@ -540,7 +544,7 @@ export function buildProgram(options: ProgramOptions = {}): Command {
     .addOption(
       new Option(
         "--inject <SPEC>",
-        "inject memory failures: due@SECONDS:ADDRESS[:COPY], sdc@SECONDS:ADDRESS:BIT[:COPY], random@RATE[:SEED] (repeatable)",
+        "inject memory failures: due@WHEN:ADDRESS[:COPY], sdc@WHEN:ADDRESS:BIT[:COPY] (WHEN: SECONDS, or i:N at hart 0's Nth instruction), random@RATE[:SEED] (repeatable)",
       )
         .argParser((value: string, previous: string[]) => [...previous, value])
         .default([]),

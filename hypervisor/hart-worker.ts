@@ -9,9 +9,11 @@ import { computeLayout, ControlSlot, type LayoutOptions } from "../shared-mem/la
 import { Hart, GuestFault, type EngineChoice } from "../vcpu/hart.ts";
 import type { JitStats } from "../vcpu/jit.ts";
 import { PauseGate } from "../sync/pause.ts";
+import { WorldHold } from "../sync/shootdown.ts";
 import { hartOwnsMemory, MemoryOwner } from "../sync/owner.ts";
 import { PhysicalMap } from "../shared-mem/p2m.ts";
 import { PageRecovery, UnrecoverableMemoryError } from "../mirror/recovery.ts";
+import { applyInjection, CountedInjections, type MemoryInjection } from "../mirror/inject.ts";
 import { MirrorControl } from "../mirror/policy.ts";
 import type { Clint } from "./devices/clint.ts";
 import { HartDevices } from "./hart-devices.ts";
@@ -31,6 +33,8 @@ export interface HartTask {
   a2: bigint;
   /** Instructions between looks at the stop flag and the timer. */
   slice: number;
+  /** Hart 0: the counted injections (`due@i:N`), which its thread carries out. */
+  injections?: MemoryInjection[];
 }
 
 export interface HartTaskResult {
@@ -39,6 +43,8 @@ export interface HartTaskResult {
   wfiMilliseconds: number;
   mirroredStores: number;
   contendedLocks: number;
+  /** Counted injections this hart's thread carried out. */
+  injected: number;
   /** The translator's work on this hart (--engine jit). */
   jit?: JitStats;
   /** The guest faulted beyond repair (reported like the inline run loop does). */
@@ -100,12 +106,25 @@ export function runHart(task: HartTask): HartTaskResult {
   const go = (layout.controlOffset + ControlSlot.GO) >>> 2;
   while (Atomics.load(words, go) === 0 && Atomics.load(words, stopIndex) === 0) Atomics.wait(words, go, 0, 100);
 
-  const result: HartTaskResult = { hart: task.hart, instructions: 0, wfiMilliseconds: 0, mirroredStores: 0, contendedLocks: 0 };
+  const result: HartTaskResult = { hart: task.hart, instructions: 0, wfiMilliseconds: 0, mirroredStores: 0, contendedLocks: 0, injected: 0 };
   const pauseGate = new PauseGate(words, layout);
+  const world = new WorldHold(words, layout);
+  const counted = new CountedInjections(task.injections ?? [], (injection) =>
+    applyInjection(injection, {
+      buffer,
+      copyStride: layout.copyStride,
+      copies: layout.copies,
+      physicalMap,
+      // A one-hart VM's hart owns guest memory: it lets go while it waits for the policy lock.
+      holding: (change) => (owner ? owner.setAside(() => world.holding(change)) : world.holding(change)),
+    }),
+  );
   try {
     while (Atomics.load(words, stopIndex) === 0) {
       pauseGate.holdIfRequested();
-      hart.run(task.slice);
+      counted.fire(hart.retired);
+      hart.run(counted.budget(hart.retired, task.slice));
+      counted.fire(hart.retired);
       clint.checkTimer(task.hart);
       if (hart.waitingForInterrupt && !hart.interruptPending()) sleepInWfi(hart, clint, words, task.hart);
     }
@@ -117,6 +136,7 @@ export function runHart(task: HartTask): HartTaskResult {
   result.wfiMilliseconds = hart.wfiMilliseconds;
   result.mirroredStores = hart.mirroredStores;
   result.contendedLocks = hart.contendedLocks;
+  result.injected = counted.injected;
   if (hart.jit) result.jit = hart.jit.stats;
   hart.jit?.dispose();
   return result;

@@ -24,7 +24,7 @@ import { Rom, MROM_BASE, MROM_SIZE } from "./devices/rom.ts";
 import { VirtioBlock, VIRTIO_BLK_IRQ } from "./devices/virtio-blk.ts";
 import { GuestDmaMemory } from "../mirror/dma.ts";
 import { PageRecovery, UnrecoverableMemoryError, type RecoveryStats } from "../mirror/recovery.ts";
-import type { MemoryInjection } from "../mirror/inject.ts";
+import { applyInjection, CountedInjections, timedInjections, type InjectionMemory, type MemoryInjection } from "../mirror/inject.ts";
 import { MirrorControl, type MirrorPolicy } from "../mirror/policy.ts";
 import { Scrubber, describeFinding, type ScrubStats } from "../mirror/scrubber.ts";
 import type { ScrubTask, ScrubTaskResult } from "./scrub-worker.ts";
@@ -333,25 +333,35 @@ export class Machine implements MachineControl {
     return { copies, spareFrames, sync, injected: this.injected, ...this.recovery.stats(), scrub: this.scrubber.stats() };
   }
 
-  /** Inject the failures whose time has come (`elapsedMs` since the harts started); returns those left. */
+  /** Inject the timed failures whose time has come (`elapsedMs` since the harts started); returns those left. */
   private injectMemoryInjections(pending: MemoryInjection[], elapsedMs: number, whileWaiting?: () => void): MemoryInjection[] {
     const left: MemoryInjection[] = [];
     for (const injection of pending) {
-      if (injection.atMs > elapsedMs) left.push(injection);
-      else if (injection.kind === "due") this.injectDue(injection.gpa, injection.copy, whileWaiting);
-      else this.injectSdc(injection.gpa, injection.bit, injection.copy);
+      if (injection.atMs! > elapsedMs) left.push(injection);
+      else this.inject(injection, whileWaiting);
     }
     return left;
   }
 
+  /** `whileWaiting`: the run loop's MMIO service, for the harts the DUE's hold waits for. */
+  private injectionMemory(whileWaiting?: () => void): InjectionMemory {
+    return {
+      buffer: this.memory.buffer,
+      copyStride: this.layout.copyStride,
+      copies: this.layout.copies,
+      physicalMap: this.physicalMap,
+      holding: (change) => this.world.holding(change, whileWaiting),
+    };
+  }
+
+  private inject(injection: MemoryInjection, whileWaiting?: () => void): void {
+    applyInjection(injection, this.injectionMemory(whileWaiting));
+    this.injected++; // counted injections are hart 0's: in worker mode its thread counts them (HartTaskResult)
+  }
+
   /** Inject an SDC: flip bit `bit` of the byte at guest-physical `gpa` in copy `copy`, silently. */
   injectSdc(gpa: number, bit: number, copy = 0): void {
-    const page = this.physicalMap.pageOf(gpa);
-    if (page < 0) throw new RangeError(`--inject: 0x${gpa.toString(16)} is not in guest RAM`);
-    if (copy < 0 || copy >= this.layout.copies) throw new RangeError(`--inject: copy ${copy} does not exist`);
-    const host = this.physicalMap.frameOf(page) * PAGE_SIZE + (gpa % PAGE_SIZE) + copy * this.layout.copyStride;
-    Atomics.xor(new Uint8Array(this.memory.buffer), host, 1 << bit);
-    this.injected++;
+    this.inject({ kind: "sdc", gpa, bit, copy });
   }
 
   /** Recover a poisoned page for a host-side accessor; a failure stops the VM like a guest fault. */
@@ -374,11 +384,7 @@ export class Machine implements MachineControl {
    * thread's run loop).
    */
   injectDue(gpa: number, copy = 0, whileWaiting?: () => void): void {
-    const page = this.physicalMap.pageOf(gpa);
-    if (page < 0) throw new RangeError(`--inject: 0x${gpa.toString(16)} is not in guest RAM`);
-    if (copy < 0 || copy >= this.layout.copies) throw new RangeError(`--inject: copy ${copy} does not exist`);
-    this.world.holding(() => this.physicalMap.setPoison(copy, this.physicalMap.frameOf(page), true), whileWaiting);
-    this.injected++;
+    this.inject({ kind: "due", gpa, copy, bit: 0 }, whileWaiting);
   }
 
   /** Instructions a hart in its own thread runs between looks at devices and interrupts. */
@@ -426,12 +432,15 @@ export class Machine implements MachineControl {
         hart,
         ...start,
         slice: this.slice,
+        // Counted injections (`due@i:N`) are timed by hart 0's own retired count: its thread injects.
+        ...(hart === 0 ? { injections: (options.injections ?? []).filter((i) => i.atInstruction !== undefined) } : {}),
       };
       const translatorPort = this.translator?.connect();
       if (translatorPort) task.translatorPort = translatorPort;
       (pool.run(task, { transferList: translatorPort ? [translatorPort] : [] }) as Promise<HartTaskResult>).then(
         (result) => {
           results[hart] = result;
+          this.injected += result.injected;
           if ((result.fault || result.crash) && !failure) {
             failure = result.fault ?? result.crash;
             this.stopAllHarts();
@@ -477,7 +486,7 @@ export class Machine implements MachineControl {
       Atomics.store(this.words, (this.layout.controlOffset + ControlSlot.GO) >>> 2, 1);
       Atomics.notify(this.words, (this.layout.controlOffset + ControlSlot.GO) >>> 2);
 
-      let pendingInjections = [...(options.injections ?? [])];
+      let pendingInjections = timedInjections(options.injections ?? []);
       const gate = new PauseGate(this.words, this.layout);
       let lastPause = started;
       while (running > 0) {
@@ -572,7 +581,8 @@ export class Machine implements MachineControl {
     let reason: RunResult["reason"] = "exit";
     let fault: string | undefined;
     try {
-      let pendingInjections = [...(options.injections ?? [])];
+      let pendingInjections = timedInjections(options.injections ?? []);
+      const counted = new CountedInjections(options.injections ?? [], (injection) => this.inject(injection));
       let lastScrub = started;
       let lastPause = started;
       while (!this.stopped) {
@@ -591,7 +601,9 @@ export class Machine implements MachineControl {
         for (const hart of this.harts) {
           if (this.stopped) break;
           if (hart.waitingForInterrupt && !hart.interruptPending()) continue;
-          hart.run(SLICE);
+          if (hart.id === 0) counted.fire(hart.retired);
+          hart.run(hart.id === 0 ? counted.budget(hart.retired, SLICE) : SLICE);
+          if (hart.id === 0) counted.fire(hart.retired);
           anyRan = true;
         }
         this.bus.tick();

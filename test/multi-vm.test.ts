@@ -18,10 +18,12 @@ function vmFile(dir: string, config: Record<string, unknown>): string {
   return path;
 }
 
+// Each DUE at its VM's hart 0's millionth instruction (of ~2.9 M on 2 harts, ~6 M on 1): mid-run
+// on any host, where one timed at 0.02 s could come after a fast host's guest had finished.
 test("a mirrored and an unmirrored VM side by side under the same failure", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), "kmv-vms-"));
-  const mirrored = vmFile(dir, { name: "safe", kernel: GUEST, smp: 2, mirror: "vm", inject: ["due@0.02:0x80000000"], json: true });
-  const plain = vmFile(dir, { name: "bare", kernel: GUEST, smp: 1, inject: "due@0.02:0x80000000", json: true });
+  const mirrored = vmFile(dir, { name: "safe", kernel: GUEST, smp: 2, mirror: "vm", inject: ["due@i:1000000:0x80000000"], json: true });
+  const plain = vmFile(dir, { name: "bare", kernel: GUEST, smp: 1, inject: "due@i:1000000:0x80000000", json: true });
   const r = await kmemvisor(["run", "--vm", mirrored, "--vm", plain, "--timeout", "60"]);
   const expected = readFileSync(join(EXPECTED, "parallel-sum-small.out"), "latin1");
   const safeLines = r.stdout.split("\n").filter((l) => l.startsWith("[safe] ")).map((l) => l.slice(7));

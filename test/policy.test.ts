@@ -65,10 +65,14 @@ test("the hypercall interface: probe, status, protect, release, errors; other ec
 
 test("a DUE in an unprotected page is fatal, in a protected one recovered", async (t) => {
   const elf = join(GUESTS, "parallel-sum-small.elf");
-  // Code lives in the first pages; protect them (and nothing else) and lose the first one.
-  const covered = await kmemvisor(["run", "--smp", "2", "--mirror", "ranges:0x80000000-0x80010000", "--inject", "due@0.02:0x80000000", "--timeout", "60", elf]);
+  // Code lives in the first pages; protect them (and nothing else) and lose the first one, at hart
+  // 0's millionth instruction (of ~2.9 M): mid-run on any host, where a DUE timed at 0.02 s could
+  // land after the guest had finished and this test pass with no recovery at all.
+  const covered = await kmemvisor(["run", "--smp", "2", "--mirror", "ranges:0x80000000-0x80010000", "--inject", "due@i:1000000:0x80000000", "--json", "--timeout", "60", elf]);
   t.is(covered.status, 0, covered.stderr);
-  const uncovered = await kmemvisor(["run", "--smp", "2", "--mirror", "ranges:0x80100000-0x80200000", "--inject", "due@0.02:0x80000000", "--timeout", "60", elf]);
+  const report = JSON.parse(covered.stderr.trim().split("\n").pop()!) as { memory: { injected: number; recoveries: number } };
+  t.deepEqual([report.memory.injected, report.memory.recoveries], [1, 1], "the DUE landed and was recovered");
+  const uncovered = await kmemvisor(["run", "--smp", "2", "--mirror", "ranges:0x80100000-0x80200000", "--inject", "due@i:1000000:0x80000000", "--timeout", "60", elf]);
   t.is(uncovered.status, 70);
   t.regex(uncovered.stderr, /not protected by the VM's mirroring policy/);
 });

@@ -13,6 +13,10 @@ import { compareCopies } from "../mirror/copies.ts";
 import { parseInjection } from "../mirror/inject.ts";
 import { PAGE_SIZE, RAM_BASE } from "../shared-mem/layout.ts";
 import { EXPECTED, GUESTS, kmemvisor } from "./helpers/cli.ts";
+import { Program, R, addi, beq, ld } from "./helpers/asm.ts";
+import { runProgram } from "./helpers/machine.ts";
+import { assertTranslated, BOTH_ENGINES } from "./helpers/engines.ts";
+import type { EngineChoice } from "../vcpu/hart.ts";
 
 const SEQREAD = join(GUESTS, "seqread-small.elf");
 const heapStart = Number(parseElf(readFileSync(SEQREAD)).symbols.get("__heap_start"));
@@ -23,9 +27,9 @@ const heapStart = Number(parseElf(readFileSync(SEQREAD)).symbols.get("__heap_sta
  * (what an uncorrectable error means), and let it finish: the sums are right only if the page
  * was recovered from a mirror.
  */
-async function seqreadWithLostPage(copies: number, poisonCopies: number[]) {
+async function seqreadWithLostPage(copies: number, poisonCopies: number[], engine: EngineChoice) {
   const chunks: Uint8Array[] = [];
-  const machine = new Machine({ ramSize: 64 << 20, harts: 1, copies, output: (b) => chunks.push(b.slice()) });
+  const machine = new Machine({ ramSize: 64 << 20, harts: 1, copies, engine, output: (b) => chunks.push(b.slice()) });
   const image = machine.loadElf(readFileSync(SEQREAD), SEQREAD);
   machine.start(image.entry);
   machine.harts[0]!.run(3_000_000); // past the fill, inside the summing passes
@@ -41,53 +45,60 @@ async function seqreadWithLostPage(copies: number, poisonCopies: number[]) {
   return { machine, result, output: Buffer.concat(chunks).toString("latin1"), page, frame };
 }
 
-test("a DUE in a page the guest is reading is recovered from the mirror; the result stays right", async (t) => {
-  const { machine, result, output, page, frame } = await seqreadWithLostPage(2, [0]);
-  t.is(output, readFileSync(join(EXPECTED, "seqread-small.out"), "latin1"));
-  t.is(result.exitCode, 0);
-  t.is(result.memory.recoveries, 1);
-  t.is(result.memory.sparesUsed, 1);
-  t.not(machine.physicalMap.frameOf(page), frame, "the page now lives in a spare frame");
-  const seen = machine.readRam(RAM_BASE + page * PAGE_SIZE, PAGE_SIZE);
-  t.false(seen.every((b) => b === 0xa5), "host reads go through the p2m too, not to the lost frame");
-  t.deepEqual(compareCopies(machine.memory.buffer, machine.layout, machine.physicalMap), [], "and is mirrored again");
-});
+for (const [engineName, engine] of BOTH_ENGINES) {
+  test(`a DUE in a page the guest is reading is recovered from the mirror; the result stays right (${engineName})`, async (t) => {
+    const { machine, result, output, page, frame } = await seqreadWithLostPage(2, [0], engine);
+    t.is(output, readFileSync(join(EXPECTED, "seqread-small.out"), "latin1"));
+    t.is(result.exitCode, 0);
+    t.is(result.memory.recoveries, 1);
+    t.is(result.memory.sparesUsed, 1);
+    t.not(machine.physicalMap.frameOf(page), frame, "the page now lives in a spare frame");
+    const seen = machine.readRam(RAM_BASE + page * PAGE_SIZE, PAGE_SIZE);
+    t.false(seen.every((b) => b === 0xa5), "host reads go through the p2m too, not to the lost frame");
+    t.deepEqual(compareCopies(machine.memory.buffer, machine.layout, machine.physicalMap), [], "and is mirrored again");
+  });
 
-test("with NMR 3, a page whose primary and first mirror both failed is recovered from the third copy", async (t) => {
-  const { result, output } = await seqreadWithLostPage(3, [0, 1]);
-  t.regex(output, /seqread: OK/);
-  t.is(result.exitCode, 0);
-  t.is(result.memory.recoveries, 1);
-});
+  test(`with NMR 3, a page whose primary and first mirror both failed is recovered from the third copy (${engineName})`, async (t) => {
+    const { result, output } = await seqreadWithLostPage(3, [0, 1], engine);
+    t.regex(output, /seqread: OK/);
+    t.is(result.exitCode, 0);
+    t.is(result.memory.recoveries, 1);
+  });
 
-test("a DUE in an unmirrored VM stops it with a report naming the page, the hart, the pc and the time", async (t) => {
-  const { result, output } = await seqreadWithLostPage(1, [0]);
-  t.is(result.reason, "fault");
-  t.regex(result.fault ?? "", /uncorrectable memory error \(DUE\) in guest page 0x[0-9a-f]+ \(host frame \d+\), hit by hart 0 at pc 0x[0-9a-f]+, guest time [\d.]+ s: the VM is not mirrored/);
-  t.notRegex(output, /seqread: OK/);
-});
+  test(`a DUE in an unmirrored VM stops it with a report naming the page, the hart, the pc and the time (${engineName})`, async (t) => {
+    const { result, output } = await seqreadWithLostPage(1, [0], engine);
+    t.is(result.reason, "fault");
+    t.regex(result.fault ?? "", /uncorrectable memory error \(DUE\) in guest page 0x[0-9a-f]+ \(host frame \d+\), hit by hart 0 at pc 0x[0-9a-f]+, guest time [\d.]+ s: the VM is not mirrored/);
+    t.notRegex(output, /seqread: OK/);
+  });
 
-test("every copy lost: the VM stops and says so", async (t) => {
-  const { result } = await seqreadWithLostPage(2, [0, 1]);
-  t.is(result.reason, "fault");
-  t.regex(result.fault ?? "", /every copy of the page is poisoned/);
-});
+  test(`every copy lost: the VM stops and says so (${engineName})`, async (t) => {
+    const { result } = await seqreadWithLostPage(2, [0, 1], engine);
+    t.is(result.reason, "fault");
+    t.regex(result.fault ?? "", /every copy of the page is poisoned/);
+  });
+}
 
 // Through the CLI, with harts in worker threads: a DUE in the code page both harts execute.
 const PARALLEL = join(GUESTS, "parallel-sum-small.elf");
 const codePage = "0x80000000";
+// parallel-sum-small retires ~2.9 M instructions on hart 0 with 2 harts: a DUE at its millionth
+// lands mid-run on any host (a timed one at 0.02 s raced the guest's exit on a fast one).
+const MID_RUN = "i:1000000";
 
-test("--inject on 2 harts: a mirrored VM recovers and finishes with the right result", async (t) => {
-  const r = await kmemvisor(["run", "--smp", "2", "--mirror", "vm", "--inject", `due@0.02:${codePage}`, "--json", "--timeout", "60", PARALLEL]);
-  t.is(r.stdout, readFileSync(join(EXPECTED, "parallel-sum-small.out"), "latin1"), r.stderr);
-  t.is(r.status, 0);
-  const report = JSON.parse(r.stderr.trim().split("\n").pop()!) as { memory: { injected: number; recoveries: number } };
-  t.is(report.memory.injected, 1);
-  t.is(report.memory.recoveries, 1);
-});
+for (const engine of ["jit", "interp"]) {
+  test(`--inject on 2 harts: a mirrored VM recovers and finishes with the right result (--engine ${engine})`, async (t) => {
+    const r = await kmemvisor(["run", "--smp", "2", "--engine", engine, "--mirror", "vm", "--inject", `due@${MID_RUN}:${codePage}`, "--json", "--timeout", "60", PARALLEL]);
+    t.is(r.stdout, readFileSync(join(EXPECTED, "parallel-sum-small.out"), "latin1"), r.stderr);
+    t.is(r.status, 0);
+    const report = JSON.parse(r.stderr.trim().split("\n").pop()!) as { memory: { injected: number; recoveries: number } };
+    t.is(report.memory.injected, 1);
+    t.is(report.memory.recoveries, 1);
+  });
+}
 
 test("--inject on 2 harts: an unmirrored VM stops with the report (status 70)", async (t) => {
-  const r = await kmemvisor(["run", "--smp", "2", "--inject", `due@0.02:${codePage}`, "--timeout", "60", PARALLEL]);
+  const r = await kmemvisor(["run", "--smp", "2", "--inject", `due@${MID_RUN}:${codePage}`, "--timeout", "60", PARALLEL]);
   t.is(r.status, 70, r.stderr);
   t.regex(r.stderr, /uncorrectable memory error \(DUE\) in guest page 0x80000000 .*hit by hart \d at pc 0x[0-9a-f]+, guest time [\d.]+ s: the VM is not mirrored/);
 });
@@ -102,10 +113,29 @@ test("injection specs are checked", async (t) => {
   const r = await kmemvisor(["run", "--inject", "due@1:nowhere", PARALLEL]);
   t.is(r.status, 64);
   t.regex(r.stderr, /bad --inject "due@1:nowhere"/);
-  const outside = await kmemvisor(["run", "--inject", "due@0:0x10000000", "--timeout", "30", PARALLEL]);
-  t.not(outside.status, 0);
-  t.regex(outside.stderr, /not in guest RAM/);
+  t.deepEqual(parseInjection("due@i:1000:0x80001000"), { kind: "due", atInstruction: 1000, gpa: 0x8000_1000, copy: 0, bit: 0 });
+  t.deepEqual(parseInjection("sdc@i:0x10:0x80000010:3:1"), { kind: "sdc", atInstruction: 16, gpa: 0x8000_0010, copy: 1, bit: 3 });
+  for (const bad of ["due@i:0x80000000", "due@i:1.5:0x80000000", "due@i::0x80000000", "sdc@i:5:0x80000000"]) {
+    t.throws(() => parseInjection(bad), { message: /bad --inject/ }, bad);
+  }
 });
+
+// Issue 16 item 10: targets that could never land are refused when the flags are read (exit 64,
+// one line), not when they fire (a RangeError stopping the VM mid-run, status 70).
+for (const [what, flags, message] of [
+  ["an address outside RAM", ["--mirror", "vm", "--inject", "due@0:0x10000000"], /^kmemvisor: bad --inject "due@0:0x10000000": 0x10000000 is not in guest RAM \(0x80000000–0x87ffffff\)$/],
+  ["an address past the end of a small RAM", ["-m", "16M", "--inject", "sdc@i:10:0x81000000:0"], /0x81000000 is not in guest RAM \(0x80000000–0x80ffffff\)$/],
+  ["a copy the VM does not have", ["--mirror", "vm", "--nmr", "2", "--inject", "due@0:0x80000000:2"], /^kmemvisor: bad --inject "due@0:0x80000000:2": copy 2 does not exist: the VM has copies 0–1$/],
+  ["a mirror copy of an unmirrored VM", ["--inject", "due@i:5:0x80000000:1"], /^kmemvisor: bad --inject "due@i:5:0x80000000:1": copy 1 does not exist: the VM is not mirrored \(give --mirror\)$/],
+] as const) {
+  test(`--inject with ${what}: exit 64 before the guest runs, one line`, async (t) => {
+    const r = await kmemvisor(["run", ...flags, "--timeout", "30", PARALLEL]);
+    t.is(r.status, 64, r.stderr);
+    t.is(r.stdout, "", "the guest never ran");
+    t.is(r.stderr.trim().split("\n").length, 1, r.stderr);
+    t.regex(r.stderr.trim(), message);
+  });
+}
 
 test("data a device wrote by DMA survives a DUE in its page", async (t) => {
   const { GuestDmaMemory } = await import("../mirror/dma.ts");
@@ -138,7 +168,7 @@ test("random injection: repeatable for a seed, at about the rate asked, inside R
   for (const f of a) {
     t.true(f.gpa >= ram.base && f.gpa < ram.base + ram.size && f.gpa % 4096 === 0 && f.copy >= 0 && f.copy < 3);
   }
-  t.true(a.every((f, i) => i === 0 || f.atMs >= a[i - 1]!.atMs));
+  t.true(a.every((f, i) => i === 0 || f.atMs! >= a[i - 1]!.atMs!));
   t.is(parseRandomInjection("due@1:0x80000000"), undefined);
   t.throws(() => parseRandomInjection("random@0"), { message: /above 0/ });
 });
@@ -162,11 +192,64 @@ test("--inject on 2 harts into the working set both harts update with AMOs: reco
   const totals = Number(image.symbols.get("lcg_total"));
   t.is(Math.floor(totals / PAGE_SIZE), Math.floor(Number(image.symbols.get("arrived")) / PAGE_SIZE), "one page, shared by all harts");
   const page = `0x${(totals - (totals % PAGE_SIZE)).toString(16)}`;
-  for (const at of ["0", "0.005"]) { // early: the page is touched again at the end in any case
+  for (const at of ["0", MID_RUN]) { // before the start, and mid-run
     const r = await kmemvisor(["run", "--smp", "2", "--mirror", "vm", "--inject", `due@${at}:${page}`, "--json", "--timeout", "60", PARALLEL]);
     t.is(r.stdout, readFileSync(join(EXPECTED, "parallel-sum-small.out"), "latin1"), r.stderr);
     t.is(r.status, 0);
     const report = JSON.parse(r.stderr.trim().split("\n").pop()!) as { memory: { recoveries: number } };
-    t.is(report.memory.recoveries, 1, `DUE at ${at} s`);
+    t.is(report.memory.recoveries, 1, `DUE at ${at}`);
   }
+});
+
+// --- injection by instruction count ------------------------------------------------------------
+/**
+ * A loop of three instructions (count, load a flag, loop while it is 0) after P set-up
+ * instructions; an SDC at hart 0's Nth instruction sets the flag. The load of iteration k is
+ * preceded by P + 3k − 2 retired instructions, so it is the first to see the flag when that is
+ * ≥ N: the loop ends after k = ceil((N − P + 2) / 3) iterations, as a0 says.
+ */
+function flagLoop(): { program: Program; flag: bigint; setup: number } {
+  const p = new Program();
+  p.la(R.s0, "flag").li(R.a0, 0);
+  p.label("loop").emit(addi(R.a0, R.a0, 1), ld(R.a1, 0, R.s0)).branch(beq, R.a1, 0, "loop").exit(0);
+  p.align(8).label("flag").space(8);
+  return { program: p, flag: p.address("flag"), setup: Number(p.address("loop") - p.base) / 4 };
+}
+
+for (const [name, engine] of BOTH_ENGINES) {
+  for (const workers of [false, true]) {
+    test(`sdc@i:N fires at hart 0's Nth instruction (${name}, ${workers ? "worker thread" : "inline"})`, async (t) => {
+      const { program, flag, setup } = flagLoop();
+      // Inline: three neighbouring N and a far one; in worker threads (slow to start) one suffices.
+      for (const N of workers ? [30_002] : [30_001, 30_002, 30_003, 90_000]) {
+        const run = await runProgram(program, {
+          engine,
+          machine: { workers },
+          run: { injections: [parseInjection(`sdc@i:${N}:${flag}:0`)] },
+          timeoutMs: 30_000,
+        });
+        t.is(run.result.exitCode, 0);
+        t.is(run.result.memory.injected, 1);
+        const expected = Math.ceil((N - setup + 2) / 3);
+        const iterations = Number(run.x(R.a0));
+        if (name === "interp") t.is(iterations, expected, `N = ${N}: exact on the interpreter`);
+        else {
+          // Translated loops look at their budget on the back edge: at most one iteration later.
+          t.true(iterations === expected || iterations === expected + 1, `N = ${N}: ${iterations} iterations, expected ${expected}`);
+          assertTranslated(t, run.result, engine);
+        }
+      }
+    });
+  }
+}
+
+test("a counted injection the guest never reaches is not made", async (t) => {
+  const { program, flag } = flagLoop();
+  const run = await runProgram(program, {
+    engine: { kind: "interp" },
+    run: { injections: [parseInjection(`sdc@i:1000:${flag}:0`), parseInjection(`due@i:1000000000:${flag}`)] },
+    timeoutMs: 30_000,
+  });
+  t.is(run.result.exitCode, 0);
+  t.is(run.result.memory.injected, 1, "the first only: the guest ended long before its billionth instruction");
 });

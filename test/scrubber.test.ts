@@ -69,9 +69,11 @@ test("a DUE in a mirror copy: the scrubber moves the page to a spare from the pr
 
 test("--scrub with --inject sdc on a running 2-hart guest: found and repaired under NMR 3", async (t) => {
   // A byte in a routine the guest never runs (smp_fail): the guest's own result cannot hide it.
+  // Flipped at hart 0's millionth instruction (of ~2.9 M): before the scrubber's last pass on any
+  // host (a flip timed at 0.01 s came after the guest's end on a fast one, and was never made).
   const elf = join(GUESTS, "parallel-sum-small.elf");
   const r = await kmemvisor([
-    "run", "-m", "16M", "--smp", "2", "--mirror", "vm", "--nmr", "3", "--scrub", "0.01", "--inject", "sdc@0.01:0x8000058c:3", "--json", "--timeout", "60", elf,
+    "run", "-m", "16M", "--smp", "2", "--mirror", "vm", "--nmr", "3", "--scrub", "0.01", "--inject", "sdc@i:1000000:0x8000058c:3", "--json", "--timeout", "60", elf,
   ]);
   t.is(r.status, 0, r.stderr);
   t.is(r.stdout, readFileSync(join(EXPECTED, "parallel-sum-small.out"), "latin1"));

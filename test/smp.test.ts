@@ -19,7 +19,8 @@ const REPEATS: Record<number, number> = { 1: 1, 2: 5, 4: 5 };
 interface RunJson {
   exitCode: number;
   reason: string;
-  harts: { hart: number; instructions: number; wfiMilliseconds: number }[];
+  /** `jit`: the translator's statistics, present exactly when the hart ran under --engine jit. */
+  harts: { hart: number; instructions: number; wfiMilliseconds: number; jit?: unknown }[];
 }
 
 function parseJson(r: Completed): RunJson {
@@ -46,6 +47,20 @@ for (const name of GUESTS_UNDER_TEST) {
         for (const h of json.harts) t.true(h.instructions > 10_000, `hart ${h.hart} retired only ${h.instructions} instructions`);
       });
     }
+  }
+}
+
+// The runs above use the default engine (the translator, or KMEMVISOR_ENGINE); each guest also
+// runs on the other one named explicitly, so `npm test` proves SMP on both engines.
+for (const name of GUESTS_UNDER_TEST) {
+  for (const engine of ["jit", "interp"]) {
+    test(`${name} on 2 harts, --engine ${engine}`, async (t) => {
+      const r = await kmemvisor(["run", join(GUESTS, `${name}.elf`), "--smp", "2", "--engine", engine, "--timeout", "60", "--json"], { killAfterMs: 90_000 });
+      t.is(r.stdout, expected(name), r.stderr);
+      t.is(r.status, 0, r.stderr);
+      const json = parseJson(r);
+      t.is(json.harts.every((h) => h.jit !== undefined), engine === "jit", "the engine asked for ran");
+    });
   }
 }
 

@@ -2,6 +2,12 @@
 import { Machine, type MachineConfig, type RunOptions, type RunResult } from "../../hypervisor/machine.ts";
 import type { EngineChoice, Hart } from "../../vcpu/hart.ts";
 import { Program } from "./asm.ts";
+import { copyFileSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
+import { planBoot } from "../../hypervisor/boot.ts";
+import { DiskImage } from "../../hypervisor/disk-image.ts";
+import { GUESTS, ROOT } from "./cli.ts";
 
 export interface Outcome {
   result: RunResult;
@@ -28,8 +34,8 @@ export interface RunProgramOptions {
   copies?: number;
   /** Further Machine settings (a disk, the sync strategy, worker threads). */
   machine?: Partial<MachineConfig>;
-  /** Further run settings (pauses, injections); the timeout is `timeoutMs`. */
-  run?: Omit<RunOptions, "timeoutMs">;
+  /** Further run settings (pauses, injections), or a function of the machine that makes them; the timeout is `timeoutMs`. */
+  run?: Omit<RunOptions, "timeoutMs"> | ((machine: Machine) => Omit<RunOptions, "timeoutMs">);
   /** Called once the program is loaded and every hart started, before the run. */
   beforeRun?(machine: Machine): void;
 }
@@ -49,7 +55,8 @@ export async function runProgram(program: Program | Uint8Array, options: RunProg
   const image = machine.loadElf(elf, "test.elf");
   machine.start(image.entry);
   options.beforeRun?.(machine);
-  const result = await machine.run({ ...options.run, timeoutMs: options.timeoutMs ?? 10_000 });
+  const runOptions = typeof options.run === "function" ? options.run(machine) : options.run;
+  const result = await machine.run({ ...runOptions, timeoutMs: options.timeoutMs ?? 10_000 });
   const hart = machine.harts[0]!;
   const view = (gpa: bigint, n: number) => {
     const b = machine.readRam(Number(gpa), n);
@@ -65,4 +72,66 @@ export async function runProgram(program: Program | Uint8Array, options: RunProg
     ram64: (gpa) => view(gpa, 8).getBigUint64(0, true),
     ram32: (gpa) => view(gpa, 4).getUint32(0, true),
   };
+}
+
+export interface GuestRun {
+  machine: Machine;
+  result: RunResult;
+  /** Console output as text. */
+  output: string;
+}
+
+/**
+ * At most two machines run at once per test file (ava starts all of a file's tests together; an
+ * inline machine shares the file's one thread, yielding every 20 ms, and a worker machine's harts
+ * are threads of their own): the timeouts then measure a run's own progress, not how many others
+ * share the host. The timeouts are only safety nets.
+ */
+let machinesRunning = 0;
+const machineQueue: (() => void)[] = [];
+export async function twoAtATime<T>(run: () => Promise<T>): Promise<T> {
+  if (machinesRunning >= 2) await new Promise<void>((resolve) => machineQueue.push(resolve));
+  machinesRunning++;
+  try {
+    return await run();
+  } finally {
+    machinesRunning--;
+    machineQueue.shift()?.();
+  }
+}
+
+/**
+ * Boot guests/bin/NAME.elf as `kmemvisor run` does (harts in worker threads unless told
+ * otherwise) and run it; with `disk`, on a fresh copy of the minikernel's disk image.
+ */
+export function runGuest(
+  name: string,
+  options: Omit<Partial<MachineConfig>, "disk"> & { timeoutMs?: number; disk?: boolean; run?: (machine: Machine) => Omit<RunOptions, "timeoutMs"> },
+): Promise<GuestRun> {
+  return twoAtATime(() => runGuestNow(name, options));
+}
+
+async function runGuestNow(
+  name: string,
+  options: Omit<Partial<MachineConfig>, "disk"> & { timeoutMs?: number; disk?: boolean; run?: (machine: Machine) => Omit<RunOptions, "timeoutMs"> },
+): Promise<GuestRun> {
+  const chunks: Uint8Array[] = [];
+  const { timeoutMs, disk: withDisk, run: runOptions, ...config } = options;
+  const disk = withDisk ? DiskImage.open(copyToTemporary(join(ROOT, "guests", "kernel", "disk.img"))) : undefined;
+  const machine = new Machine({ ramSize: 128 << 20, harts: 1, workers: true, disk, output: (bytes) => chunks.push(bytes.slice()), ...config });
+  const file = join(GUESTS, `${name}.elf`);
+  const plan = planBoot(machine, { bios: "none", kernel: { name: file, bytes: readFileSync(file) } });
+  machine.start(plan.start, BigInt(plan.fdtAddress), BigInt(plan.dynamicInfoAddress));
+  try {
+    const result = await machine.run({ ...runOptions?.(machine), timeoutMs: timeoutMs ?? 120_000 });
+    return { machine, result, output: Buffer.concat(chunks).toString("latin1") };
+  } finally {
+    disk?.close();
+  }
+}
+
+function copyToTemporary(path: string): string {
+  const copy = join(mkdtempSync(join(tmpdir(), "kmv-guest-")), basename(path));
+  copyFileSync(path, copy);
+  return copy;
 }
