@@ -8,7 +8,7 @@ import { HART_AREA_SIZE, TLB_ENTRIES, TLB_ENTRY_SIZE, TLB_SET_SIZE } from "../sh
 import { Priv } from "../vcpu/csr.ts";
 import { requestTlbShootdown } from "../sync/hart-signals.ts";
 import { AccessKind, cachedFetchPage, TAG_GENERATION_SHIFT, Tlb, tlbGeneration, tlbSetOffset } from "../vcpu/tlb.ts";
-import { CSR, Program, R, csrrc, csrrci, csrrs, csrrsi, csrrw, ld, sd } from "./helpers/asm.ts";
+import { CSR, Program, R, csrrc, csrrci, csrrs, csrrsi, csrrw, jalr, ld, sd } from "./helpers/asm.ts";
 import { runProgram } from "./helpers/machine.ts";
 
 /** Virtual page numbers cached in one TLB set of hart 0. */
@@ -132,3 +132,25 @@ test("a one-page flush drops that page in every set; an address inside a cached 
   t.false(live(Priv.S, AccessKind.Load, 0xc000_5000n));
   t.false(live(Priv.U, AccessKind.Load, a));
 });
+
+// A slow fetch (a TLB miss the host serves) leaves the interpreter no cached fetch page; a jump
+// 8–12 KiB past it must still be looked up. It once read host memory near address 0 instead:
+// Linux's ld.so died of SIGILL on bits 0 when a `ret` on a page not yet in the TLB returned 8 KiB on.
+for (const distance of [8192 + 4, 8192 + 2048, 8192 + 4092]) {
+  test(`the interpreter fetches right ${distance} bytes past a slow fetch`, async (t) => {
+    const p = new Program();
+    p.jal(R.ra, "helper"); // decodes `ret`, so the later one runs without leaving the engine
+    p.la(R.t0, "hop").la(R.ra, "far");
+    p.emit(0x12000073); // sfence.vma: the TLB is empty when the engine comes back
+    p.emit(jalr(R.zero, R.t0, 0));
+    p.label("helper").emit(jalr(R.zero, R.ra, 0));
+    p.align(4096);
+    p.label("hop").emit(jalr(R.zero, R.ra, 0)); // fetched by the host (a TLB miss), then returns to far
+    p.space(distance - 4);
+    p.label("far");
+    p.exit(42);
+    const { result } = await runProgram(p, { engine: { kind: "interp" }, ramSize: 1 << 20 });
+    t.is(result.reason, "exit", result.fault);
+    t.is(result.exitCode, 42);
+  });
+}

@@ -16,6 +16,12 @@ import type { Expr } from "./sem.ts";
 import { FunctionBody, ModuleBuilder, Op, ValType } from "./wasm/encoder.ts";
 import { importSlowPaths, WasmSem, type EngineMemory, type SlowPathFunctions } from "./wasm/wasm-sem.ts";
 
+/**
+ * XORed into pc: a "cached fetch page" no fetch can fall within 4 KiB of (bit 63 flipped is
+ * non-canonical under Sv39 and above every physical address), so the next fetch looks it up.
+ */
+const NO_FETCH_PAGE = -(1n << 63n);
+
 const X = HartSlot.X;
 
 /** What the interpreter does for the translator (vcpu/jit.ts) when the VM runs `--engine jit`. */
@@ -200,9 +206,9 @@ export function buildInterpreterModule(memory: EngineMemory, memoryPages: number
   // The host chose the TLB sets for the current privilege before this call (vcpu/tlb.ts).
   f.get(hart).get(hart).mem(Op.i32_load, HartSlot.FETCH_TLB).op(Op.i32_add).set(fetchTlb);
   f.get(hart).get(hart).mem(Op.i32_load, HartSlot.DATA_TLB).op(Op.i32_add).set(dataTlb);
-  // No cached fetch page yet: pc - (pc + 8192) wraps to 2^64 - 8192, so the first fetch misses.
-  // Afterwards the locals always hold a valid mapping (only host code flushes, between calls).
-  f.get(l.pc).i64(8192).op(Op.i64_add).set(fetchPage);
+  // No cached fetch page yet: see NO_FETCH_PAGE. Afterwards the locals hold either that or a
+  // valid mapping (only host code flushes, between calls).
+  f.get(l.pc).i64(NO_FETCH_PAGE).op(Op.i64_xor).set(fetchPage);
   f.i32(-1).set(fetchHost);
   f.loop();
   {
@@ -231,7 +237,7 @@ export function buildInterpreterModule(memory: EngineMemory, memoryPages: number
     // The host fetched (MMIO, a page-crossing instruction): no frame to count heat against, and
     // the cached fetch page must not be used with it.
     f.i32(-1).set(fetchHost);
-    f.get(l.pc).i64(8192).op(Op.i64_add).set(fetchPage);
+    f.get(l.pc).i64(NO_FETCH_PAGE).op(Op.i64_xor).set(fetchPage);
     f.get(hart).get(l.pc).call(slow.fetch).op(Op.i32_wrap_i64);
     f.get(hart).mem(Op.i32_load, HartSlot.EXIT_REQUEST).i32(ExitRequest.Trap).op(Op.i32_eq).if();
     s.exitAtCurrent(Exit.Trap);
