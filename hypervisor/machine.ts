@@ -2,7 +2,7 @@
  * A virtual machine compatible with QEMU's `virt` board: shared memory laid out per
  * shared-mem/layout.ts, harts, the MMIO bus with its devices, ELF loading and the run loop.
  */
-import { computeLayout, ControlSlot, createSharedMemory, DeviceStateSlot, mirrorOffsetsOf, PAGE_SIZE, RAM_BASE, type LayoutOptions, type MemoryLayout, type SyncStrategy } from "../shared-mem/layout.ts";
+import { computeLayout, ControlSlot, createSharedMemory, DeviceStateSlot, RAM_BASE, type LayoutOptions, type MemoryLayout, type SyncStrategy } from "../shared-mem/layout.ts";
 import { Piscina } from "piscina";
 import { kickHart } from "../sync/hart-signals.ts";
 import { MmioMailboxServer } from "../sync/mailbox.ts";
@@ -15,7 +15,7 @@ import { compileEagerly } from "../vcpu/wasm/encoder.ts";
 import { DEFAULT_JIT_THRESHOLD, defaultEngineName, TranslatorThread, type JitStats } from "../vcpu/jit.ts";
 import { Bus } from "./bus.ts";
 import { Clint } from "./devices/clint.ts";
-import type { AccessWidth, MachineControl } from "./devices/device.ts";
+import type { MachineControl } from "./devices/device.ts";
 import { Htif } from "./devices/htif.ts";
 import { SifiveTest } from "./devices/sifive-test.ts";
 import { Uart16550, UART_IRQ } from "./devices/uart.ts";
@@ -29,7 +29,6 @@ import { MirrorControl, type MirrorPolicy } from "../mirror/policy.ts";
 import { Scrubber, describeFinding, type ScrubStats } from "../mirror/scrubber.ts";
 import type { ScrubTask, ScrubTaskResult } from "./scrub-worker.ts";
 import { PhysicalMap } from "../shared-mem/p2m.ts";
-import { requestTlbShootdown } from "../sync/hart-signals.ts";
 import { WorldHold } from "../sync/shootdown.ts";
 import type { DiskImage } from "./disk-image.ts";
 import { checkSegmentsFit, ElfError, parseElf, type ElfImage } from "./elf.ts";
